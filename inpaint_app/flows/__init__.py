@@ -1,0 +1,1 @@
+"""Flow families behind one interface (see ``base.Flow``)."""

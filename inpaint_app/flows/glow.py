@@ -1,0 +1,120 @@
+"""Glow: steps of ActNorm, invertible 1x1 convolution (LU form) and affine coupling, L levels x K steps.
+
+References: Kingma, Dhariwal, Glow: Generative Flow with Invertible 1x1 Convolutions
+(arXiv:1807.03039).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Flow, Sequential, Split, Squeeze
+from .realnvp import AffineCoupling, max_levels
+
+
+def _spatial(x: torch.Tensor) -> int:
+    """Number of positions that share one channel's parameters (H*W for images, 1 for vectors)."""
+    return x[0, 0].numel()
+
+
+def _per_channel(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return p.reshape(1, -1, *([1] * (x.dim() - 2)))
+
+
+class ActNorm(Flow):
+    """z = (x + bias) * exp(log_scale) per channel; logdet = H*W*sum(log_scale).
+
+    The first batch seen in training sets bias and scale so that the output has zero mean and unit
+    variance per channel. ``initialized`` is a buffer, so a reloaded model never re-initialises.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.log_scale = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor) -> None:
+        """Data-dependent initialisation from one batch."""
+        flat = x.transpose(0, 1).reshape(x.shape[1], -1)
+        self.bias.copy_(-flat.mean(dim=1))
+        self.log_scale.copy_(-(flat.std(dim=1) + 1e-6).log())
+        self.initialized.fill_(True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.training and not bool(self.initialized):
+            self.initialize(x)
+        z = (x + _per_channel(self.bias, x)) * _per_channel(self.log_scale, x).exp()
+        return z, (_spatial(x) * self.log_scale.sum()).expand(x.shape[0])
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        return z * _per_channel(-self.log_scale, z).exp() - _per_channel(self.bias, z)
+
+
+class InvConv1x1LU(Flow):
+    """Invertible 1x1 convolution, W = P L (U + diag(sign * exp(log_s))); logdet = H*W*sum(log_s).
+
+    P and sign are fixed buffers; starts from a random rotation.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        q = torch.linalg.qr(torch.randn(channels, channels))[0]
+        p, lower, upper = torch.linalg.lu(q)
+        diag = upper.diagonal()
+        self.register_buffer("perm", p)
+        self.register_buffer("sign", diag.sign())
+        self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1))
+        self.lower = nn.Parameter(lower)
+        self.upper = nn.Parameter(torch.triu(upper, 1))
+        self.log_s = nn.Parameter(diag.abs().log())
+
+    def weight(self) -> torch.Tensor:
+        eye = torch.eye(self.lower.shape[0], dtype=self.lower.dtype, device=self.lower.device)
+        lower = self.lower * self.lower_mask + eye
+        upper = self.upper * self.lower_mask.T + torch.diag(self.sign * self.log_s.exp())
+        return self.perm @ lower @ upper
+
+    @staticmethod
+    def _mix(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            return F.linear(x, w)
+        return F.conv2d(x, w.reshape(*w.shape, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logdet = (_spatial(x) * self.log_s.sum()).expand(x.shape[0])
+        return self._mix(x, self.weight()), logdet
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        return self._mix(z, torch.linalg.inv(self.weight()))
+
+
+def glow_step(channels: int, hidden: int, bound: float) -> Sequential:
+    """One step of flow: ActNorm -> 1x1 conv -> affine coupling."""
+    return Sequential(ActNorm(channels), InvConv1x1LU(channels),
+                      AffineCoupling(channels, mask="channel", hidden=hidden, bound=bound))
+
+
+def build_glow(image_shape: tuple[int, int, int], *, levels: int | None = None, steps: int = 8,
+               hidden: int = 128, bound: float = 2.0, split_prior: bool = True) -> Flow:
+    """L levels of (squeeze, K steps, split). With ``split_prior`` a coupling conditions the
+    factored-out half on the kept half before the split (Glow's learned split prior, as a flow)."""
+    c, h, w = image_shape
+    levels = levels if levels is not None else max_levels(h, w)
+
+    def level(ch: int, hh: int, ww: int, remaining: int) -> Flow:
+        ch, hh, ww = 4 * ch, hh // 2, ww // 2
+        layers: list[Flow] = [Squeeze()] + [glow_step(ch, hidden, bound) for _ in range(steps)]
+        if remaining > 1:
+            if split_prior:
+                layers.append(AffineCoupling(ch, mask="channel", parity=1, hidden=hidden,
+                                             bound=bound))
+            keep = ch // 2
+            inner_shape = (4 * keep, hh // 2, ww // 2)
+            layers.append(Split(level(keep, hh, ww, remaining - 1), inner_shape))
+        return Sequential(*layers)
+
+    return level(c, h, w, levels)

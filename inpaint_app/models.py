@@ -1,0 +1,156 @@
+"""Model registry, configs as plain dicts, and checkpoints that load with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .density import DensityModel
+from .flows.glow import build_glow
+from .flows.nice import build_nice
+from .flows.realnvp import build_realnvp
+from .preprocess import build_preprocess
+from .priors import PRIORS
+
+FAMILIES: dict[str, Callable[..., Any]] = {
+    "nice": build_nice,
+    "realnvp": build_realnvp,
+    "glow": build_glow,
+}
+
+# Per-family defaults that are not flow hyperparameters: prior and preprocessing.
+_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "nice": {"prior": "logistic", "preprocess": {"name": "affine", "scale": 1.0, "shift": 0.0}},
+    "realnvp": {"prior": "gaussian", "preprocess": {"name": "logit", "alpha": 0.05}},
+    "glow": {"prior": "gaussian", "preprocess": {"name": "logit", "alpha": 0.05}},
+}
+
+
+class ConfigError(ValueError):
+    """A model config that cannot describe a model (unknown family, bad shape or hyperparameter)."""
+
+
+def _size_defaults(family: str, image_shape: tuple[int, int, int]) -> dict[str, Any]:
+    """Hyperparameters that shrink for tiny images so that a (1, 8, 8) model stays small."""
+    small = math.prod(image_shape) < 256
+    if family == "nice":
+        return {"hidden": 128, "depth": 3} if small else {}
+    return {"hidden": 32} if small else {}
+
+
+def make_config(family: str, image_shape: tuple[int, int, int], **hyperparameters: Any
+                ) -> dict[str, Any]:
+    """The plain-dict config for a family and image shape; unknown keys are refused."""
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown model {family!r}: choose one of {sorted(FAMILIES)}")
+    config = {"family": family, "image_shape": [int(s) for s in image_shape],
+              **_FAMILY_DEFAULTS[family], "flow": _size_defaults(family, tuple(image_shape))}
+    for key, value in hyperparameters.items():
+        if key in ("prior", "preprocess"):
+            config[key] = value
+        else:
+            config["flow"][key] = value
+    validate_config(config)
+    return config
+
+
+def validate_config(config: Any) -> None:
+    """Check a config before anything is built from it (it may come from an untrusted file)."""
+    if not isinstance(config, dict):
+        raise ConfigError("model config must be a dict")
+    family = config.get("family")
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown model {family!r}: choose one of {sorted(FAMILIES)}")
+    shape = config.get("image_shape")
+    if (not isinstance(shape, (list, tuple)) or len(shape) != 3
+            or not all(isinstance(s, int) and 0 < s <= 4096 for s in shape)):
+        raise ConfigError(f"image_shape must be three positive ints (C, H, W), got {shape!r}")
+    if config.get("prior") not in PRIORS:
+        raise ConfigError(f"unknown prior {config.get('prior')!r}: choose one of {sorted(PRIORS)}")
+    allowed = set(inspect.signature(FAMILIES[family]).parameters) - {"image_shape"}
+    flow = config.get("flow", {})
+    unknown = set(flow) - allowed if isinstance(flow, dict) else {"<not a dict>"}
+    if unknown:
+        raise ConfigError(f"unknown {family} hyperparameter(s) {sorted(unknown)}; "
+                          f"allowed: {sorted(allowed)}")
+    pre = config.get("preprocess")
+    if not isinstance(pre, dict) or pre.get("name") not in ("logit", "affine"):
+        raise ConfigError(f"preprocess must be {{'name': 'logit'|'affine', ...}}, got {pre!r}")
+
+
+def build_model(family: str | dict[str, Any], image_shape: tuple[int, int, int] | None = None,
+                **hyperparameters: Any) -> DensityModel:
+    """A ``DensityModel`` from a family name and image shape, or from a config dict.
+
+    >>> model = build_model("glow", image_shape=(1, 8, 8), steps=2)
+    >>> model.bits_per_dim(torch.zeros(2, 1, 8, 8, dtype=torch.uint8)).shape
+    torch.Size([2])
+    """
+    if isinstance(family, dict):
+        config = family
+        validate_config(config)
+    else:
+        if image_shape is None:
+            raise ConfigError("build_model needs image_shape=(C, H, W)")
+        config = make_config(family, image_shape, **hyperparameters)
+    shape = tuple(config["image_shape"])
+    pre_kwargs = {k: v for k, v in config["preprocess"].items() if k != "name"}
+    flow = FAMILIES[config["family"]](shape, **config["flow"])
+    return DensityModel(build_preprocess(config["preprocess"]["name"], **pre_kwargs), flow,
+                        PRIORS[config["prior"]](), shape, config)
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(model: DensityModel, path: str | Path, card: dict[str, Any] | None = None) -> None:
+    """Write ``{config, state_dict, card}`` atomically."""
+    atomic_save({"config": model.config, "state_dict": model.state_dict(), "card": card or {}},
+                path)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable, unsafe or inconsistent."""
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint dict, loaded with ``weights_only=True`` (a checkpoint never runs code)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise CheckpointError(f"refusing to load {path}: not a safe flowpaint checkpoint "
+                              f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from err
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} is not a flowpaint checkpoint (no config/state_dict)")
+    return ckpt
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> DensityModel:
+    """Rebuild a model from a checkpoint file (or a folder holding ``model.pt``), in eval mode."""
+    ckpt = load_checkpoint(path, map_location)
+    model = build_model(ckpt["config"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.card = ckpt.get("card", {})
+    return model.to(map_location).eval()

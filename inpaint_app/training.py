@@ -1,0 +1,112 @@
+"""Pieces of maximum-likelihood training shared by the training script, the benchmark and tests."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .density import DensityModel, dequantize
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def initialize_actnorm(model: DensityModel, batch: torch.Tensor,
+                       generator: torch.Generator | None = None) -> None:
+    """Run one training-mode forward pass so that ActNorm layers take their data-dependent init.
+
+    Every DDP rank calls this with the same batch and seed, so the inits agree before wrapping.
+    """
+    was_training = model.training
+    model.train()
+    model.log_prob(dequantize(batch, generator))
+    model.train(was_training)
+
+
+def warmup_cosine(step: int, *, warmup: int, total: int, floor: float = 0.02) -> float:
+    """Learning-rate factor: linear warm-up, then cosine decay down to ``floor``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train_step(model: nn.Module, density: DensityModel, batch: torch.Tensor,
+               optimizer: torch.optim.Optimizer, *, generator: torch.Generator | None = None,
+               clip: float = 50.0, amp: bool = False) -> float:
+    """One maximum-likelihood step on a uint8 batch; returns the batch's mean bits/dim.
+
+    ``model`` is what runs the forward (a DDP wrapper, or ``density`` itself). A non-finite loss
+    skips the update and returns nan, so one bad batch cannot poison the weights.
+    """
+    y = dequantize(batch, generator)
+    with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=amp):
+        log_prob = model(y)
+    loss = (-log_prob.float().mean() / density.dim + math.log(256.0)) / math.log(2.0)
+    optimizer.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        return float("nan")
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(density.parameters(), clip)
+    optimizer.step()
+    return loss.item()
+
+
+class LogProb(nn.Module):
+    """Wraps a DensityModel so that ``forward`` is ``log_prob`` (what DDP needs to call)."""
+
+    def __init__(self, density: DensityModel) -> None:
+        super().__init__()
+        self.density = density
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.density.log_prob(y)
+
+
+class EMA:
+    """Exponential moving average of parameters (and a copy of buffers), for evaluation."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for key, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.shadow[key].lerp_(value, 1 - self.decay)
+            else:
+                self.shadow[key].copy_(value)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.shadow
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.shadow = {k: v.clone() for k, v in state.items()}
+
+
+@torch.no_grad()
+def evaluate_bpd(density: DensityModel, images: torch.Tensor, *, batch_size: int = 500,
+                 seed: int = 0, progress: bool = False) -> torch.Tensor:
+    """Bits/dim of every image, one fixed-seed dequantization each (reproducible)."""
+    from tqdm import tqdm
+
+    was_training = density.training
+    density.eval()
+    device = next(density.parameters()).device
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    out = []
+    for start in tqdm(range(0, len(images), batch_size), disable=not progress, desc="eval",
+                      unit="batch"):
+        batch = images[start:start + batch_size]
+        y = dequantize(batch, generator).to(device)
+        out.append(density.bits_per_dim(y).cpu())
+    density.train(was_training)
+    return torch.cat(out)

@@ -1,0 +1,1 @@
+"""Command-line pipelines: train, evaluate, benchmark."""
