@@ -27,7 +27,7 @@ class Logit(Flow):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.alpha + (1 - 2 * self.alpha) * x
         z = s.log() - (-s).log1p()
-        logdet = math.log(1 - 2 * self.alpha) - F.softplus(-z) - F.softplus(z)
+        logdet = math.log(1 - 2 * self.alpha) + F.softplus(-z) + F.softplus(z)
         return z, sum_except_batch(logdet)
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:

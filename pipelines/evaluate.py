@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from inpaint_app.data import DATASETS, DatasetNotFound, load_split
-from inpaint_app.models import CheckpointError, ConfigError, load_model
+from inpaint_app.models import CheckpointError, ConfigError, load_model, save_model
 from inpaint_app.training import evaluate_bpd, select_device
 
 
@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--download", action="store_true")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None, help="also write the result to this JSON file")
+    p.add_argument("--update-card", action="store_true",
+                   help="record the figure in the checkpoint's card (full split only)")
     args = p.parse_args(argv)
 
     device = select_device(args.device)
@@ -59,6 +61,27 @@ def main(argv: list[str] | None = None) -> None:
           f"over {len(bpd)} images")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if args.update_card:
+        if args.limit:
+            sys.exit("error: --update-card records full-split figures only; drop --limit")
+        update_card(args.checkpoint, model, args.split, result, args.seed)
+
+
+def update_card(checkpoint: str, model: torch.nn.Module, split: str, result: dict,
+                seed: int) -> None:
+    """Write ``<split>_bpd`` into model.pt's card and the card.json beside it (atomically)."""
+    path = Path(checkpoint)
+    path = path / "model.pt" if path.is_dir() else path
+    card = dict(model.card)
+    card[f"{split}_bpd"] = result["bpd"]
+    card[f"{split}_bpd_stderr"] = result["bpd_stderr"]
+    card[f"{split}_measured"] = (f"python -m pipelines.evaluate {path} --split {split}: mean over "
+                                 f"all {result['images']} {split} images, one uniform "
+                                 f"dequantization sample each, seed {seed}")
+    save_model(model.cpu(), path, card=card)
+    tmp = path.with_name(".card.json.tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    tmp.replace(path.with_name("card.json"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,49 @@
+"""Regenerate the README's results table: test bits/dim of every model in ``trained/``.
+
+    python -m pipelines.results [--trained trained] [--limit N]
+
+Each figure is the mean over the full test set (one fixed-seed uniform dequantization per image),
+exactly what ``python -m pipelines.evaluate CHECKPOINT`` prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+
+from inpaint_app.data import DatasetNotFound, load_split
+from inpaint_app.models import load_model
+from inpaint_app.training import evaluate_bpd
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Test bits/dim of every shipped model, as Markdown.")
+    p.add_argument("--trained", default="trained")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--data-root", default=None)
+    args = p.parse_args(argv)
+    rows = ["| model | dataset | parameters | test bits/dim | training | hardware |",
+            "|---|---|---:|---:|---:|---|"]
+    for path in sorted(Path(args.trained).glob("*/model.pt")):
+        model = load_model(path)
+        card = model.card
+        try:
+            images = load_split(card["dataset"], "test", args.data_root)
+        except DatasetNotFound as err:
+            raise SystemExit(f"error: {err}") from err
+        images = images[: args.limit] if args.limit else images
+        with torch.inference_mode():
+            bpd = evaluate_bpd(model, images)
+        stderr = (bpd.std() / math.sqrt(len(bpd))).item()
+        rows.append(f"| `{path.parent.name}` | {card['dataset']} | "
+                    f"{sum(p.numel() for p in model.parameters()):,} | "
+                    f"{bpd.mean().item():.3f} ± {stderr:.3f} | {card.get('training_minutes', '?')} min | "
+                    f"{card.get('hardware', '?')} |")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Shared fixtures: the dataset root (data tests skip without it) and light CPU settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Tests use tiny tensors; one thread avoids oversubscribing a machine that may be training.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The dataset root holding MNIST; skips the test when MNIST is not there."""
+    root = Path(os.environ.get("FLOWPAINT_DATA", "./data"))
+    if not (root / "MNIST" / "raw").is_dir():
+        pytest.skip(f"MNIST not found under {root}: set FLOWPAINT_DATA to run data tests")
+    return root
