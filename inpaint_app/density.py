@@ -68,10 +68,10 @@ class DensityModel(nn.Module):
     def sample(self, n: int, temperature: float = 1.0, *,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """n images in [0, 1] drawn from the model, latent scaled by ``temperature``."""
-        device = next(self.parameters()).device
+        param = next(self.parameters())
         z = self.prior.sample((n, *self.latent_shape()), temperature, generator=generator,
-                              device=device if generator is None else generator.device)
-        y = self.preprocess.inverse(self.flow.inverse(z.to(device)))
+                              device=param.device if generator is None else generator.device)
+        y = self.preprocess.inverse(self.flow.inverse(z.to(param)))
         return y.clamp(0.0, 1.0)
 
     @torch.no_grad()
@@ -80,8 +80,8 @@ class DensityModel(nn.Module):
         if not hasattr(self, "_latent_shape"):
             was_training = self.training
             self.eval()
-            device = next(self.parameters()).device
-            probe = torch.full((1, *self.image_shape), 0.5, device=device)
+            param = next(self.parameters())
+            probe = torch.full((1, *self.image_shape), 0.5, dtype=param.dtype, device=param.device)
             self._latent_shape = tuple(self.to_latent(probe)[0].shape[1:])
             self.train(was_training)
         return self._latent_shape

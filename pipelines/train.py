@@ -197,8 +197,10 @@ def main(argv: list[str] | None = None) -> None:
         save_state()
 
     if rank == 0:
-        finish(args, density, device, world)
+        finish(args, device, history)
     if world > 1:
+        del model  # the DDP wrapper must go before the group, or gloo may abort at exit
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -239,9 +241,9 @@ def make_card(args: argparse.Namespace, history: list[dict], elapsed: float,
     }
 
 
-def finish(args: argparse.Namespace, density: torch.nn.Module, device: torch.device,
-           world: int) -> None:
-    """Reload the best weights, add test bits/dim to the card, write card.json and samples.png."""
+def finish(args: argparse.Namespace, device: torch.device, history: list[dict]) -> None:
+    """Reload the best weights, add the full history and test bits/dim to the card, write
+    card.json and samples.png."""
     from torchvision.utils import save_image
 
     from inpaint_app.models import load_model
@@ -249,6 +251,7 @@ def finish(args: argparse.Namespace, density: torch.nn.Module, device: torch.dev
     best = load_model(args.out / "model.pt", map_location=device)
     card = best.card
     card["parameters"] = sum(p.numel() for p in best.parameters())
+    card["history"] = history
     if args.eval_test:
         test = load_split(args.dataset, "test", args.data_root, download=args.download)
         bpd = evaluate_bpd(best, test.to(device), progress=True)

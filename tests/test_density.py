@@ -252,3 +252,8 @@ def test_glow_actnorm_is_not_reinitialised_after_loading(tmp_path: Path) -> None
     fresh = build_model("glow", image_shape=SHAPE, **TINY["glow"]).train()
     fresh.log_prob(different)  # control: an uninitialised model does take its init here
     assert not all(torch.allclose(a, b) for a, b in zip(actnorm_state(fresh), saved))
+
+
+def test_sample_follows_model_dtype() -> None:
+    model = build_model("glow", image_shape=(1, 8, 8), steps=1, hidden=8).double()
+    assert model.sample(2).dtype == torch.float64

@@ -17,6 +17,7 @@ import torch.multiprocessing as mp
 
 from inpaint_app import build_model
 from inpaint_app.training import LogProb, initialize_actnorm, train_step, warmup_cosine
+from inpaint_app import load_model
 from pipelines import evaluate, train
 
 TINY_GLOW = ["--dataset", "mnist", "--model", "glow", "--hparams", '{"steps": 2, "hidden": 16}',
@@ -73,6 +74,24 @@ def test_evaluate_writes_json_on_the_test_split(trained: Path, data_root: Path,
     assert result["split"] == "test" and result["images"] == 64
     assert math.isfinite(result["bpd"])
     assert result["bpd_stderr"] >= 0
+
+
+@pytest.mark.data
+def test_evaluate_update_card_records_the_full_split(trained: Path, data_root: Path,
+                                                     tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    out = tmp_path / "eval.json"
+    evaluate.main([str(copy), "--split", "val", "--json", str(out), "--update-card",
+                   "--data-root", str(data_root), "--device", "cpu"])
+    result = json.loads(out.read_text())
+    card = json.loads((copy / "card.json").read_text())
+    assert card["val_bpd"] == result["bpd"] and "val_measured" in card
+    assert load_model(copy / "model.pt").card["val_bpd"] == result["bpd"]
+    with pytest.raises(SystemExit, match="full-split"):
+        evaluate.main([str(copy), "--limit", "8", "--update-card", "--data-root", str(data_root)])
 
 
 @pytest.mark.data
