@@ -26,5 +26,9 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pipelines.benchmark
 
+lint: $(STAMP)
+	$(PY) -m pip install --quiet ruff
+	$(PY) -m ruff check inpaint_app pipelines tests
+
 clean:
 	rm -rf $(VENV) .pytest_cache

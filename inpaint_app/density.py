@@ -53,7 +53,7 @@ class DensityModel(nn.Module):
         return z, logdet + logdet_pre
 
     def log_prob(self, y: torch.Tensor) -> torch.Tensor:
-        """Exact log-density of pixels y in [0, 1]^D (float, ``[B, C, H, W]``); one value per image."""
+        """Exact log-density of pixels y in [0, 1]^D (float, ``[B, C, H, W]``), one per image."""
         z, logdet = self.to_latent(y)
         return self.prior.log_prob(z) + logdet
 

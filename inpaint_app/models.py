@@ -6,8 +6,9 @@ import inspect
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -33,7 +34,7 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 class ConfigError(ValueError):
-    """A model config that cannot describe a model (unknown family, bad shape or hyperparameter)."""
+    """A config that cannot describe a model (unknown family, bad shape or hyperparameter)."""
 
 
 def _size_defaults(family: str, image_shape: tuple[int, int, int]) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def build_model(family: str | dict[str, Any], image_shape: tuple[int, int, int] 
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: never a half-written file."""
+    """torch.save to a temporary file in the same folder, then rename: no half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -1,4 +1,4 @@
-"""Preprocessing flows from dequantized pixels y in [0,1] to the flow's input, each with its log-det.
+"""Preprocessing flows from dequantized pixels y in [0,1] to the flow's input, with their log-det.
 
 They are flows, not dataloader transforms, so bits/dim can never silently drop a Jacobian.
 """

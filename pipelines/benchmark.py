@@ -13,7 +13,7 @@ import argparse
 import json
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -67,11 +67,13 @@ def bench_family(family: str, *, steps: int, batch_size: int, score_batch: int) 
 
 def machine() -> str:
     return (f"{platform.machine()} {platform.processor() or ''} "
-            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}").replace("  ", " ")
+            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
+            ).replace("  ", " ")
 
 
 def to_markdown(rows: list[dict], header: str) -> str:
-    lines = [header, "", "| family | parameters | train images/s (batch 64) | minutes / MNIST epoch "
+    lines = [header, "",
+             "| family | parameters | train images/s (batch 64) | minutes / MNIST epoch "
              "| scoring images/s (batch 256) |", "|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['family']} | {r['parameters']:,} | {r['train_images_per_s']:.0f} | "
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(bench_family(family, steps=args.steps, batch_size=args.batch_size,
                                  score_batch=args.score_batch))
         print(json.dumps(rows[-1]), flush=True)
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(

@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0, help="dequantization noise seed")
-    p.add_argument("--data-root", default=None, help="dataset root (default $FLOWPAINT_DATA or ./data)")
+    p.add_argument("--data-root", default=None,
+                   help="dataset root (default $FLOWPAINT_DATA or ./data)")
     p.add_argument("--download", action="store_true")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None, help="also write the result to this JSON file")

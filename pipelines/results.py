@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> None:
         stderr = (bpd.std() / math.sqrt(len(bpd))).item()
         rows.append(f"| `{path.parent.name}` | {card['dataset']} | "
                     f"{sum(p.numel() for p in model.parameters()):,} | "
-                    f"{bpd.mean().item():.3f} ± {stderr:.3f} | {card.get('training_minutes', '?')} min | "
+                    f"{bpd.mean().item():.3f} ± {stderr:.3f} | "
+                    f"{card.get('training_minutes', '?')} min | "
                     f"{card.get('hardware', '?')} |")
     print("\n".join(rows))
 

@@ -1,4 +1,4 @@
-"""Train an image flow by maximum likelihood and write ``model.pt``, ``card.json``, ``samples.png``.
+"""Train an image flow by maximum likelihood; write ``model.pt``, ``card.json``, ``samples.png``.
 
     python -m pipelines.train --dataset mnist --model glow --out trained/mnist-glow --epochs 10
     python -m pipelines.train --config pipelines/configs/mnist-glow-cpu.json --resume
@@ -20,7 +20,7 @@ import shlex
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -29,8 +29,15 @@ from tqdm import tqdm
 
 from inpaint_app.data import DatasetNotFound, image_shape, load_split
 from inpaint_app.models import FAMILIES, ConfigError, atomic_save, build_model, save_model
-from inpaint_app.training import (EMA, LogProb, evaluate_bpd, initialize_actnorm, select_device,
-                                  train_step, warmup_cosine)
+from inpaint_app.training import (
+    EMA,
+    LogProb,
+    evaluate_bpd,
+    initialize_actnorm,
+    select_device,
+    train_step,
+    warmup_cosine,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,9 +45,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", help="JSON file of defaults for any flag below (flags win)")
     p.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, cifar10, svhn")
     p.add_argument("--model", default="glow", help=f"one of {sorted(FAMILIES)}")
-    p.add_argument("--hparams", default="{}", help='JSON of model hyperparameters, e.g. {"steps": 8}')
+    p.add_argument("--hparams", default="{}",
+                   help='JSON of model hyperparameters, e.g. {"steps": 8}')
     p.add_argument("--out", default=None, help="output folder (default trained/<dataset>-<model>)")
-    p.add_argument("--data-root", default=None, help="dataset root (default $FLOWPAINT_DATA or ./data)")
+    p.add_argument("--data-root", default=None,
+                   help="dataset root (default $FLOWPAINT_DATA or ./data)")
     p.add_argument("--download", action="store_true", help="let torchvision download the dataset")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64, help="per process")
@@ -64,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         unknown = set(defaults) - set(vars(args))
         if unknown:
             p.error(f"unknown keys in {args.config}: {sorted(unknown)}")
-        p.set_defaults(**{k: (json.dumps(v) if k == "hparams" else v) for k, v in defaults.items()})
+        p.set_defaults(**{k: (json.dumps(v) if k == "hparams" else v)
+                          for k, v in defaults.items()})
         args = p.parse_args(argv)
     if args.model not in FAMILIES:
         p.error(f"unknown model {args.model!r}: choose one of {sorted(FAMILIES)}")
@@ -97,7 +107,8 @@ def git_commit() -> str:
 def hardware(device: torch.device, world: int) -> str:
     if device.type == "cuda":
         return f"{world} x {torch.cuda.get_device_name(device)}"
-    return f"{world} process(es) x {torch.get_num_threads()} CPU thread(s), {platform.processor() or platform.machine()}"
+    return (f"{world} process(es) x {torch.get_num_threads()} CPU thread(s), "
+            f"{platform.processor() or platform.machine()}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -135,14 +146,16 @@ def main(argv: list[str] | None = None) -> None:
         density.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
+        generator.set_state(state["generator"].cpu() if device.type == "cpu"
+                            else state["generator"])
         step, best_val, history, elapsed = (state["step"], state["best_val"], state["history"],
                                             state["elapsed"])
         print(f"resumed from {state_path} at step {step}")
     else:
         init_gen = torch.Generator(device="cpu").manual_seed(args.seed)
         init_batch = train[torch.randperm(len(train), generator=init_gen)[:512]].to(device)
-        initialize_actnorm(density, init_batch, torch.Generator(device=device).manual_seed(args.seed))
+        initialize_actnorm(density, init_batch,
+                           torch.Generator(device=device).manual_seed(args.seed))
     ema = EMA(density, args.ema) if args.ema > 0 else None
     if ema is not None and args.resume and state_path.exists() and "ema" in state:
         ema.load_state_dict(state["ema"])
@@ -172,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
                    disable=rank != 0, unit="step", initial=offset, total=steps_per_epoch)
         losses = []
         for i in bar:
-            idx = perm[(i * world + rank) * args.batch_size:(i * world + rank + 1) * args.batch_size]
+            start = (i * world + rank) * args.batch_size
+            idx = perm[start:start + args.batch_size]
             loss = train_step(model, density, train[idx].to(device), optimizer,
                               generator=generator, clip=args.clip,
                               amp=args.amp and device.type == "cuda")
@@ -237,7 +251,7 @@ def make_card(args: argparse.Namespace, history: list[dict], elapsed: float,
         "training_minutes": round(elapsed / 60, 1), "hardware": hardware(device, world),
         "command": "python -m pipelines.train " + shlex.join(sys.argv[1:]),
         "commit": git_commit(), "history": history,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -257,13 +271,15 @@ def finish(args: argparse.Namespace, device: torch.device, history: list[dict]) 
         bpd = evaluate_bpd(best, test.to(device), progress=True)
         card["test_bpd"] = round(bpd.mean().item(), 4)
         card["test_bpd_stderr"] = round((bpd.std() / math.sqrt(len(bpd))).item(), 4)
-        card["test_measured"] = (f"python -m pipelines.evaluate {args.out / 'model.pt'}: mean over "
+        card["test_measured"] = (f"python -m pipelines.evaluate {args.out / 'model.pt'}: "
+                                 "mean over "
                                  f"all {len(test)} test images, one uniform dequantization sample "
                                  "each, seed 0")
         print(f"test: {card['test_bpd']:.4f} bits/dim over {len(test)} images")
     save_model(best, args.out / "model.pt", card=card)
     (args.out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    samples = best.sample(64, temperature=0.8, generator=torch.Generator(device=device).manual_seed(0))
+    samples = best.sample(64, temperature=0.8,
+                          generator=torch.Generator(device=device).manual_seed(0))
     save_image(samples, args.out / "samples.png", nrow=8)
 
 

@@ -244,14 +244,14 @@ def test_glow_actnorm_is_not_reinitialised_after_loading(tmp_path: Path) -> None
     save_model(model, tmp_path / "model.pt")
 
     loaded = load_model(tmp_path / "model.pt")
-    assert all(torch.equal(a, b) for a, b in zip(actnorm_state(loaded), saved))
+    assert all(torch.equal(a, b) for a, b in zip(actnorm_state(loaded), saved, strict=True))
     different = 0.5 + 0.5 * pixels(16, seed=7) ** 4  # bright, skewed images
     loaded.train().log_prob(different)
-    assert all(torch.equal(a, b) for a, b in zip(actnorm_state(loaded), saved))
+    assert all(torch.equal(a, b) for a, b in zip(actnorm_state(loaded), saved, strict=True))
 
     fresh = build_model("glow", image_shape=SHAPE, **TINY["glow"]).train()
     fresh.log_prob(different)  # control: an uninitialised model does take its init here
-    assert not all(torch.allclose(a, b) for a, b in zip(actnorm_state(fresh), saved))
+    assert not all(torch.allclose(a, b) for a, b in zip(actnorm_state(fresh), saved, strict=True))
 
 
 def test_sample_follows_model_dtype() -> None:

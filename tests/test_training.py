@@ -15,9 +15,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from inpaint_app import build_model
+from inpaint_app import build_model, load_model
 from inpaint_app.training import LogProb, initialize_actnorm, train_step, warmup_cosine
-from inpaint_app import load_model
 from pipelines import evaluate, train
 
 TINY_GLOW = ["--dataset", "mnist", "--model", "glow", "--hparams", '{"steps": 2, "hidden": 16}',
@@ -144,7 +143,7 @@ def test_warmup_cosine_schedule() -> None:
     assert warmup_cosine(3, warmup=4, total=20) == pytest.approx(1.0)
     assert warmup_cosine(20, warmup=4, total=20, floor=0.1) == pytest.approx(0.1)
     decay = [warmup_cosine(s, warmup=4, total=20) for s in range(4, 21)]
-    assert all(a >= b for a, b in zip(decay, decay[1:]))
+    assert all(a >= b for a, b in zip(decay, decay[1:], strict=False))
 
 
 # DDP: two gloo processes on CPU must hold identical parameters after every step.

@@ -1,4 +1,4 @@
-"""The one flow interface: ``forward(x) -> (z, logdet)`` toward the latent, ``inverse(z) -> x`` back."""
+"""The flow interface: ``forward(x) -> (z, logdet)`` to the latent, ``inverse(z) -> x`` back."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class Squeeze(Flow):
 
 
 class Split(Flow):
-    """Multi-scale factor-out: half the channels go straight to the prior, the rest through ``flow``.
+    """Multi-scale factor-out: half the channels go to the prior, the rest through ``flow``.
 
     The output keeps the input's shape (the inner flow's result is reshaped back), so a whole
     model maps an image to one latent tensor with as many elements. ``inner_shape`` is the inner

@@ -1,4 +1,4 @@
-"""Glow: steps of ActNorm, invertible 1x1 convolution (LU form) and affine coupling, L levels x K steps.
+"""Glow: steps of ActNorm, invertible 1x1 conv (LU form) and affine coupling, L levels x K steps.
 
 References: Kingma, Dhariwal, Glow: Generative Flow with Invertible 1x1 Convolutions
 (arXiv:1807.03039).

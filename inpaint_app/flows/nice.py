@@ -13,7 +13,7 @@ from .base import Flatten, Flow, Sequential
 
 
 def mlp(d_in: int, d_out: int, hidden: int, depth: int) -> nn.Sequential:
-    """``depth`` hidden ReLU layers of width ``hidden``; the last layer starts at zero (identity flow)."""
+    """``depth`` hidden ReLU layers of width ``hidden``; the last is zero-init (identity flow)."""
     layers: list[nn.Module] = []
     width = d_in
     for _ in range(depth):
@@ -74,7 +74,8 @@ class DiagonalScaling(Flow):
 
 def build_nice(image_shape: tuple[int, int, int], *, couplings: int = 4, hidden: int = 1000,
                depth: int = 5) -> Flow:
-    """The paper's MNIST model: 4 couplings alternating halves, 5 x 1000 ReLU MLPs, diagonal scaling."""
+    """The paper's MNIST model: 4 couplings on alternating halves, 5 x 1000 ReLU MLPs, diagonal
+    scaling."""
     dim = image_shape[0] * image_shape[1] * image_shape[2]
     layers: list[Flow] = [Flatten(image_shape)]
     layers += [AdditiveCoupling(dim, i % 2, hidden, depth) for i in range(couplings)]

@@ -1,4 +1,4 @@
-"""RealNVP: affine coupling with checkerboard and channel masks, multi-scale with squeeze and split.
+"""RealNVP: affine coupling with checkerboard and channel masks, multi-scale (squeeze and split).
 
 References: Dinh, Sohl-Dickstein, Bengio, Density estimation using Real NVP (arXiv:1605.08803).
 """
@@ -68,7 +68,8 @@ class AffineCoupling(Flow):
 
     def _params(self, x_a: torch.Tensor, extra: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        net_in = x_a if extra is None else torch.cat([x_a, extra.expand(x_a.shape[0], -1, -1, -1)], 1)
+        net_in = (x_a if extra is None
+                  else torch.cat([x_a, extra.expand(x_a.shape[0], -1, -1, -1)], 1))
         shift, raw = self.net(net_in).chunk(2, dim=1)
         return shift, soft_clamp(raw, self.bound)
 
@@ -104,8 +105,9 @@ class AffineCoupling(Flow):
 
 def build_realnvp(image_shape: tuple[int, int, int], *, levels: int | None = None,
                   hidden: int = 64, blocks: int = 2, bound: float = 2.0) -> Flow:
-    """Multi-scale RealNVP: per level 3 checkerboard couplings, squeeze, 3 channel couplings, split;
-    the last level 4 checkerboard couplings. ``levels`` defaults to as many squeezes as fit."""
+    """Multi-scale RealNVP: per level 3 checkerboard couplings, squeeze, 3 channel couplings,
+    split; the last level 4 checkerboard couplings. ``levels`` defaults to as many squeezes as
+    fit."""
     c, h, w = image_shape
     levels = levels if levels is not None else max_levels(h, w)
 
