@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 import tempfile
@@ -122,9 +123,13 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
 
 def save_model(model: DensityModel, path: str | Path, card: dict[str, Any] | None = None) -> None:
-    """Write ``{config, state_dict, card}`` atomically."""
+    """Write ``{config, state_dict, card}`` and a readable ``card.json`` beside it, atomically."""
+    path = Path(path)
     atomic_save({"config": model.config, "state_dict": model.state_dict(), "card": card or {}},
                 path)
+    tmp = path.with_name(".card.json.tmp")
+    tmp.write_text(json.dumps(card or {}, indent=2) + "\n")
+    tmp.replace(path.with_name("card.json"))
 
 
 class CheckpointError(RuntimeError):

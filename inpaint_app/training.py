@@ -92,6 +92,11 @@ class EMA:
         self.shadow = {k: v.clone() for k, v in state.items()}
 
 
+def bpd_summary(bpd: torch.Tensor) -> tuple[float, float]:
+    """Mean bits/dim and its standard error over images."""
+    return bpd.mean().item(), (bpd.std() / math.sqrt(len(bpd))).item()
+
+
 @torch.no_grad()
 def evaluate_bpd(density: DensityModel, images: torch.Tensor, *, batch_size: int = 500,
                  seed: int = 0, progress: bool = False) -> torch.Tensor:

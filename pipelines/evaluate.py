@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 
 from inpaint_app.data import DATASETS, DatasetNotFound, load_split
 from inpaint_app.models import CheckpointError, ConfigError, load_model, save_model
-from inpaint_app.training import evaluate_bpd, select_device
+from inpaint_app.training import bpd_summary, evaluate_bpd, select_device
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,9 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     with torch.inference_mode():
         bpd = evaluate_bpd(model, images, batch_size=args.batch_size, seed=args.seed,
                            progress=True)
+    mean, stderr = bpd_summary(bpd)
     result = {"checkpoint": str(args.checkpoint), "dataset": dataset, "split": args.split,
-              "images": len(bpd), "bpd": round(bpd.mean().item(), 4),
-              "bpd_stderr": round((bpd.std() / math.sqrt(len(bpd))).item(), 4),
+              "images": len(bpd), "bpd": round(mean, 4), "bpd_stderr": round(stderr, 4),
               "card_test_bpd": model.card.get("test_bpd")}
     print(f"{dataset} {args.split}: {result['bpd']:.4f} ± {result['bpd_stderr']:.4f} bits/dim "
           f"over {len(bpd)} images")
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def update_card(checkpoint: str, model: torch.nn.Module, split: str, result: dict,
                 seed: int) -> None:
-    """Write ``<split>_bpd`` into model.pt's card and the card.json beside it (atomically)."""
+    """Write ``<split>_bpd`` into the checkpoint's card (and so into card.json)."""
     path = Path(checkpoint)
     path = path / "model.pt" if path.is_dir() else path
     card = dict(model.card)
@@ -80,9 +79,6 @@ def update_card(checkpoint: str, model: torch.nn.Module, split: str, result: dic
                                  f"all {result['images']} {split} images, one uniform "
                                  f"dequantization sample each, seed {seed}")
     save_model(model.cpu(), path, card=card)
-    tmp = path.with_name(".card.json.tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    tmp.replace(path.with_name("card.json"))
 
 
 if __name__ == "__main__":

@@ -9,14 +9,13 @@ exactly what ``python -m pipelines.evaluate CHECKPOINT`` prints.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import torch
 
 from inpaint_app.data import DatasetNotFound, load_split
 from inpaint_app.models import load_model
-from inpaint_app.training import evaluate_bpd
+from inpaint_app.training import bpd_summary, evaluate_bpd
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,10 +36,10 @@ def main(argv: list[str] | None = None) -> None:
         images = images[: args.limit] if args.limit else images
         with torch.inference_mode():
             bpd = evaluate_bpd(model, images)
-        stderr = (bpd.std() / math.sqrt(len(bpd))).item()
+        mean, stderr = bpd_summary(bpd)
         rows.append(f"| `{path.parent.name}` | {card['dataset']} | "
                     f"{sum(p.numel() for p in model.parameters()):,} | "
-                    f"{bpd.mean().item():.3f} ± {stderr:.3f} | "
+                    f"{mean:.3f} ± {stderr:.3f} | "
                     f"{card.get('training_minutes', '?')} min | "
                     f"{card.get('hardware', '?')} |")
     print("\n".join(rows))

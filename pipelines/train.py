@@ -32,6 +32,7 @@ from inpaint_app.models import FAMILIES, ConfigError, atomic_save, build_model, 
 from inpaint_app.training import (
     EMA,
     LogProb,
+    bpd_summary,
     evaluate_bpd,
     initialize_actnorm,
     select_device,
@@ -269,15 +270,14 @@ def finish(args: argparse.Namespace, device: torch.device, history: list[dict]) 
     if args.eval_test:
         test = load_split(args.dataset, "test", args.data_root, download=args.download)
         bpd = evaluate_bpd(best, test.to(device), progress=True)
-        card["test_bpd"] = round(bpd.mean().item(), 4)
-        card["test_bpd_stderr"] = round((bpd.std() / math.sqrt(len(bpd))).item(), 4)
+        mean, stderr = bpd_summary(bpd)
+        card["test_bpd"], card["test_bpd_stderr"] = round(mean, 4), round(stderr, 4)
         card["test_measured"] = (f"python -m pipelines.evaluate {args.out / 'model.pt'}: "
                                  "mean over "
                                  f"all {len(test)} test images, one uniform dequantization sample "
                                  "each, seed 0")
         print(f"test: {card['test_bpd']:.4f} bits/dim over {len(test)} images")
     save_model(best, args.out / "model.pt", card=card)
-    (args.out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     samples = best.sample(64, temperature=0.8,
                           generator=torch.Generator(device=device).manual_seed(0))
     save_image(samples, args.out / "samples.png", nrow=8)
