@@ -10,12 +10,15 @@ $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	@# Debian's Chromium for the browser test (as root, e.g. in CI); without it that test skips.
+	command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	touch $(STAMP)
 
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m inpaint_app serve --port 7860
+	$(PY) -m inpaint_app serve --host 127.0.0.1 --port 7860
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

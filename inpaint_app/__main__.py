@@ -1,4 +1,9 @@
-"""``python -m inpaint_app serve``: the web app (built in a later issue)."""
+"""``python -m inpaint_app serve``: the web app on http://127.0.0.1:7860.
+
+    python -m inpaint_app serve [--port 7860] [--host 127.0.0.1] [--checkpoint C]
+
+Binds loopback by default; ``--host 0.0.0.0`` exposes it (add Gradio authentication first).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,26 @@ def main(argv: list[str] | None = None) -> None:
     sub = p.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="start the web app")
     serve.add_argument("--port", type=int, default=7860)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--checkpoint", default=None)
-    p.parse_args(argv)
-    sys.exit("app not built yet: the Gradio app lands with its own issue; the library, "
-             "`python -m pipelines.train` and `python -m pipelines.evaluate` work today")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="interface to bind (default loopback only)")
+    serve.add_argument("--checkpoint", default=None,
+                       help="model.pt or its folder; default: trained/mnist-glow")
+    serve.add_argument("--concurrency", type=int, default=2,
+                       help="requests computed at once; the rest queue")
+    serve.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from .app import serve as run_server
+    from .models import CheckpointError
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        run_server(args.host, args.port, args.checkpoint, args.concurrency)
+    except CheckpointError as err:
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

@@ -5,17 +5,19 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_write
 from .density import DensityModel
+from .flows.ffjord import build_ffjord
 from .flows.glow import build_glow
+from .flows.maf import build_maf
 from .flows.nice import build_nice
+from .flows.planar import build_planar
 from .flows.realnvp import build_realnvp
 from .preprocess import build_preprocess
 from .priors import PRIORS
@@ -24,6 +26,9 @@ FAMILIES: dict[str, Callable[..., Any]] = {
     "nice": build_nice,
     "realnvp": build_realnvp,
     "glow": build_glow,
+    "maf": build_maf,
+    "planar": build_planar,
+    "ffjord": build_ffjord,
 }
 
 # Per-family defaults that are not flow hyperparameters: prior and preprocessing.
@@ -31,6 +36,9 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "nice": {"prior": "logistic", "preprocess": {"name": "affine", "scale": 1.0, "shift": 0.0}},
     "realnvp": {"prior": "gaussian", "preprocess": {"name": "logit", "alpha": 0.05}},
     "glow": {"prior": "gaussian", "preprocess": {"name": "logit", "alpha": 0.05}},
+    "maf": {"prior": "gaussian", "preprocess": {"name": "logit", "alpha": 0.05}},
+    "planar": {"prior": "gaussian", "preprocess": {"name": "logit", "alpha": 0.05}},
+    "ffjord": {"prior": "gaussian", "preprocess": {"name": "logit", "alpha": 0.05}},
 }
 
 
@@ -43,6 +51,10 @@ def _size_defaults(family: str, image_shape: tuple[int, int, int]) -> dict[str, 
     small = math.prod(image_shape) < 256
     if family == "nice":
         return {"hidden": 128, "depth": 3} if small else {}
+    if family == "planar":
+        return {"layers": 8} if small else {}
+    if family == "ffjord":
+        return {"hidden": 8} if small else {}
     return {"hidden": 32} if small else {}
 
 
@@ -112,14 +124,8 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     """torch.save to a temporary file in the same folder, then rename: no half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(obj, f)
 
 
 def save_model(model: DensityModel, path: str | Path, card: dict[str, Any] | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -30,33 +31,61 @@ def initialize_actnorm(model: DensityModel, batch: torch.Tensor,
     model.train(was_training)
 
 
-def warmup_cosine(step: int, *, warmup: int, total: int, floor: float = 0.02) -> float:
-    """Learning-rate factor: linear warm-up, then cosine decay down to ``floor``."""
+def warmup_cosine(step: int, *, warmup: int, total: int, floor: float = 0.02,
+                  time_progress: float = 0.0) -> float:
+    """Learning-rate factor: linear warm-up, then cosine decay down to ``floor``.
+
+    ``time_progress`` (elapsed / time budget) moves the decay ahead when the wall-clock budget
+    will end the run before ``total`` steps, so a time-limited run still anneals fully.
+    """
     if step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_progress))
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def train_step(model: nn.Module, density: DensityModel, batch: torch.Tensor,
                optimizer: torch.optim.Optimizer, *, generator: torch.Generator | None = None,
-               clip: float = 50.0, amp: bool = False) -> float:
+               clip: float = 50.0, amp: bool = False,
+               all_finite: Callable[[bool], bool] | None = None) -> float:
     """One maximum-likelihood step on a uint8 batch; returns the batch's mean bits/dim.
 
     ``model`` is what runs the forward (a DDP wrapper, or ``density`` itself). A non-finite loss
-    skips the update and returns nan, so one bad batch cannot poison the weights.
+    skips the update and returns nan, so one bad batch cannot poison the weights. Under DDP,
+    ``all_finite`` turns this rank's verdict into the verdict of all ranks, so every rank skips
+    together (one rank skipping alone would leave the others waiting in backward).
     """
     y = dequantize(batch, generator)
     with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=amp):
         log_prob = model(y)
     loss = (-log_prob.float().mean() / density.dim + math.log(256.0)) / math.log(2.0)
     optimizer.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):
+    finite = bool(torch.isfinite(loss))
+    if not (all_finite(finite) if all_finite else finite):
         return float("nan")
     loss.backward()
     torch.nn.utils.clip_grad_norm_(density.parameters(), clip)
     optimizer.step()
     return loss.item()
+
+
+class NonFiniteGuard:
+    """Counts consecutive non-finite losses; after ``patience`` of them the run should go back
+    to its last good weights and halve the learning rate (``observe`` returns True then)."""
+
+    def __init__(self, patience: int = 3) -> None:
+        self.patience, self.streak, self.total = patience, 0, 0
+
+    def observe(self, loss: float) -> bool:
+        if math.isfinite(loss):
+            self.streak = 0
+            return False
+        self.streak += 1
+        self.total += 1
+        if self.streak >= self.patience:
+            self.streak = 0
+            return True
+        return False
 
 
 class LogProb(nn.Module):

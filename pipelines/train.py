@@ -12,11 +12,13 @@ is rewritten atomically every ``--checkpoint-every`` steps, so a killed run lose
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +34,7 @@ from inpaint_app.models import FAMILIES, ConfigError, atomic_save, build_model, 
 from inpaint_app.training import (
     EMA,
     LogProb,
+    NonFiniteGuard,
     bpd_summary,
     evaluate_bpd,
     initialize_actnorm,
@@ -60,7 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay for evaluation (0: off)")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N images")
     p.add_argument("--limit-val", type=int, default=None, help="validate on the first N images")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (and finish) after this")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="time budget: the cosine schedule anneals within it, then training stops")
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between train states")
     p.add_argument("--eval-test", action="store_true", help="score the full test set at the end")
     p.add_argument("--device", default="auto")
@@ -136,11 +140,16 @@ def main(argv: list[str] | None = None) -> None:
     optimizer = torch.optim.Adam(density.parameters(), lr=args.lr)
     steps_per_epoch = max(1, len(train) // (args.batch_size * world))
     total_steps = args.epochs * steps_per_epoch
+    budget = 60 * args.max_minutes if args.max_minutes else math.inf
+    # Read by the schedule: the cosine also follows the time budget, and lr_scale halves after
+    # a run of non-finite losses.
+    clock = {"elapsed": 0.0, "lr_scale": 1.0}
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_cosine(s, warmup=args.warmup, total=total_steps))
+        optimizer, lambda s: clock["lr_scale"] * warmup_cosine(
+            s, warmup=args.warmup, total=total_steps, time_progress=clock["elapsed"] / budget))
     generator = torch.Generator(device=device).manual_seed(args.seed * 1000 + rank)
     state_path = args.out / "train_state.pt"
-    step, best_val, history, elapsed = 0, math.inf, [], 0.0
+    step, best_val, history, elapsed, step_losses = 0, math.inf, [], 0.0, []
 
     if args.resume and state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=True)
@@ -151,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
                             else state["generator"])
         step, best_val, history, elapsed = (state["step"], state["best_val"], state["history"],
                                             state["elapsed"])
+        step_losses = list(state.get("losses", []))
+        clock["lr_scale"] = state.get("lr_scale", 1.0)
         print(f"resumed from {state_path} at step {step}")
     else:
         init_gen = torch.Generator(device="cpu").manual_seed(args.seed)
@@ -166,17 +177,31 @@ def main(argv: list[str] | None = None) -> None:
         ddp_ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
 
+    last_good = snapshot(density, optimizer)
+
     def save_state() -> None:
-        if rank == 0:
+        nonlocal last_good
+        last_good = snapshot(density, optimizer)
+        if rank != 0:
+            return
+        try:
             atomic_save({"model": density.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
                          "step": step, "best_val": best_val, "history": history,
-                         "elapsed": elapsed, "ema": ema.state_dict() if ema else None}, state_path)
+                         "elapsed": elapsed, "ema": ema.state_dict() if ema else None,
+                         "losses": step_losses, "lr_scale": clock["lr_scale"]}, state_path)
+        except OSError as err:  # e.g. a full disk: the previous state file is still intact
+            print(f"warning: could not write {state_path} ({err}); the previous train state is "
+                  "kept and training goes on", file=sys.stderr, flush=True)
 
     def eval_weights() -> dict[str, torch.Tensor]:
         return ema.state_dict() if ema else density.state_dict()
 
+    guard = NonFiniteGuard(patience=3)
+    all_finite = (lambda ok: all_ranks_agree(ok, device)) if world > 1 else None
+    kill_at = int(os.environ.get("FLOWPAINT_KILL_AT_STEP", "0"))  # crash simulation for tests
     started = time.time() - elapsed
+    clock["elapsed"] = elapsed
     out_of_time = False
     while step < total_steps and not out_of_time:
         epoch, offset = divmod(step, steps_per_epoch)
@@ -190,18 +215,29 @@ def main(argv: list[str] | None = None) -> None:
             idx = perm[start:start + args.batch_size]
             loss = train_step(model, density, train[idx].to(device), optimizer,
                               generator=generator, clip=args.clip,
-                              amp=args.amp and device.type == "cuda")
+                              amp=args.amp and device.type == "cuda", all_finite=all_finite)
             if not math.isfinite(loss):
                 print(f"warning: non-finite loss at step {step}; update skipped", file=sys.stderr)
+            if guard.observe(loss):
+                density.load_state_dict(last_good["model"])
+                optimizer.load_state_dict(last_good["optimizer"])
+                clock["lr_scale"] *= 0.5
+                print(f"warning: {guard.patience} non-finite losses in a row at step {step}: "
+                      f"restored the last good weights, learning rate x{clock['lr_scale']:g}",
+                      file=sys.stderr, flush=True)
             losses.append(loss)
+            step_losses.append(loss)
             scheduler.step()
             if ema:
                 ema.update(density)
             step += 1
             bar.set_postfix(bpd=f"{loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
-            elapsed = time.time() - started
+            elapsed = synced_elapsed(time.time() - started, world, device)
+            clock["elapsed"] = elapsed
             if step % args.checkpoint_every == 0:
                 save_state()
+            if step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
             if args.max_minutes and elapsed > 60 * args.max_minutes:
                 out_of_time = True
                 break
@@ -239,6 +275,27 @@ def validate_and_save(args: argparse.Namespace, density: torch.nn.Module,
                                                                   device, world, val_bpd))
     density.load_state_dict(live)
     return best_val
+
+
+def snapshot(density: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """In-memory copy of weights and optimizer state to fall back on after non-finite losses."""
+    return copy.deepcopy({"model": density.state_dict(), "optimizer": optimizer.state_dict()})
+
+
+def all_ranks_agree(ok: bool, device: torch.device) -> bool:
+    """True only if ``ok`` holds on every DDP rank."""
+    flag = torch.tensor([1.0 if ok else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item() > 0)
+
+
+def synced_elapsed(seconds: float, world: int, device: torch.device) -> float:
+    """Rank 0's clock on every rank, so a time-driven learning rate stays identical under DDP."""
+    if world == 1:
+        return seconds
+    t = torch.tensor([seconds], dtype=torch.float64, device=device)
+    torch.distributed.broadcast(t, src=0)
+    return float(t)
 
 
 def make_card(args: argparse.Namespace, history: list[dict], elapsed: float,

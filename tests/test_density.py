@@ -6,6 +6,7 @@ import math
 import os
 import pickle
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 import torch
@@ -257,3 +258,24 @@ def test_glow_actnorm_is_not_reinitialised_after_loading(tmp_path: Path) -> None
 def test_sample_follows_model_dtype() -> None:
     model = build_model("glow", image_shape=(1, 8, 8), steps=1, hidden=8).double()
     assert model.sample(2).dtype == torch.float64
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that dies half-way (a full disk) leaves the old checkpoint intact and no
+    temporary file behind."""
+    from inpaint_app.models import atomic_save
+
+    path = tmp_path / "state.pt"
+    atomic_save({"step": 1}, path)
+
+    def disk_full(obj: object, f: BinaryIO) -> None:
+        f.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        atomic_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]

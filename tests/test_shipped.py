@@ -52,3 +52,31 @@ def test_evaluate_reproduces_card(path: Path, data_root: Path) -> None:
     with torch.inference_mode():
         bpd = evaluate_bpd(model, images).mean().item()
     assert abs(bpd - model.card["test_bpd"]) <= 1e-3
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.parent.name)
+def test_evaluate_limit_agrees_with_card(path: Path, data_root: Path, tmp_path: Path) -> None:
+    """`pipelines.evaluate CHECKPOINT --limit 2000` (a fixed random subset) is within 0.02 of
+    the card's full-test figure."""
+    from pipelines import evaluate
+
+    out = tmp_path / "result.json"
+    evaluate.main([str(path), "--limit", "2000", "--json", str(out),
+                   "--data-root", str(data_root)])
+    result = json.loads(out.read_text())
+    assert result["images"] == 2000
+    assert abs(result["bpd"] - result["card_test_bpd"]) <= 0.02
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.parent.name)
+def test_check_invertibility_on_test_images(path: Path, data_root: Path, tmp_path: Path) -> None:
+    """`pipelines.evaluate --check-invertibility`: data -> latent -> data within 1e-4 (float32)."""
+    from pipelines import evaluate
+
+    out = tmp_path / "result.json"
+    evaluate.main([str(path), "--limit", "1000", "--check-invertibility", "--json", str(out),
+                   "--data-root", str(data_root)])
+    result = json.loads(out.read_text())
+    assert 0 < result["round_trip_max_abs_error"] <= 1e-4

@@ -1,0 +1,262 @@
+"""Anomaly scores from a flow's bits/dim, calibrated on in-distribution validation images.
+
+Scores (higher = more anomalous for every one):
+
+- ``bpd``: the model's bits/dim, the mission's one-sided score;
+- ``typicality``: ``|bpd - c|`` with ``c`` the validation mean, two-sided in bits/dim (Nalisnick et
+  al. 2019b, arXiv:1906.02994);
+- ``complexity``: bits/dim minus the PNG bits/dim of the same 8-bit image, i.e. what the flow knows
+  beyond a generic lossless compressor (Serra et al. 2020, arXiv:1909.11480);
+- ``combined``: the largest two-sided, robustly scaled deviation from the validation medians of
+  ``bpd``, ``complexity``, the PNG bits/dim and the latent energy of the fine and coarse halves
+  of z. Raw likelihood tracks image complexity (Nalisnick et al. 2019, arXiv:1810.09136):
+  one-sided scores trade one failure for another; this one needs all the evidence to look usual.
+
+Scoring is deterministic: every image is dequantized with the same fixed-seed noise pattern, so an
+image scores the same alone or in any batch. ``calibrate`` sets thresholds at a target
+false-positive rate on validation images and keeps a compact tail of their scores for empirical
+p-values; the result is stored as ``card["anomaly"]`` (see ``pipelines.calibrate``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .density import DensityModel, bits_per_dim_from_log_prob
+
+SCORES: tuple[str, ...] = ("bpd", "typicality", "complexity", "combined")
+DEFAULT_SCORE = "complexity"  # best mean and worst-case AUROC in benchmarks/ood.md
+NEEDS_CALIBRATION = ("typicality", "combined")
+COMBINED_PARTS = ("bpd", "complexity", "png_bpd", "z_fine", "z_coarse")
+SEED = 0
+TAIL_POINTS = 240
+HISTOGRAM_BINS = 40
+
+
+def explain() -> str:
+    """Two sentences for the app: why bits/dim alone misleads and which score decides."""
+    return ("Bits/dim alone can mislead: a flow gives simple images (blank backgrounds, thin "
+            "digits) high likelihood even when it never saw anything like them, so a model "
+            "trained on Fashion-MNIST scores MNIST digits as more typical than its own clothes. "
+            "The flag therefore uses the complexity score, bits/dim minus the PNG bits/dim of "
+            "the same image: how many more bits the flow needs than a generic compressor, which "
+            "is high for images the model does not know however simple they are.")
+
+
+def png_bits_per_dim(image: torch.Tensor) -> float:
+    """Lossless PNG size of a uint8 ``[C, H, W]`` image in bits per dimension (Pillow, highest
+    compression level with optimisation; the whole file, headers included)."""
+    array = image.detach().cpu().numpy()
+    array = array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=9,
+                                                      optimize=True)
+    return 8.0 * len(buffer.getvalue()) / image.numel()
+
+
+def _noise(model: DensityModel, seed: int) -> torch.Tensor:
+    """One fixed U[0, 1) dequantization pattern shared by every image."""
+    return torch.rand(model.image_shape, generator=torch.Generator().manual_seed(seed))
+
+
+def base_scores(model: DensityModel, images: torch.Tensor, *, batch_size: int = 256,
+                seed: int = SEED, progress: bool = False) -> dict[str, np.ndarray]:
+    """Per-image evidence for uint8 ``[B, C, H, W]`` images at the model's shape: ``bpd``,
+    ``png_bpd``, ``complexity`` and the mean latent energy ``z^2 / 2`` of the first (``z_fine``)
+    and second (``z_coarse``) half of z, which for a multi-scale flow are the finest factored-out
+    level and the coarser rest. A non-finite value (a numerical blow-up) becomes ``+inf``."""
+    from tqdm import tqdm
+
+    if images.dtype != torch.uint8 or tuple(images.shape[1:]) != model.image_shape:
+        shape = ", ".join(map(str, model.image_shape))
+        raise ValueError(f"expected uint8 images of shape [B, {shape}], got {images.dtype} "
+                         f"{tuple(images.shape)}")
+    device = next(model.parameters()).device
+    u = _noise(model, seed).to(device)
+    parts: dict[str, list[torch.Tensor]] = {"bpd": [], "z_fine": [], "z_coarse": []}
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(images), batch_size), disable=not progress,
+                          desc="score", unit="batch"):
+            y = (images[start:start + batch_size].to(device).float() + u) / 256.0
+            z, logdet = model.to_latent(y)
+            log_prob = model.prior.log_prob(z) + logdet
+            parts["bpd"].append(bits_per_dim_from_log_prob(log_prob, model.dim))
+            energy = 0.5 * z.reshape(len(z), -1).double() ** 2
+            half = energy.shape[1] // 2
+            parts["z_fine"].append(energy[:, :half].mean(1))
+            parts["z_coarse"].append(energy[:, half:].mean(1))
+    out = {}
+    for name, chunks in parts.items():
+        values = torch.cat(chunks).double().cpu().numpy() if chunks else np.zeros(0)
+        out[name] = np.where(np.isfinite(values), values, np.inf)
+    out["png_bpd"] = np.array([png_bits_per_dim(x) for x in images], dtype=np.float64)
+    out["complexity"] = out["bpd"] - out["png_bpd"]
+    return out
+
+
+def _deviation(values: np.ndarray, part: dict[str, float]) -> np.ndarray:
+    """Two-sided distance from the validation median, in units of the median-to-1 % (below) or
+    median-to-99 % (above) spread, so a skewed score is scaled fairly on each side."""
+    above = (values - part["median"]) / part["spread_above"]
+    below = (part["median"] - values) / part["spread_below"]
+    return np.where(values >= part["median"], above, below)
+
+
+def scores_from_base(base: dict[str, np.ndarray], calibration: dict[str, Any] | None
+                ) -> dict[str, np.ndarray | None]:
+    """Every named score; those that need validation statistics are None without calibration."""
+    out: dict[str, np.ndarray | None] = {"bpd": base["bpd"], "complexity": base["complexity"],
+                                         "typicality": None, "combined": None}
+    if calibration:
+        scores = calibration["scores"]
+        out["typicality"] = np.abs(base["bpd"] - scores["typicality"]["center"])
+        parts = scores["combined"]["parts"]
+        out["combined"] = np.max([_deviation(base[name], parts[name]) for name in parts], axis=0)
+    return out
+
+
+def _tail_ranks(n: int) -> np.ndarray:
+    """1-based descending ranks kept for p-values: every one of the top 40, then log-spaced."""
+    dense = np.arange(1, min(n, 40) + 1)
+    sparse = np.unique(np.geomspace(1, n, TAIL_POINTS - len(dense)).round().astype(int))
+    return np.unique(np.r_[dense, sparse, n])
+
+
+def _threshold(values: np.ndarray, fpr: float) -> float:
+    """A threshold that flags exactly round(fpr n) validation images (midway between the two
+    order statistics around it), so the calibration set's false-positive rate is hit."""
+    ordered = np.sort(values)
+    k = int(round(fpr * len(ordered)))
+    if k <= 0:
+        top = ordered[-1]
+        return float(top + max(abs(top) * 1e-6, 1e-9))
+    lo, hi = ordered[-k - 1], ordered[-k]
+    return float(hi if not np.isfinite(hi) else (lo + hi) / 2.0)
+
+
+def _part_stats(values: np.ndarray) -> dict[str, float]:
+    finite = values[np.isfinite(values)]
+    median, q01, q99 = np.quantile(finite, [0.5, 0.01, 0.99])
+    return {"median": float(median), "spread_below": float(max(median - q01, 1e-6)),
+            "spread_above": float(max(q99 - median, 1e-6))}
+
+
+def _finite(values: np.ndarray) -> list[float]:
+    """JSON-safe floats: +inf (a blow-up) stored as 1e30."""
+    return [float(v) for v in np.minimum(values, 1e30)]
+
+
+def _histogram(values: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Counts of the validation scores; values past the last edge are counted in the last bin."""
+    finite = values[np.isfinite(values)]
+    top = max(float(np.quantile(finite, 0.995)), threshold * 1.25)
+    edges = np.linspace(float(finite.min()), top, HISTOGRAM_BINS + 1)
+    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
+    return {"edges": [round(float(e), 5) for e in edges], "counts": counts.tolist()}
+
+
+def calibrate(model: DensityModel, val_images: torch.Tensor, *, fpr: float = 0.05,
+              source: str = "mnist val (5,000)", batch_size: int = 256,
+              progress: bool = False) -> dict[str, Any]:
+    """Thresholds at false-positive rate ``fpr`` on ``val_images`` for every score, the tails
+    needed for empirical p-values and a histogram of the default score: ``card["anomaly"]``."""
+    if not 0.0 < fpr < 1.0:
+        raise ValueError(f"fpr must be in (0, 1), got {fpr}")
+    base = base_scores(model, val_images, batch_size=batch_size, progress=progress)
+    finite_bpd = np.sort(base["bpd"][np.isfinite(base["bpd"])])
+    trim = len(finite_bpd) // 100  # a few blow-ups must not move the typical-set centre
+    center = float(finite_bpd[trim:len(finite_bpd) - trim].mean())
+    calibration: dict[str, Any] = {"scores": {
+        "typicality": {"center": center},
+        "combined": {"parts": {name: _part_stats(base[name]) for name in COMBINED_PARTS}},
+    }}
+    values = scores_from_base(base, calibration)
+    ranks = _tail_ranks(len(val_images))
+    tail: dict[str, Any] = {"ranks": ranks.tolist()}
+    for name in SCORES:
+        threshold = _threshold(values[name], fpr)
+        entry = calibration["scores"].setdefault(name, {})
+        entry.update({"threshold": threshold,
+                      "two_sided": name in ("typicality", "combined"),
+                      "val_fpr": float(np.mean(values[name] > threshold))})
+        if name == "typicality":
+            entry["bpd_interval"] = [center - threshold, center + threshold]
+        tail[name] = _finite(np.sort(values[name])[::-1][ranks - 1])
+    threshold = calibration["scores"][DEFAULT_SCORE]["threshold"]
+    calibration.update({
+        "default_score": DEFAULT_SCORE, "fpr": fpr, "source": source, "n": len(val_images),
+        "seed": SEED, "tail": tail,
+        "histogram": {"score": DEFAULT_SCORE, "threshold": threshold,
+                      **_histogram(values[DEFAULT_SCORE], threshold)},
+        "method": ("flag = score > threshold (typicality and combined are two-sided in bits/dim); "
+                   "p = (1 + #validation scores >= score) / (n + 1), interpolated between kept "
+                   "ranks; one fixed-seed dequantization pattern for every image; PNG via Pillow "
+                   "compress_level=9, optimize=True"),
+        "calibrated": datetime.now(UTC).isoformat(timespec="seconds"),
+    })
+    return {key: calibration[key] for key in ("default_score", "fpr", "source", "n", "scores",
+                                               "histogram", "tail", "seed", "method",
+                                               "calibrated")}
+
+
+def p_values(values: np.ndarray, calibration: dict[str, Any], name: str) -> np.ndarray:
+    """Empirical upper-tail p-values (1 + #val >= s) / (n + 1) from the kept ranks."""
+    n = calibration["n"]
+    ranks = np.asarray(calibration["tail"]["ranks"], dtype=np.float64)
+    kept = np.asarray(calibration["tail"][name], dtype=np.float64)  # descending
+    count = np.interp(-values, -kept, ranks, left=0.0, right=float(n))
+    count = np.where(values > kept[0], 0.0, count)
+    return (1.0 + count) / (n + 1.0)
+
+
+def score_images(model: DensityModel, images: torch.Tensor,
+                 calibration: dict[str, Any] | None = None, *, batch_size: int = 256,
+                 score: str | None = None) -> list[dict[str, Any]]:
+    """One dict per uint8 image at the model's shape: every score, the chosen ``score`` (default:
+    the calibration's default), its ``p_value``, ``flag`` and ``threshold``.
+
+    Without calibration (argument or ``model.card["anomaly"]``) only ``bpd`` and ``complexity``
+    exist: ``score`` falls back to ``bpd`` and ``p_value``/``flag``/``threshold`` are None.
+    """
+    calibration = calibration or getattr(model, "card", {}).get("anomaly")
+    name = score or (calibration or {}).get("default_score", DEFAULT_SCORE)
+    if name not in SCORES:
+        raise ValueError(f"unknown score {name!r}: choose one of {', '.join(SCORES)}")
+    if calibration is None and name in NEEDS_CALIBRATION:
+        if score is not None:
+            raise ValueError(f"score {name!r} needs a calibrated checkpoint "
+                             f"(run python -m pipelines.calibrate CHECKPOINT)")
+        name = "bpd"
+    base = base_scores(model, images, batch_size=batch_size)
+    values = scores_from_base(base, calibration)
+    chosen = values[name]
+    p = p_values(chosen, calibration, name) if calibration else None
+    threshold = calibration["scores"][name]["threshold"] if calibration else None
+    rows = []
+    for i in range(len(images)):
+        row: dict[str, Any] = {"bpd": float(base["bpd"][i]), "png_bpd": float(base["png_bpd"][i])}
+        row.update({s: None if values[s] is None else float(values[s][i]) for s in SCORES})
+        row.update({"score": float(chosen[i]), "score_name": name,
+                    "p_value": None if p is None else float(p[i]),
+                    "flag": None if threshold is None else bool(chosen[i] > threshold),
+                    "threshold": threshold})
+        rows.append(row)
+    return rows
+
+
+def batch_typicality(bpd: np.ndarray, calibration: dict[str, Any]) -> dict[str, float]:
+    """Batch form of the typicality test: ``|mean bpd - c|`` over a batch of M images, with a
+    normal-approximation two-sided p-value from the validation spread / sqrt(M)."""
+    entry = calibration["scores"]["typicality"]
+    bpd = np.asarray(bpd, dtype=np.float64)
+    distance = abs(float(np.mean(bpd)) - entry["center"])
+    spread = entry["threshold"] / 1.959964  # single-image 95 % half-width -> one sigma, roughly
+    z = distance / (spread / math.sqrt(len(bpd)))
+    return {"typicality": distance, "p_value": math.erfc(z / math.sqrt(2.0))}

@@ -1,0 +1,46 @@
+"""The Gradio web app: ``create_app`` builds it, ``serve`` runs it on 127.0.0.1.
+
+    python -m inpaint_app serve [--port 7860] [--host 127.0.0.1] [--checkpoint C]
+
+Layout lives in ``layout``, the actions in ``handlers`` (testable without a browser), the model
+cache in ``registry``. Exposure is conservative: loopback unless told otherwise, no share link,
+uploads capped at ``images.MAX_FILE_BYTES``, a queue with a concurrency limit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ..images import MAX_FILE_BYTES
+from .handlers import Handlers
+from .layout import CSS, build_app
+from .registry import TRAINED_DIR, ModelCache, checkpoints_for
+
+CONCURRENCY = 2  # requests computed at once; the rest wait in the queue
+QUEUE_SIZE = 64  # waiting requests beyond this are refused with "queue full"
+
+__all__ = ["create_app", "serve", "launch_kwargs", "ModelCache", "Handlers"]
+
+
+def create_app(checkpoint: str | Path | None = None, *, root: str | Path = TRAINED_DIR,
+               concurrency: int = CONCURRENCY) -> gr.Blocks:
+    """The app over every checkpoint in ``root`` (plus ``checkpoint``, then the default), with
+    its queue configured; the models load lazily, once each."""
+    paths, default = checkpoints_for(checkpoint, root)
+    demo = build_app(Handlers(ModelCache(paths, default)))
+    return demo.queue(default_concurrency_limit=concurrency, max_size=QUEUE_SIZE)
+
+
+def launch_kwargs(host: str = "127.0.0.1", port: int = 7860) -> dict:
+    """The ``launch()`` settings every start uses: loopback, no share link, upload cap."""
+    return {"server_name": host, "server_port": port, "share": False,
+            "max_file_size": MAX_FILE_BYTES, "css": CSS, "show_error": False,
+            "footer_links": ["api"]}
+
+
+def serve(host: str = "127.0.0.1", port: int = 7860, checkpoint: str | Path | None = None,
+          concurrency: int = CONCURRENCY) -> None:
+    """Build and run the app until interrupted."""
+    create_app(checkpoint, concurrency=concurrency).launch(**launch_kwargs(host, port))

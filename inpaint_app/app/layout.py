@@ -1,0 +1,118 @@
+"""The page: a model picker above three tabs, one ``build_<tab>()`` each, wired to ``Handlers``.
+
+Every button is also an API endpoint (its ``api_name``), so ``gradio_client`` can do all that the
+page does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ..inpainting import METHODS
+from .handlers import MASK_SOURCES, MAX_DRAWS, MAX_SAMPLES, MAX_STEPS, TABLE_COLUMNS, Handlers
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"]
+METHOD_LABELS = {"default": "default (gradient ascent)", "nice": "NICE (projected gradient)",
+                 "langevin": "Langevin (samples + uncertainty)"}
+# 28x28 images fill their boxes and stay crisp (no smoothing) when scaled up.
+CSS = """.pixelated img { image-rendering: pixelated; width: 100%; height: 100%;
+                      object-fit: contain; }"""
+
+
+def build_inpaint(handlers: Handlers, model: gr.Dropdown) -> None:
+    """Editor with brush and eraser, examples, options; fill, samples, uncertainty, plot."""
+    with gr.Row():
+        with gr.Column():
+            editor = gr.ImageEditor(
+                type="pil", image_mode="RGBA", format="png", sources=("upload", "clipboard"),
+                brush=gr.Brush(colors=["#ff00ff"], default_color="#ff00ff", color_mode="fixed",
+                               default_size=2),
+                eraser=gr.Eraser(default_size=2), layers=False, transforms=(), height=420,
+                label="Image: paint over the pixels to fill (brush), eraser to undo",
+                elem_id="editor", elem_classes="pixelated")
+            gr.Examples([[str(p)] for p in sorted(EXAMPLES_DIR.glob("*.png"))], inputs=[editor],
+                        label="Examples: MNIST and Fashion-MNIST test images",
+                        examples_per_page=12)
+            with gr.Row():
+                mask = gr.Dropdown(list(MASK_SOURCES), value=MASK_SOURCES[0], label="Mask",
+                                   info="painted strokes, or a preset")
+                method = gr.Dropdown([(METHOD_LABELS.get(m, m), m) for m in METHODS],
+                                     value=METHODS[0], label="Method")
+            with gr.Row():
+                steps = gr.Slider(0, MAX_STEPS, value=0, step=5, label="Steps",
+                                  info="0 = the method's default", elem_id="steps")
+                n_samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples",
+                                      elem_id="n-samples")
+                seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+            run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
+        with gr.Column():
+            with gr.Row():
+                view = gr.Image(label="As the model sees it (missing = magenta)", height=260,
+                                elem_id="model-view", elem_classes="pixelated", format="png")
+                filled = gr.Image(label="Filled", height=260, elem_id="filled",
+                                  elem_classes="pixelated", format="png")
+            summary = gr.Markdown(label="summary", elem_id="inpaint-summary")
+            samples = gr.Gallery(label="Samples (n > 1)", columns=4, height=200,
+                                 elem_classes="pixelated", format="png")
+            uncertainty = gr.Image(label="Uncertainty: per-pixel std of the Langevin samples",
+                                   height=200, elem_classes="pixelated", format="png")
+    trajectory = gr.LinePlot(x="step", y="bits/dim", label="bits/dim during the fill",
+                             height=240)
+    with gr.Accordion("Metrics (JSON)", open=False):
+        metrics = gr.JSON(label="metrics")
+    run.click(handlers.inpaint, [editor, model, mask, method, steps, n_samples, seed],
+              [filled, samples, uncertainty, trajectory, view, summary, metrics],
+              api_name="inpaint")
+
+
+def build_anomaly(handlers: Handlers, model: gr.Dropdown) -> None:
+    """Upload images; a verdict per image and the calibration histogram with the uploads."""
+    files = gr.File(file_count="multiple", file_types=IMAGE_TYPES, type="filepath",
+                    label="Images (one or many)", elem_id="anomaly-files")
+    run = gr.Button("Score", variant="primary", elem_id="score-button")
+    table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, label="Verdicts",
+                         elem_id="verdicts")
+    histogram = gr.Image(label="Validation scores (bars), threshold (red), uploads (orange)",
+                         elem_id="histogram", format="png")
+    note = gr.Markdown(label="explanation")
+    run.click(handlers.score, [files, model], [table, histogram, note], api_name="score")
+
+
+def build_models(handlers: Handlers, model: gr.Dropdown) -> gr.Markdown:
+    """The selected model's card and samples at a chosen temperature."""
+    card = gr.Markdown(label="card", elem_id="model-card")
+    with gr.Row():
+        temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature",
+                                info="scales the latent: lower = cleaner, less varied")
+        count = gr.Slider(1, MAX_DRAWS, value=16, step=1, label="Samples")
+        seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+    draw = gr.Button("Sample", variant="primary", elem_id="sample-button")
+    gallery = gr.Gallery(label="Samples", columns=8, height=300, elem_classes="pixelated",
+                         format="png", elem_id="model-samples")
+    inputs = [model, count, temperature, seed]
+    draw.click(handlers.sample, inputs, gallery, api_name="sample")
+    temperature.release(handlers.sample, inputs, gallery, api_visibility="private")
+    model.change(handlers.card, model, card, api_name="model_card")
+    return card
+
+
+def build_app(handlers: Handlers) -> gr.Blocks:
+    """The whole page over one set of handlers (and so one model cache)."""
+    cache = handlers.cache
+    with gr.Blocks(title="flowpaint", analytics_enabled=False) as demo:  # no calls home
+        gr.Markdown("# flowpaint\nExact likelihoods from normalizing flows: fill in missing "
+                    "pixels, flag images the model has not seen the like of, browse the models.")
+        model = gr.Dropdown(cache.names, value=cache.default, label="Model",
+                            info="every checkpoint in trained/", elem_id="model")
+        with gr.Tabs():
+            with gr.Tab("Inpaint", id="inpaint"):
+                build_inpaint(handlers, model)
+            with gr.Tab("Anomaly", id="anomaly"):
+                build_anomaly(handlers, model)
+            with gr.Tab("Models", id="models"):
+                card = build_models(handlers, model)
+        demo.load(handlers.card, model, card, api_visibility="private")
+    return demo

@@ -1,0 +1,63 @@
+"""Calibrate a checkpoint's anomaly thresholds on its validation split and store them in its card.
+
+    python -m pipelines.calibrate trained/mnist-glow/model.pt [--fpr 0.05]
+
+Re-run it whenever the checkpoint changes: it scores the validation split of the card's dataset,
+sets each score's threshold at the target false-positive rate, and rewrites ``card["anomaly"]`` in
+both model.pt and card.json (each written to a temporary file, then renamed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from inpaint_app.anomaly import calibrate
+from inpaint_app.data import DATASETS, DatasetNotFound, load_split
+from inpaint_app.models import CheckpointError, ConfigError, load_model, save_model
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Store anomaly thresholds in a checkpoint's card.")
+    p.add_argument("checkpoint", help="model.pt (or the folder holding it)")
+    p.add_argument("--fpr", type=float, default=0.05, help="target false-positive rate")
+    p.add_argument("--dataset", default=None, help="default: the dataset named in the card")
+    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--data-root", default=None,
+                   help="dataset root (default $FLOWPAINT_DATA or ./data)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    path = Path(args.checkpoint)
+    path = path / "model.pt" if path.is_dir() else path
+    try:
+        model = load_model(path)
+    except (CheckpointError, ConfigError) as err:
+        sys.exit(f"error: {err}")
+    dataset = args.dataset or model.card.get("dataset")
+    if dataset not in DATASETS:
+        sys.exit(f"error: unknown dataset {dataset!r}: pass --dataset, one of {sorted(DATASETS)}")
+    try:
+        images = load_split(dataset, args.split, args.data_root)
+    except DatasetNotFound as err:
+        sys.exit(f"error: {err}")
+    start = time.perf_counter()
+    anomaly = calibrate(model, images, fpr=args.fpr, batch_size=args.batch_size, progress=True,
+                        source=f"{dataset} {args.split} ({len(images):,})")
+    anomaly["command"] = f"python -m pipelines.calibrate {path} --fpr {args.fpr}"
+    save_model(model, path, card={**model.card, "anomaly": anomaly})
+    print(f"calibrated {path} on {anomaly['source']} in {time.perf_counter() - start:.0f} s; "
+          f"target FPR {args.fpr:.3f}")
+    for name, entry in anomaly["scores"].items():
+        print(f"  {name:11s} threshold {entry['threshold']:.4f}  validation FPR "
+              f"{entry['val_fpr']:.4f}{'  (two-sided)' if entry['two_sided'] else ''}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Anomaly scores for every image in a folder, one CSV row per file.
+
+    python -m pipelines.score_batch --checkpoint trained/mnist-glow/model.pt --images DIR \
+        --out scores.csv [--score combined]
+
+Each image is read with ``inpaint_app.images`` (any size and mode: converted to the model's
+channels, resized with Lanczos) and scored with ``inpaint_app.anomaly.score_images``. A file that
+cannot be read gets a row with its ``error`` and the run goes on. The CSV is written to a
+temporary file and renamed, so no half-written file is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from inpaint_app.anomaly import SCORES, score_images
+from inpaint_app.atomic import atomic_write
+from inpaint_app.images import ImageError, open_image, to_model_input
+from inpaint_app.models import CheckpointError, ConfigError, load_model
+
+COLUMNS = ["file", "bpd", "score", *SCORES, "p_value", "flag", "threshold", "error"]
+
+
+def read_folder(folder: Path, image_shape: tuple[int, int, int]
+                ) -> tuple[list[str], list[torch.Tensor], dict[str, str]]:
+    """Names and uint8 tensors of the readable files, and an error message for each other one."""
+    names, tensors, errors = [], [], {}
+    for path in tqdm(sorted(p for p in folder.iterdir() if p.is_file()
+                            and not p.name.startswith(".")), desc="read", unit="file"):
+        try:
+            tensors.append(to_model_input(open_image(path), image_shape))
+            names.append(path.name)
+        except ImageError as err:
+            errors[path.name] = str(err)
+        except OSError as err:  # unreadable (permissions, I/O): named, and the run goes on
+            errors[path.name] = f"cannot read file: {err.strerror or err}"
+    return names, tensors, errors
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def write_csv(rows: list[dict[str, Any]], out: Path) -> None:
+    """Write the rows atomically: a temporary file in the same folder, then rename."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Score every image in a folder for anomaly.")
+    p.add_argument("--checkpoint", required=True, help="model.pt (or the folder holding it)")
+    p.add_argument("--images", required=True, help="folder of images")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--score", default=None, choices=SCORES,
+                   help="score for score/p_value/flag (default: the card's default score)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    try:
+        model = load_model(args.checkpoint)
+    except (CheckpointError, ConfigError) as err:
+        sys.exit(f"error: {err}")
+    folder = Path(args.images)
+    if not folder.is_dir():
+        sys.exit(f"error: --images {folder} is not a folder")
+    if args.score and "anomaly" not in model.card and args.score not in ("bpd", "complexity"):
+        sys.exit(f"error: score {args.score!r} needs a calibrated checkpoint "
+                 f"(run python -m pipelines.calibrate {args.checkpoint})")
+    names, tensors, errors = read_folder(folder, model.image_shape)
+    scored: dict[str, dict[str, Any]] = {}
+    for start in tqdm(range(0, len(tensors), args.batch_size), desc="score", unit="batch"):
+        batch = torch.stack(tensors[start:start + args.batch_size])
+        results = score_images(model, batch, batch_size=args.batch_size, score=args.score)
+        scored.update(zip(names[start:start + args.batch_size], results, strict=True))
+    rows = [{"file": name, **scored[name]} if name in scored
+            else {"file": name, "error": errors[name]} for name in sorted({*scored, *errors})]
+    write_csv(rows, Path(args.out))
+    flagged = sum(bool(r.get("flag")) for r in rows)
+    print(f"wrote {args.out}: {len(scored)} scored, {flagged} flagged, {len(errors)} unreadable")
+
+
+if __name__ == "__main__":
+    main()

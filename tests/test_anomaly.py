@@ -1,0 +1,136 @@
+"""Anomaly scores: detection metrics on hand-computed cases, calibration, PNG complexity,
+thresholds through save/load, determinism, and the shipped checkpoints' cards."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from inpaint_app.anomaly import (
+    DEFAULT_SCORE,
+    SCORES,
+    calibrate,
+    explain,
+    png_bits_per_dim,
+    score_images,
+)
+from inpaint_app.models import build_model, load_model, save_model
+from inpaint_app.ood_metrics import aupr, auroc, fpr_at_tpr
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_model("glow", image_shape=(1, 8, 8), steps=2).eval()
+    with torch.no_grad():  # initialise ActNorm on data-like input, then freeze it
+        model.log_prob(torch.rand(16, 1, 8, 8) * 0.5)
+    return model
+
+
+def _images(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    base = (torch.rand(n, 1, 8, 8, generator=g) < 0.3).to(torch.uint8) * 200
+    return (base + torch.randint(0, 40, base.shape, generator=g, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize(("inliers", "outliers", "expected"), [
+    ([0, 1], [2, 3], 1.0),
+    ([2, 3], [0, 1], 0.0),
+    ([1, 1], [1, 1], 0.5),           # all tied
+    ([0, 1, 2], [1, 3], 0.75),       # (1 + 0.5 + 0) + 3 wins = 4.5 of 6 pairs
+    ([0, 0, 1], [0, 2], 4.0 / 6.0),  # out 0: two ties -> 1; out 2: three wins
+])
+def test_auroc_hand_computed(inliers: list, outliers: list, expected: float) -> None:
+    assert auroc(np.array(inliers), np.array(outliers)) == pytest.approx(expected)
+
+
+def test_aupr_and_fpr95_hand_computed() -> None:
+    assert aupr([0], [1]) == pytest.approx(1.0)
+    assert aupr([1], [0]) == pytest.approx(0.5)       # recall reached only at precision 1/2
+    assert aupr([1], [1]) == pytest.approx(0.5)       # one tied group: precision 1/2
+    # out 3, 2: precision 1 at recall 1/2; in 1.5, then out 1: precision 3/4... at recall 1
+    assert aupr([1.5, 0], [3, 2, 1, 1]) == pytest.approx(0.5 * 1.0 + 0.5 * 4 / 5)
+    assert fpr_at_tpr([0, 1, 2, 3], [10] * 19 + [2.5]) == pytest.approx(0.0)
+    assert fpr_at_tpr([0, 1, 2, 3], [10] * 18 + [2.5, 0.5]) == pytest.approx(0.25)
+    assert fpr_at_tpr([0, 1, 2, 3], [10] * 18 + [2, 2]) == pytest.approx(0.5)  # ties flagged
+    assert auroc([0, np.inf], [np.inf, np.inf]) == pytest.approx(0.75)
+
+
+def test_png_complexity_orders_constant_below_noise() -> None:
+    constant = torch.full((1, 28, 28), 128, dtype=torch.uint8)
+    noise = torch.randint(0, 256, (1, 28, 28), generator=torch.Generator().manual_seed(0),
+                          dtype=torch.uint8)
+    assert png_bits_per_dim(constant) < 1.0 < 7.0 < png_bits_per_dim(noise)
+
+
+@pytest.mark.parametrize("fpr", [0.05, 0.2])
+def test_calibration_hits_fpr(tiny: torch.nn.Module, fpr: float) -> None:
+    val = _images(400, 1)
+    calibration = calibrate(tiny, val, fpr=fpr, source="synthetic")
+    assert calibration["default_score"] == DEFAULT_SCORE and calibration["n"] == 400
+    for name in SCORES:
+        rows = score_images(tiny, val, calibration, score=name)
+        flagged = np.mean([r["flag"] for r in rows])
+        assert abs(flagged - fpr) <= 0.01, name
+        assert abs(calibration["scores"][name]["val_fpr"] - fpr) <= 0.01
+    hist = calibration["histogram"]
+    assert len(hist["edges"]) == len(hist["counts"]) + 1 and sum(hist["counts"]) == 400
+    kept = sum(len(v) for v in calibration["tail"].values())
+    assert kept <= 2000
+
+
+def test_p_values_are_empirical(tiny: torch.nn.Module) -> None:
+    val = _images(300, 2)
+    calibration = calibrate(tiny, val, source="synthetic")
+    rows = score_images(tiny, val, calibration, score="bpd")
+    scores = np.array([r["score"] for r in rows])
+    p = np.array([r["p_value"] for r in rows])
+    exact = (1 + (scores[None, :] >= scores[:, None]).sum(1)) / 301
+    assert np.abs(p - exact).max() <= 0.02
+    assert p.min() == pytest.approx(2 / 301) and 0 < p.max() <= 1  # the top one counts itself
+    far = score_images(tiny, torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8),
+                       calibration, score="typicality")
+    assert all(r["p_value"] >= 1 / 301 for r in far)
+
+
+def test_scores_deterministic_and_batch_independent(tiny: torch.nn.Module) -> None:
+    x = _images(6, 3)
+    batch = score_images(tiny, x, batch_size=4)
+    alone = score_images(tiny, x[4:5])
+    assert batch[4]["bpd"] == pytest.approx(alone[0]["bpd"], abs=1e-9)
+    assert score_images(tiny, x, batch_size=4) == batch
+    assert batch[0]["score_name"] == DEFAULT_SCORE and batch[0]["flag"] is None  # uncalibrated
+
+
+def test_thresholds_survive_save_and_load(tiny: torch.nn.Module, tmp_path: Path) -> None:
+    calibration = calibrate(tiny, _images(200, 4), source="synthetic")
+    path = tmp_path / "model.pt"
+    save_model(tiny, path, card={"dataset": "synthetic", "anomaly": calibration})
+    loaded = load_model(path)
+    assert loaded.card["anomaly"] == json.loads((tmp_path / "card.json").read_text())["anomaly"]
+    x = _images(8, 5)
+    assert score_images(loaded, x) == score_images(tiny, x, calibration)
+
+
+def test_explain_is_two_sentences() -> None:
+    text = explain()
+    assert len(re.findall(r"[.!?](\s|$)", text)) == 2 and DEFAULT_SCORE in text
+
+
+@pytest.mark.parametrize("name", ["mnist-glow", "fashion-mnist-glow"])
+def test_shipped_cards_carry_thresholds(name: str) -> None:
+    card = json.loads((ROOT / "trained" / name / "card.json").read_text())
+    anomaly = card["anomaly"]
+    assert anomaly["default_score"] in SCORES and set(SCORES) <= set(anomaly["scores"])
+    assert anomaly["source"].startswith(card["dataset"]) and anomaly["n"] == 5000
+    for entry in anomaly["scores"].values():
+        assert abs(entry["val_fpr"] - anomaly["fpr"]) <= 0.01
+    model = load_model(ROOT / "trained" / name / "model.pt")
+    assert model.card["anomaly"] == anomaly

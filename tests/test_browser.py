@@ -1,0 +1,129 @@
+"""The app in a real browser: Playwright drives Debian's Chromium against a live server.
+
+Paints a mask with the mouse on an example, inpaints, and checks that the fill changed pixels only
+inside the mask; scores an upload in the Anomaly tab; draws samples in the Models tab. Screenshots
+of each tab go to docs/screenshots/. Skipped only when Chromium or Playwright is missing
+(``make test`` installs both).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+EXAMPLE = "mnist-test-0000.png"  # a 7
+STEPS = 20  # enough for a visible fill, short enough for a quick CPU run
+
+pytestmark = [pytest.mark.browser,
+              # Gradio's queue calls pandas options that pandas 3 deprecates; not ours to fix.
+              pytest.mark.filterwarnings("ignore:.*no_silent_downcasting",
+                                         "ignore:The copy keyword is deprecated")]
+
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="playwright not installed (make test installs it)")
+if not shutil.which(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} not found: apt-get install -y chromium (make test does)",
+                allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    """The app on the shipped checkpoints, on a free loopback port, for this module."""
+    from inpaint_app.app import create_app, launch_kwargs
+
+    demo = create_app()
+    demo.launch(**{**launch_kwargs(port=_free_port()), "prevent_thread_lock": True,
+                   "quiet": True})
+    yield demo.local_url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(url: str) -> Iterator[sync_api.Page]:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(url, wait_until="networkidle")
+        yield page
+        browser.close()
+
+
+def _fetch(page: sync_api.Page, selector: str) -> np.ndarray:
+    """The pixels of the image shown in ``selector`` (downloaded from the server, as L)."""
+    src = page.locator(f"{selector} img").first.get_attribute("src")
+    return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+
+
+def _paint_stroke(page: sync_api.Page) -> None:
+    """Brush tool, then a horizontal drag across the middle of the displayed image."""
+    page.locator("#editor button[aria-label='Brush']").click()
+    box = page.locator("#editor canvas").first.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x - 70, y - 10)
+    page.mouse.down()
+    page.mouse.move(x + 70, y - 10, steps=4)  # few events: each one re-renders the canvas
+    page.mouse.up()
+
+
+def test_paint_inpaint_and_score(page: sync_api.Page) -> None:
+    from inpaint_app.app.handlers import VERDICTS
+    from inpaint_app.app.layout import EXAMPLES_DIR
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    examples = sorted(p.name for p in EXAMPLES_DIR.glob("*.png"))
+    zoom = page.locator("#editor .zoom-number")
+    before = zoom.inner_text()
+    page.locator(".gallery-item").nth(examples.index(EXAMPLE)).click()
+    sync_api.expect(zoom).not_to_have_text(before)  # the canvas took the example's size
+    _paint_stroke(page)
+    page.locator("#steps input[type=number]").fill(str(STEPS))
+    page.locator("#steps input[type=number]").press("Enter")
+    page.locator("#inpaint-button").click()
+    page.locator("#filled img").wait_for(timeout=110_000)
+    sync_api.expect(page.locator("#inpaint-summary")).to_contain_text("after")
+    page.screenshot(path=str(SHOTS / "inpaint.png"), full_page=True)
+
+    original = np.asarray(Image.open(EXAMPLES_DIR / EXAMPLE).convert("RGB"))
+    view, filled = _fetch(page, "#model-view"), _fetch(page, "#filled")
+    mask = (view == (255, 0, 255)).all(axis=-1)
+    assert filled.shape == original.shape == view.shape
+    assert 0 < mask.sum() < mask.size / 2, "the painted stroke should mark some pixels"
+    assert (view[~mask] == original[~mask]).all(), "the model saw the example unchanged"
+    assert (filled[~mask] == original[~mask]).all(), "the fill changed a pixel outside the mask"
+    assert (filled[mask] != original[mask]).any(), "nothing was filled inside the mask"
+
+    page.get_by_role("tab", name="Anomaly").click()
+    page.locator("#anomaly-files input[type=file]").set_input_files(
+        [str(EXAMPLES_DIR / EXAMPLE), str(EXAMPLES_DIR / "fashion-test-0000.png")])
+    page.locator("#score-button").click()
+    rows = page.locator("#verdicts [role=row]")
+    for name in (EXAMPLE, "fashion-test-0000.png"):
+        row = rows.filter(has_text=name).first
+        sync_api.expect(row).to_be_visible(timeout=60_000)
+        verdicts = [v for v in VERDICTS.values() if v in row.inner_text()]
+        assert verdicts, f"no verdict in the row of {name}: {row.inner_text()!r}"
+    page.screenshot(path=str(SHOTS / "anomaly.png"), full_page=True)
+
+    page.get_by_role("tab", name="Models").click()
+    sync_api.expect(page.locator("#model-card")).to_contain_text("test bits/dim")
+    page.locator("#sample-button").click()
+    page.locator("#model-samples img").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(SHOTS / "models.png"), full_page=True)
