@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=None,
                    help="score a fixed random subset of N images (an unbiased estimate of the "
                         "full-split figure; the first N of MNIST test are easier than the rest)")
+    p.add_argument("--first", action="store_true",
+                   help="with --limit: the first N images instead (as training's --limit-val)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0, help="dequantization noise seed")
     p.add_argument("--data-root", default=None,
@@ -54,7 +56,9 @@ def main(argv: list[str] | None = None) -> None:
         images = load_split(dataset, args.split, args.data_root, download=args.download)
     except DatasetNotFound as err:
         sys.exit(f"error: {err}")
-    if args.limit and args.limit < len(images):
+    if args.limit and args.first:
+        images = images[: args.limit]
+    elif args.limit and args.limit < len(images):
         subset = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))
         images = images[subset[: args.limit].sort().values]
     with torch.inference_mode():
@@ -70,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         result["round_trip_mean_abs_error"] = error.mean().item()
         print(f"round trip: max |f^-1(f(y)) - y| = {error.max().item():.2e} "
               f"(worst image {int(error.argmax())}), mean {error.mean().item():.2e}")
-    which = f"a random subset of {len(bpd)}" if args.limit else f"all {len(bpd)}"
+    which = (f"the first {len(bpd)}" if args.limit and args.first
+             else f"a random subset of {len(bpd)}" if args.limit else f"all {len(bpd)}")
     print(f"{dataset} {args.split}: {result['bpd']:.4f} ± {result['bpd_stderr']:.4f} bits/dim "
           f"over {which} images")
     if args.json:

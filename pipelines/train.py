@@ -304,8 +304,10 @@ def make_card(args: argparse.Namespace, history: list[dict], elapsed: float,
         "name": args.out.name, "dataset": args.dataset, "model": args.model,
         "image_shape": list(image_shape(args.dataset)),
         "val_bpd": round(val_bpd, 4),
-        "val_measured": "mean over the 5,000 held-out training images (last 5,000 of train), "
-                        "one uniform dequantization sample each, seed 0",
+        "val_measured": (f"mean over the first {args.limit_val:,} of the 5,000 held-out training "
+                         "images" if args.limit_val else
+                         "mean over the 5,000 held-out training images (last 5,000 of train)")
+                        + ", one uniform dequantization sample each, seed 0",
         "training_minutes": round(elapsed / 60, 1), "hardware": hardware(device, world),
         "command": "python -m pipelines.train " + shlex.join(sys.argv[1:]),
         "commit": git_commit(), "history": history,

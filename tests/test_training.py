@@ -60,7 +60,7 @@ def test_short_training_run_lowers_validation_bits_per_dim(trained: Path) -> Non
 def test_evaluate_agrees_with_the_training_card(trained: Path, data_root: Path,
                                                 tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
-    evaluate.main([str(trained / "model.pt"), "--split", "val", "--limit", "256",
+    evaluate.main([str(trained / "model.pt"), "--split", "val", "--limit", "256", "--first",
                    "--json", str(out), "--data-root", str(data_root), "--device", "cpu"])
     result = json.loads(out.read_text())
     card = json.loads((trained / "card.json").read_text())

@@ -7,6 +7,7 @@ input raises ``gr.Error`` with the reason; the Gradio UI shows it and API client
 from __future__ import annotations
 
 import math
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,19 @@ MAX_STEPS = 5000
 MAX_DRAWS = 64  # model samples per request
 VERDICTS = {True: "anomalous", False: "in distribution", None: "no threshold (uncalibrated)"}
 TABLE_COLUMNS = ["#", "file", "bits/dim", "score", "p-value", "verdict", "note"]
+
+
+def _own(image: Image.Image | None) -> Image.Image | None:
+    """Tag an output image with a fresh id (a PNG text chunk) so its bytes are unique.
+
+    Gradio caches an output at a path named by the hash of its bytes and writes it there
+    non-atomically; two requests returning identical pictures at the same moment (the same
+    histogram, say) would write one file while the other is being served, and a client could
+    receive it truncated. Unique bytes give each request its own file.
+    """
+    if image is not None:
+        image.info["flowpaint-output"] = uuid.uuid4().hex
+    return image
 
 
 def _int(value: Any, name: str, lo: int, hi: int) -> int:
@@ -126,8 +140,9 @@ class Handlers:
         except (ValueError, ImageError) as err:
             raise gr.Error(str(err)) from None
         fit = describe_fit(picture, shape)
-        samples = [to_pil(s) for s in result.samples] if len(result.samples) > 1 else []
-        uncertainty = heat_map(result.uncertainty) if result.uncertainty is not None else None
+        samples = [_own(to_pil(s)) for s in result.samples] if len(result.samples) > 1 else []
+        uncertainty = (None if result.uncertainty is None
+                       else _own(heat_map(result.uncertainty)))
         metrics = {"bpd_before": result.bpd_before, "bpd_after": result.bpd_after,
                    "method": result.method, "steps": result.steps,
                    "seconds": round(result.seconds, 3), "missing_pixels": int(mask.sum()),
@@ -137,8 +152,9 @@ class Handlers:
                    f"after · {result.method}, {result.steps} steps, {result.seconds:.1f} s · "
                    f"{int(mask.sum())} missing pixels  \n**model input**: {fit}"
                    + (f"  \n{result.message}" if result.message else ""))
-        return (to_pil(result.image), samples, uncertainty, _trajectory(result.bpd_trajectory),
-                show_missing(to_pil(x), mask), summary, metrics)
+        return (_own(to_pil(result.image)), samples, uncertainty,
+                _trajectory(result.bpd_trajectory), _own(show_missing(to_pil(x), mask)), summary,
+                metrics)
 
     def score(self, files: list[str] | str | None, model_name: str) -> tuple:
         """Score uploaded images; returns the verdict table, the histogram and an explanation."""
@@ -168,7 +184,7 @@ class Handlers:
                 rows[row][6] += "; bits/dim not finite (numerical blow-up far from the data)"
             marks.append((f"#{rows[row][0]}", result["score"]))
         table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-        histogram = self._histogram(calibration, marks)
+        histogram = _own(self._histogram(calibration, marks))
         name = results[0]["score_name"] if results else (calibration or {}).get("default_score")
         note = f"Score: **{name}** (higher = more anomalous). " + explain()
         if calibration is None:
@@ -200,7 +216,7 @@ class Handlers:
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             images = model.sample(n, temperature, generator=generator)
-        return [to_pil(torch.nan_to_num(x, nan=0.0).clamp(0, 1)) for x in images]
+        return [_own(to_pil(torch.nan_to_num(x, nan=0.0).clamp(0, 1))) for x in images]
 
     def card(self, model_name: str) -> str:
         """The model card as Markdown: data, quality, thresholds, training cost."""

@@ -6,6 +6,8 @@ References: Kingma, Dhariwal, Glow: Generative Flow with Invertible 1x1 Convolut
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,7 +59,12 @@ class ActNorm(Flow):
 class InvConv1x1LU(Flow):
     """Invertible 1x1 convolution, W = P L (U + diag(sign * exp(log_s))); logdet = H*W*sum(log_s).
 
-    P and sign are fixed buffers; starts from a random rotation.
+    P and sign are fixed buffers; starts from a random rotation. When no gradient can flow to
+    the weights (eval under ``no_grad``/``inference_mode``, or frozen parameters), W, its inverse
+    and sum(log_s) are computed once and reused until a parameter or buffer changes (in-place
+    updates bump the tensor's version counter; ``.to()`` gives new storage), so scoring and
+    inpainting skip the per-call assembly and matrix inverse. Writes through ``.data`` bypass
+    the version counter: change weights under ``torch.no_grad()`` or by ``load_state_dict``.
     """
 
     def __init__(self, channels: int) -> None:
@@ -71,12 +78,30 @@ class InvConv1x1LU(Flow):
         self.lower = nn.Parameter(lower)
         self.upper = nn.Parameter(torch.triu(upper, 1))
         self.log_s = nn.Parameter(diag.abs().log())
+        self._cache: tuple[tuple, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def weight(self) -> torch.Tensor:
         eye = torch.eye(self.lower.shape[0], dtype=self.lower.dtype, device=self.lower.device)
         lower = self.lower * self.lower_mask + eye
         upper = self.upper * self.lower_mask.T + torch.diag(self.sign * self.log_s.exp())
         return self.perm @ lower @ upper
+
+    def _state_key(self) -> tuple:
+        return tuple((t._version, t.data_ptr(), t.dtype, t.device)
+                     for t in (self.lower, self.upper, self.log_s, self.perm, self.sign))
+
+    def _frozen(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(W, W^-1, sum log_s), cached, when no gradient can reach the weights; else None."""
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            return None
+        key = self._state_key()
+        if self._cache is None or self._cache[0] != key:
+            # Plain tensors (not inference tensors), so a later autograd pass through the
+            # input, e.g. gradient-based inpainting with frozen weights, may use them.
+            with torch.inference_mode(False), torch.no_grad():
+                w = self.weight()
+                self._cache = (key, w, torch.linalg.inv(w), self.log_s.sum())
+        return self._cache[1:]
 
     @staticmethod
     def _mix(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -85,33 +110,36 @@ class InvConv1x1LU(Flow):
         return F.conv2d(x, w.reshape(*w.shape, 1, 1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logdet = (_spatial(x) * self.log_s.sum()).expand(x.shape[0])
-        return self._mix(x, self.weight()), logdet
+        cached = self._frozen()
+        w, log_s_sum = (cached[0], cached[2]) if cached else (self.weight(), self.log_s.sum())
+        return self._mix(x, w), (_spatial(x) * log_s_sum).expand(x.shape[0])
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
-        return self._mix(z, torch.linalg.inv(self.weight()))
+        cached = self._frozen()
+        return self._mix(z, cached[1] if cached else torch.linalg.inv(self.weight()))
 
 
-def glow_step(channels: int, hidden: int, bound: float) -> Sequential:
+def glow_step(channels: int, **coupling: Any) -> Sequential:
     """One step of flow: ActNorm -> 1x1 conv -> affine coupling."""
     return Sequential(ActNorm(channels), InvConv1x1LU(channels),
-                      AffineCoupling(channels, mask="channel", hidden=hidden, bound=bound))
+                      AffineCoupling(channels, mask="channel", **coupling))
 
 
 def build_glow(image_shape: tuple[int, int, int], *, levels: int | None = None, steps: int = 8,
-               hidden: int = 128, bound: float = 2.0, split_prior: bool = True) -> Flow:
+               hidden: int = 128, bound: float = 2.0, scale: str = "sigmoid",
+               shift_bound: float | None = 5.0, split_prior: bool = True) -> Flow:
     """L levels of (squeeze, K steps, split). With ``split_prior`` a coupling conditions the
     factored-out half on the kept half before the split (Glow's learned split prior, as a flow)."""
     c, h, w = image_shape
     levels = levels if levels is not None else max_levels(h, w)
+    coupling = {"hidden": hidden, "bound": bound, "scale": scale, "shift_bound": shift_bound}
 
     def level(ch: int, hh: int, ww: int, remaining: int) -> Flow:
         ch, hh, ww = 4 * ch, hh // 2, ww // 2
-        layers: list[Flow] = [Squeeze()] + [glow_step(ch, hidden, bound) for _ in range(steps)]
+        layers: list[Flow] = [Squeeze()] + [glow_step(ch, **coupling) for _ in range(steps)]
         if remaining > 1:
             if split_prior:
-                layers.append(AffineCoupling(ch, mask="channel", parity=1, hidden=hidden,
-                                             bound=bound))
+                layers.append(AffineCoupling(ch, mask="channel", parity=1, **coupling))
             keep = ch // 2
             inner_shape = (4 * keep, hh // 2, ww // 2)
             layers.append(Split(level(keep, hh, ww, remaining - 1), inner_shape))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .base import Flow, Sequential, Split, Squeeze, sum_except_batch
 
@@ -21,24 +22,39 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, width: int) -> None:
         super().__init__()
+        # The first ReLU must not overwrite x (the skip path); the second may.
         self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 3, padding=1),
-                                  nn.ReLU(), nn.Conv2d(width, width, 3, padding=1))
+                                  nn.ReLU(inplace=True), nn.Conv2d(width, width, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
 
 
+class ConvNet(nn.Sequential):
+    """A conv stack that trains in ``channels_last`` layout (oneDNN's fast path on CPU: +26%
+    Glow training throughput on this machine). Only while gradients are recorded: in that
+    layout identical images in one batch may differ in the last bit, which sampling and
+    scoring should not do. Same parameters and state_dict keys as a plain ``nn.Sequential``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return super().forward(x)
+
+
 def conv_net(c_in: int, c_out: int, hidden: int, blocks: int) -> nn.Sequential:
     """Coupling network: 3x3 conv in, ``blocks`` residual blocks (0 gives Glow's 3x3-1x1-3x3 net),
-    zero-initialised 3x3 conv out, so every coupling starts as the identity."""
+    zero-initialised 3x3 conv out, so every coupling starts as the identity. ReLUs that follow
+    a conv or the residual sum run in place (neither backward needs the overwritten input),
+    saving one large allocation each."""
     if blocks == 0:
-        middle: list[nn.Module] = [nn.ReLU(), nn.Conv2d(hidden, hidden, 1)]
+        middle: list[nn.Module] = [nn.ReLU(inplace=True), nn.Conv2d(hidden, hidden, 1)]
     else:
         middle = [ResidualBlock(hidden) for _ in range(blocks)]
     last = nn.Conv2d(hidden, c_out, 3, padding=1)
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)
-    return nn.Sequential(nn.Conv2d(c_in, hidden, 3, padding=1), *middle, nn.ReLU(), last)
+    return ConvNet(nn.Conv2d(c_in, hidden, 3, padding=1), *middle, nn.ReLU(inplace=True), last)
 
 
 class AffineCoupling(Flow):
@@ -46,15 +62,23 @@ class AffineCoupling(Flow):
 
     ``mask="channel"`` splits channels in halves (``parity`` picks which half is a);
     ``mask="checkerboard"`` takes a as the pixels with (i + j) % 2 == parity.
-    log_s is soft-clamped to [-bound, bound] for stability.
+    ``scale="sigmoid"`` (default, as Glow): log_s = log sigmoid(raw + 2), softly floored at
+    -bound, so a coupling only contracts; with the shift soft-clamped to [-shift_bound,
+    shift_bound] the flow stays Lipschitz and an unusual image cannot blow up to a huge latent
+    (unbounded shifts made one MNIST validation image score 29,505 bits/dim after long training).
+    ``scale="tanh"``: log_s soft-clamped to [-bound, bound] (the first shipped models).
     """
 
     def __init__(self, channels: int, *, mask: str = "channel", parity: int = 0, hidden: int = 64,
-                 blocks: int = 0, bound: float = 2.0) -> None:
+                 blocks: int = 0, bound: float = 2.0, scale: str = "sigmoid",
+                 shift_bound: float | None = 5.0) -> None:
         super().__init__()
         if mask not in ("channel", "checkerboard"):
             raise ValueError(f"unknown mask {mask!r}: choose 'channel' or 'checkerboard'")
+        if scale not in ("sigmoid", "tanh"):
+            raise ValueError(f"unknown scale {scale!r}: choose 'sigmoid' or 'tanh'")
         self.mask, self.parity, self.bound = mask, parity, bound
+        self.scale, self.shift_bound = scale, shift_bound
         if mask == "channel":
             self.n_a = channels - channels // 2 if parity == 0 else channels // 2
             self.net = conv_net(self.n_a, 2 * (channels - self.n_a), hidden, blocks)
@@ -71,7 +95,11 @@ class AffineCoupling(Flow):
         net_in = (x_a if extra is None
                   else torch.cat([x_a, extra.expand(x_a.shape[0], -1, -1, -1)], 1))
         shift, raw = self.net(net_in).chunk(2, dim=1)
-        return shift, soft_clamp(raw, self.bound)
+        if self.shift_bound is not None:
+            shift = soft_clamp(shift, self.shift_bound)
+        if self.scale == "tanh":
+            return shift, soft_clamp(raw, self.bound)
+        return shift, -soft_clamp(F.softplus(-(raw + 2.0)), self.bound)
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.parity == 0:
@@ -104,7 +132,8 @@ class AffineCoupling(Flow):
 
 
 def build_realnvp(image_shape: tuple[int, int, int], *, levels: int | None = None,
-                  hidden: int = 64, blocks: int = 2, bound: float = 2.0) -> Flow:
+                  hidden: int = 64, blocks: int = 2, bound: float = 2.0, scale: str = "sigmoid",
+                  shift_bound: float | None = 5.0) -> Flow:
     """Multi-scale RealNVP: per level 3 checkerboard couplings, squeeze, 3 channel couplings,
     split; the last level 4 checkerboard couplings. ``levels`` defaults to as many squeezes as
     fit."""
@@ -113,7 +142,7 @@ def build_realnvp(image_shape: tuple[int, int, int], *, levels: int | None = Non
 
     def coupling(ch: int, mask: str, parity: int) -> AffineCoupling:
         return AffineCoupling(ch, mask=mask, parity=parity, hidden=hidden, blocks=blocks,
-                              bound=bound)
+                              bound=bound, scale=scale, shift_bound=shift_bound)
 
     def level(ch: int, hh: int, ww: int, remaining: int) -> Flow:
         if remaining == 0:

@@ -1,0 +1,120 @@
+"""Mask presets shared by the inpainting API, the batch scripts, the benchmark and the app.
+
+A mask is a bool tensor ``[H, W]`` with True where pixels are missing. The presets follow the
+masks of NICE sec. 5.2 (half images, a centre square, random pixels) plus free-form strokes.
+References: Dinh et al., NICE (arXiv:1410.8516), sec. 5.2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+MaskBuilder = Callable[[int, int, torch.Generator], torch.Tensor]
+
+
+def _rows(height: int, width: int, start: int, stop: int) -> torch.Tensor:
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    mask[start:stop] = True
+    return mask
+
+
+def _top(height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """The top half of the rows is missing."""
+    return _rows(height, width, 0, height // 2)
+
+
+def _bottom(height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """The bottom half of the rows is missing."""
+    return _rows(height, width, height - height // 2, height)
+
+
+def _left(height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """The left half of the columns is missing."""
+    return _top(width, height, generator).T.contiguous()
+
+
+def _right(height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """The right half of the columns is missing."""
+    return _bottom(width, height, generator).T.contiguous()
+
+
+def _center(height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """A centred square of half the image's side is missing."""
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    h, w = max(1, height // 2), max(1, width // 2)
+    top, left = (height - h) // 2, (width - w) // 2
+    mask[top:top + h, left:left + w] = True
+    return mask
+
+
+def _random(fraction: float) -> MaskBuilder:
+    def build(height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+        count = round(fraction * height * width)
+        order = torch.randperm(height * width, generator=generator)
+        mask = torch.zeros(height * width, dtype=torch.bool)
+        mask[order[:count]] = True
+        return mask.reshape(height, width)
+
+    build.__doc__ = f"Exactly {round(100 * fraction)} % of the pixels, at random, are missing."
+    return build
+
+
+def _strokes(height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """Three free-form brush strokes (random walks of discs), about a quarter of the image."""
+    rows = torch.arange(height, dtype=torch.float32)[:, None]
+    cols = torch.arange(width, dtype=torch.float32)[None, :]
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    radius = max(1.0, 0.06 * min(height, width))
+    limit = torch.tensor([height - 1.0, width - 1.0])
+    for _ in range(3):
+        point = torch.rand(2, generator=generator) * limit
+        angle = float(torch.rand(1, generator=generator)) * 2 * math.pi
+        for _ in range(12):
+            mask |= (rows - point[0]) ** 2 + (cols - point[1]) ** 2 <= radius ** 2
+            angle += float(torch.randn(1, generator=generator)) * 0.6
+            step = radius * torch.tensor([math.sin(angle), math.cos(angle)])
+            point = torch.minimum((point + step).clamp(min=0.0), limit)
+    return mask
+
+
+MASK_PRESETS: dict[str, MaskBuilder] = {
+    "top": _top,
+    "bottom": _bottom,
+    "left": _left,
+    "right": _right,
+    "center": _center,
+    "random25": _random(0.25),
+    "random50": _random(0.50),
+    "random75": _random(0.75),
+    "random90": _random(0.90),
+    "strokes": _strokes,
+}
+
+
+def describe_mask(preset: str) -> str:
+    """One line saying what a preset hides (for help texts and tables)."""
+    return (_check(preset).__doc__ or preset).strip()
+
+
+def _check(preset: str) -> MaskBuilder:
+    if preset not in MASK_PRESETS:
+        raise ValueError(f"unknown mask preset {preset!r}: choose one of {list(MASK_PRESETS)}")
+    return MASK_PRESETS[preset]
+
+
+def make_mask(preset: str, size: tuple[int, int], seed: int = 0) -> torch.Tensor:
+    """bool ``[H, W]`` for a named preset, True where pixels are missing; random presets
+    (``random*``, ``strokes``) depend on ``seed`` only, so a mask is reproducible.
+
+    >>> make_mask("bottom", (4, 4)).sum().item()
+    8
+    """
+    builder = _check(preset)
+    height, width = (int(s) for s in size)
+    if height < 1 or width < 1:
+        raise ValueError(f"mask size must be two positive ints (H, W), got {size!r}")
+    generator = torch.Generator().manual_seed(int(seed))
+    return builder(height, width, generator)

@@ -1,0 +1,88 @@
+"""Smoke test of ``pipelines.families`` on tiny temporary checkpoints and a card-only model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from inpaint_app.models import build_model, save_model
+from pipelines import families
+
+SHAPE = (1, 28, 28)
+
+
+def _card(family: str, **extra: object) -> dict:
+    return {"dataset": "mnist", "model": family, "image_shape": list(SHAPE),
+            "training_minutes": 1.5, "hardware": "1 process(es) x 1 CPU thread(s), x86_64",
+            "command": f"python -m pipelines.train --model {family}", "date": "d", **extra}
+
+
+@pytest.fixture
+def checkpoints(tmp_path: Path) -> list[Path]:
+    ffjord = {"hidden": 4, "levels": 0, "solver": "rk4", "step_size": 0.5, "eval_probes": 1}
+    tiny = {"maf": {"blocks": 1, "hidden": 8}, "ffjord": ffjord, "planar": {"layers": 2}}
+    paths = []
+    for family, hparams in tiny.items():
+        path = tmp_path / f"mnist-{family}" / "model.pt"
+        card = _card(family, test_bpd=5.0 if family != "planar" else None,
+                     test_bpd_stderr=0.01, val_bpd=5.5,
+                     test_measured="python -m pipelines.evaluate x: mean over all 10000 test "
+                                   "images")
+        save_model(build_model(family, SHAPE, **hparams), path, card=card)
+        paths.append(path)
+    (paths[1].parent / "evaluate.json").write_text(json.dumps(  # ignored: the card has a test
+        {"split": "test", "images": 500, "bpd": 9.0, "bpd_stderr": 0.1}))
+    return paths
+
+
+def test_families_writes_table_and_json(tmp_path: Path, checkpoints: list[Path]) -> None:
+    card_only = tmp_path / "paper.card.json"
+    card = _card("nice", test_bpd=7.6, date="other",
+                 command="python -m pipelines.train --model nice --hparams "
+                         "'{\"hidden\": 8, \"depth\": 1}'")
+    card_only.write_text(json.dumps(card))
+    duplicate = tmp_path / "dup.card.json"  # the same run as a checkpoint above: skipped
+    duplicate.write_text(json.dumps(_card("maf")))
+    out = tmp_path / "bench"
+    report = families.main([*map(str, checkpoints), "--cards", str(card_only), str(duplicate),
+                            "--sample-batch", "2", "--score-batch", "4", "--repeats", "1",
+                            "--data-root", str(tmp_path / "no-data"), "--out", str(out)])
+    rows = {r["family"]: r for r in report["rows"]}
+    assert list(rows) == ["maf", "ffjord", "planar", "nice"]
+    assert rows["maf"]["test_bpd"] == 5.0 and rows["maf"]["bpd_measured"] == "test, all 10,000"
+    assert rows["planar"]["test_bpd"] == 5.5 and "val" in rows["planar"]["bpd_measured"]
+    assert rows["ffjord"]["test_bpd"] == 5.0
+    assert rows["nice"]["parameters"] > 0 and "fresh weights" in rows["nice"]["weights"]
+    assert rows["nice"]["bpd_measured"] == "test (as the card says)"
+    assert rows["ffjord"]["nfe_score"] == rows["ffjord"]["nfe_sample"] == 8  # rk4: 2 x 4 stages
+    assert "nfe_score" not in rows["maf"]
+    assert all(r["sample_images_per_s"] > 0 and r["score_images_per_s"] > 0
+               for r in rows.values())
+    assert report["score_images"] == "random pixels"
+    saved = json.loads((out / "families.json").read_text())
+    assert [r["family"] for r in saved["rows"]] == list(rows)
+    table = (out / "families.md").read_text()
+    assert table.count("\n| ") == 1 + len(rows)
+    assert "5.000 ± 0.010" in table and "1.5 min" in table
+
+
+def test_model_from_card_reads_config_and_hparams(tmp_path: Path) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"hparams": {"hidden": 8, "depth": 2}}))
+    card = _card("nice", command=f"python -m pipelines.train --config {config} "
+                                 "--hparams '{\"depth\": 1}'")
+    model = families.model_from_card(card)
+    assert model.config["flow"] == {"hidden": 8, "depth": 1}
+
+
+def test_bits_fall_back_to_evaluate_json_then_to_validation() -> None:
+    card = _card("ffjord", val_bpd=6.8,
+                 command="python -m pipelines.train --model ffjord --limit-val 500")
+    run = {"split": "test", "images": 500, "bpd": 6.9, "bpd_stderr": 0.02}
+    assert families.bpd_text(card, run) == (6.9, 0.02,
+                                            "test, random subset of 500 (evaluate.json)")
+    assert families.bpd_text(card) == (6.8, None, "val, first 500 held out; no test figure")
+    subset = _card("maf", test_bpd=3.0, test_measured="mean over a random subset of 2000 test")
+    assert families.bpd_text(subset)[2] == "test, random subset of 2,000"
