@@ -36,3 +36,13 @@ def atomic_write(path: str | Path, mode: str = "wb", **open_kwargs: object) -> I
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def ensure_writable_dir(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and prove a file can be written there, before any long work
+    starts (so a read-only or impossible output location fails at once, with nothing lost)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+    return folder

@@ -1,111 +1,446 @@
-"""Training and scoring throughput of each flow family on this machine.
+"""Side-by-side benchmark: our flows against the same architectures built with normflows.
 
-    python -m pipelines.benchmark [--families nice realnvp glow] [--steps 20] [--threads N]
+    python -m pipelines.benchmark [--threads 1] [--families nice realnvp glow] [--quick]
+    pip install -r requirements-bench.txt   # the peer library, only needed for the peer column
 
-Times the training step itself (``inpaint_app.training.train_step``) on 28x28 inputs at the
-training batch size, and scoring (``bits_per_dim`` under ``torch.inference_mode``) at batch 256.
-Writes ``benchmarks/latest.json`` and ``benchmarks/latest.md``; never used as a timed test.
+One run on one machine writes ``benchmarks/latest.json`` (rows ``{name, unit, ours, peer,
+ratio, better}`` plus the machine's description) and ``benchmarks/latest.md``. Rows: training
+throughput (the training step itself, ``inpaint_app.training.train_step``, batch 64), scoring
+throughput (batch 256, ``torch.inference_mode``), peak memory (max-RSS delta in a fresh
+subprocess per row), NICE's achieved GFLOP/s against a measured float32 matmul peak, and the
+shipped MNIST model's scoring and inpainting speed. Ours and peer are timed in alternating
+repeats and summarised by medians, so load from other processes hits both sides alike.
+Never used as a timed test.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import platform
+import resource
+import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from inpaint_app.models import build_model
+from inpaint_app.density import DensityModel
+from inpaint_app.models import build_model, load_model
 from inpaint_app.training import LogProb, initialize_actnorm, train_step
 
-TRAIN_IMAGES_PER_EPOCH = 55_000
-# The configurations we train: Glow as shipped, RealNVP's defaults, NICE as in the paper.
-RECIPES = {
-    "nice": {"hidden": 1000, "depth": 5},
-    "realnvp": {},
-    "glow": {"steps": 8, "hidden": 128},
-}
+SHAPE = (1, 28, 28)
+DEFAULT_MODEL = Path("trained/mnist-glow")
+INSTALL_HINT = "pip install -r requirements-bench.txt"
+# The configurations we train: NICE as in the paper, RealNVP's defaults, Glow as shipped.
+RECIPES = {"nice": {"hidden": 1000, "depth": 5}, "realnvp": {},
+           "glow": {"steps": 8, "hidden": 128}}
 
 
+# ---------------------------------------------------------------- the peer (normflows) models
+def _peer_nice(nf: object, hidden: int = 1000, depth: int = 5) -> nn.Module:
+    """4 additive couplings (392 -> depth x hidden ReLU -> 392) and a diagonal scaling."""
+    half = math.prod(SHAPE) // 2
+    couplings = [nf.flows.AffineCouplingBlock(
+        nf.nets.MLP([half] + [hidden] * depth + [half], init_zeros=True), scale=False,
+        split_mode="channel" if i % 2 == 0 else "channel_inv") for i in range(4)]
+    scaling = nf.flows.AffineConstFlow((math.prod(SHAPE),), shift=False)
+    # normflows lists flows in the sampling direction: the reverse of our data -> latent order.
+    flows = [scaling] + couplings[::-1]
+    return nf.NormalizingFlow(nf.distributions.DiagGaussian(math.prod(SHAPE), trainable=False),
+                              flows)
+
+
+def _conv_coupling(nf: object, c_a: int, c_b: int, hidden: int, kernels: tuple[int, ...],
+                   mode: str) -> nn.Module:
+    net = nf.nets.ConvNet2d((c_a,) + (hidden,) * (len(kernels) - 1) + (2 * c_b,), kernels)
+    return nf.flows.AffineCouplingBlock(net, scale_map="sigmoid", split_mode=mode)
+
+
+def _checker(nf: object, c: int, hw: int, parity: int, hidden: int) -> nn.Module:
+    """Full-resolution checkerboard coupling; separate s and t nets of width hidden/sqrt(2),
+    so parameters and FLOPs match our single net of width ``hidden`` with 2C outputs."""
+    grid = torch.arange(hw)[:, None] + torch.arange(hw)
+    mask = (grid % 2 == parity).float().expand(c, hw, hw).clone()
+    width = round(hidden / math.sqrt(2))
+
+    def net() -> nn.Module:
+        return nf.nets.ConvNet2d((c,) + (width,) * 5 + (c,), (3,) * 6)
+
+    return nf.flows.MaskedAffineFlow(mask, t=net(), s=net())
+
+
+def _peer_realnvp(nf: object, hidden: int = 64) -> nn.Module:
+    """Ours: per level 3 checkerboard, squeeze, 3 channel couplings, split; last level 4
+    checkerboard (28 -> 14 -> 7). Each net: 6 3x3 convs at width 64."""
+    def chan(c: int, i: int) -> nn.Module:
+        return _conv_coupling(nf, c // 2, c // 2, hidden, (3,) * 6,
+                              "channel" if i % 2 == 0 else "channel_inv")
+
+    def level(c: int, hw: int) -> list[nn.Module]:  # data order, before the split
+        return ([_checker(nf, c, hw, i % 2, hidden) for i in range(3)] + [nf.flows.Squeeze()]
+                + [chan(4 * c, i) for i in range(3)])
+
+    flows = [[_checker(nf, 4, 7, i % 2, hidden) for i in range(4)][::-1],
+             level(2, 14)[::-1], level(1, 28)[::-1]]
+    return _multiscale(nf, flows, [(4, 7, 7), (4, 7, 7), (2, 14, 14)])
+
+
+def _peer_glow(nf: object, steps: int = 8, hidden: int = 128) -> nn.Module:
+    """Ours: squeeze -> 4 ch @ 14, K steps, split-prior coupling, split; squeeze -> 8 ch @ 7,
+    K steps. Steps are normflows' GlowBlock (ActNorm, LU 1x1 conv, 3-1-3 conv coupling)."""
+    split_prior = _conv_coupling(nf, 2, 2, hidden, (3, 1, 3), "channel_inv")
+    top = [nf.flows.GlowBlock(4, hidden) for _ in range(steps)]
+    deep = [nf.flows.GlowBlock(8, hidden) for _ in range(steps)]
+    flows = [deep[::-1] + [nf.flows.Squeeze()], [split_prior] + top[::-1] + [nf.flows.Squeeze()]]
+    return _multiscale(nf, flows, [(8, 7, 7), (2, 14, 14)])
+
+
+def _multiscale(nf: object, flows: list[list[nn.Module]], shapes: list[tuple]) -> nn.Module:
+    q0 = [nf.distributions.DiagGaussian(s, trainable=False) for s in shapes]
+    merges = [nf.flows.Merge() for _ in shapes[1:]]
+    return nf.MultiscaleFlow(q0, flows, merges, transform=nf.transforms.Logit(0.05),
+                             class_cond=False)
+
+
+PEERS = {"nice": _peer_nice, "realnvp": _peer_realnvp, "glow": _peer_glow}
+
+
+class PeerDensity(nn.Module):
+    """A normflows model behind our ``train_step`` interface: ``forward(y) = log_prob(y)``."""
+
+    def __init__(self, flow: nn.Module, flat: bool) -> None:
+        super().__init__()
+        self.flow, self.flat, self.dim = flow, flat, math.prod(SHAPE)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if self.flat:
+            return self.flow.log_prob(y.reshape(y.shape[0], -1))
+        return self.flow.log_prob(y, None)
+
+
+def import_peer() -> object | None:
+    try:
+        import normflows
+    except ImportError:
+        return None
+    return normflows
+
+
+# ---------------------------------------------------------------- timing helpers
 def _images(n: int, seed: int) -> torch.Tensor:
-    return torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8,
+    return torch.randint(0, 256, (n, *SHAPE), dtype=torch.uint8,
                          generator=torch.Generator().manual_seed(seed))
 
 
-def bench_family(family: str, *, steps: int, batch_size: int, score_batch: int) -> dict:
-    """Training images/s, epoch minutes, scoring images/s for one family."""
-    model = build_model(family, image_shape=(1, 28, 28), **RECIPES[family])
-    initialize_actnorm(model, _images(256, 0))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    runner = LogProb(model)
-    batches = [_images(batch_size, i) for i in range(steps + 3)]
-    for batch in batches[:3]:
-        train_step(runner, model, batch, optimizer)
-    start = time.perf_counter()
-    for batch in batches[3:]:
-        train_step(runner, model, batch, optimizer)
-    train_ips = steps * batch_size / (time.perf_counter() - start)
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
-    model.eval()
-    scores = _images(score_batch, 99)
-    with torch.inference_mode():
-        model.bits_per_dim(scores)
+
+def build_pair(family: str, nf: object | None, actnorm_batch: int = 256
+               ) -> dict[str, tuple[nn.Module, nn.Module]]:
+    """{side: (runner, density)}: what ``train_step`` calls, and what owns the parameters."""
+    torch.manual_seed(0)
+    ours = build_model(family, image_shape=SHAPE, **RECIPES[family])
+    pair = {"ours": (LogProb(ours), ours)}
+    if nf is not None:
+        peer = PeerDensity(PEERS[family](nf, **RECIPES[family]), flat=family == "nice")
+        pair["peer"] = (peer, peer)
+    warm = _images(actnorm_batch, 0)
+    initialize_actnorm(ours, warm)
+    if "peer" in pair:
+        with torch.no_grad():
+            pair["peer"][0](warm.float().add(0.5).div(256))  # normflows' ActNorm init
+    return pair
+
+
+def trainer(runner: nn.Module, density: nn.Module, batch_size: int, steps: int, *,
+            fused: bool = False) -> Callable[[], float]:
+    """A closure that runs ``steps`` training steps and returns images/s. The optimizer is
+    plain Adam as in ``pipelines.train``; ``fused`` uses the single-kernel Adam instead."""
+    optimizer = torch.optim.Adam(density.parameters(), lr=1e-4, fused=fused or None)
+    batches = [_images(batch_size, i) for i in range(steps)]
+    train_step(runner, density, batches[0], optimizer)  # warm-up (allocations, Adam state)
+
+    def run() -> float:
         start = time.perf_counter()
-        repeats = 3
-        for _ in range(repeats):
-            model.bits_per_dim(scores)
-        score_ips = repeats * score_batch / (time.perf_counter() - start)
-    return {"family": family, "parameters": sum(p.numel() for p in model.parameters()),
-            "train_images_per_s": round(train_ips, 1),
-            "epoch_minutes": round(TRAIN_IMAGES_PER_EPOCH / train_ips / 60, 2),
-            "score_images_per_s": round(score_ips, 1), "batch_size": batch_size,
-            "config": RECIPES[family]}
+        for batch in batches:
+            train_step(runner, density, batch, optimizer)
+        return steps * batch_size / (time.perf_counter() - start)
+
+    return run
 
 
-def machine() -> str:
-    return (f"{platform.machine()} {platform.processor() or ''} "
-            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
-            ).replace("  ", " ")
+def scorer(runner: nn.Module, batch_size: int, calls: int) -> Callable[[], float]:
+    """A closure that scores one batch ``calls`` times (inference mode); returns images/s."""
+    runner.eval()
+    y = _images(batch_size, 99).float().add(0.5).div(256)
+    with torch.inference_mode():
+        runner(y)
+
+    def run() -> float:
+        with torch.inference_mode():
+            start = time.perf_counter()
+            for _ in range(calls):
+                runner(y)
+            return calls * batch_size / (time.perf_counter() - start)
+
+    return run
 
 
-def to_markdown(rows: list[dict], header: str) -> str:
-    lines = [header, "",
-             "| family | parameters | train images/s (batch 64) | minutes / MNIST epoch "
-             "| scoring images/s (batch 256) |", "|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['family']} | {r['parameters']:,} | {r['train_images_per_s']:.0f} | "
-                     f"{r['epoch_minutes']:.1f} | {r['score_images_per_s']:.0f} |")
+def matmul_gflops(n: int = 2048, calls: int = 4) -> Callable[[], float]:
+    """Measured float32 matmul GFLOP/s at the current thread count (the roofline's peak)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+
+    def run() -> float:
+        start = time.perf_counter()
+        for _ in range(calls):
+            a @ b
+        return 2 * n**3 * calls / (time.perf_counter() - start) / 1e9
+
+    return run
+
+
+def interleaved(contenders: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Median of each contender over ``repeats`` rounds, alternating who goes first."""
+    results: dict[str, list[float]] = {k: [] for k in contenders}
+    names = list(contenders)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            results[name].append(contenders[name]())
+    return {k: statistics.median(v) for k, v in results.items()}
+
+
+def nice_train_flops(hidden: int = 1000, depth: int = 5, couplings: int = 4) -> float:
+    """Matmul FLOPs per image of one NICE training step: 3 x forward (backward ~ 2 x forward)."""
+    half = math.prod(SHAPE) // 2
+    macs = half * hidden + (depth - 1) * hidden * hidden + hidden * half
+    return 3 * couplings * 2 * macs
+
+
+# ---------------------------------------------------------------- rows
+def row(name: str, unit: str, ours: float | None, peer: float | None = None,
+        better: str = "higher") -> dict:
+    """One table row; ratio is ours/peer (above 1 is better for us when ``better`` is higher)."""
+    ratio = round(ours / peer, 3) if ours is not None and peer else None
+    return {"name": name, "unit": unit, "ours": _round(ours), "peer": _round(peer), "ratio": ratio,
+            "better": better}
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 4 if abs(v) < 1 else 1)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.4g}" if abs(v) < 10 else f"{v:,.0f}"
+
+
+def family_rows(family: str, nf: object | None, args: argparse.Namespace) -> list[dict]:
+    pair = build_pair(family, nf)
+    rows = [row(f"{family} parameters", "count", n_params(pair["ours"][1]),
+                n_params(pair["peer"][1]) if "peer" in pair else None, better="equal")]
+    contenders = {k: trainer(r, d, args.batch_size, args.steps) for k, (r, d) in pair.items()}
+    if family == "nice":  # Adam over 19M parameters is ~40% of a plain step: show fused too
+        contenders["matmul"] = matmul_gflops()
+        contenders["fused"] = trainer(*build_pair(family, None)["ours"], args.batch_size,
+                                      args.steps, fused=True)
+    train = interleaved(contenders, args.repeats)
+    rows.append(row(f"{family} training (batch {args.batch_size})", "images/s",
+                    train["ours"], train.get("peer")))
+    if family == "nice":
+        flops = nice_train_flops(**RECIPES["nice"])
+        ours_gf, peer_gf = (None if k not in train else train[k] * flops / 1e9
+                            for k in ("ours", "peer"))
+        rows.append(row("matmul peak (float32, 2048^2)", "GFLOP/s", train["matmul"]))
+        rows.append(row("nice training achieved", "GFLOP/s", ours_gf, peer_gf))
+        rows.append(row("nice training / matmul peak", "fraction", ours_gf / train["matmul"],
+                        peer_gf / train["matmul"] if peer_gf else None))
+        rows.append(row("nice training, fused Adam / matmul peak", "fraction",
+                        train["fused"] * flops / 1e9 / train["matmul"]))
+    score = interleaved({k: scorer(r, args.score_batch, args.score_calls)
+                         for k, (r, _) in pair.items()}, args.repeats)
+    rows.append(row(f"{family} scoring (batch {args.score_batch})", "images/s",
+                    score["ours"], score.get("peer")))
+    for task in ("train", "score"):
+        mem = {side: memory_probe(family, side, task, args) for side in pair}
+        rows.append(row(f"{family} peak memory, {task}", "MiB", mem["ours"], mem.get("peer"),
+                        better="lower"))
+    return rows
+
+
+def memory_probe(family: str, side: str, task: str, args: argparse.Namespace) -> float | None:
+    """Peak-RSS growth (MiB) of a few steps of ``task``, in a fresh interpreter."""
+    cmd = [sys.executable, "-m", "pipelines.benchmark", "--probe", family, side, task,
+           "--threads", str(torch.get_num_threads()), "--batch-size", str(args.batch_size),
+           "--score-batch", str(args.score_batch)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(f"memory probe {family}/{side}/{task} failed: {out.stderr[-500:]}", file=sys.stderr)
+        return None
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def run_probe(family: str, side: str, task: str, args: argparse.Namespace) -> None:
+    """Child side of ``memory_probe``: prints the peak RSS minus the resident size just after
+    the imports, in MiB (model, optimizer state and activations included)."""
+    nf = import_peer() if side == "peer" else None
+    before = _reset_peak_kib()
+    runner, density = build_pair(family, nf, actnorm_batch=args.batch_size)[side]
+    run = (trainer(runner, density, args.batch_size, 2) if task == "train"
+           else scorer(runner, args.score_batch, 1))
+    run()
+    print((_peak_kib() - before) / 1024)
+
+
+def _reset_peak_kib() -> float:
+    """Reset the kernel's peak-RSS mark to the current RSS (Linux) and return that RSS in KiB.
+
+    ``ru_maxrss`` survives fork + exec, so a child started by a big parent would report the
+    parent's size; ``/proc/self/clear_refs`` with 5 resets the mark (``VmHWM``) instead.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _proc_status_kib("VmRSS")
+    except OSError:
+        return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _peak_kib() -> float:
+    try:
+        return _proc_status_kib("VmHWM")
+    except OSError:
+        return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _proc_status_kib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return float(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def default_model_rows(args: argparse.Namespace) -> list[dict]:
+    """The shipped MNIST Glow: scoring throughput, and inpainting latency when available."""
+    if not (DEFAULT_MODEL / "model.pt").is_file():
+        return []
+    model = load_model(DEFAULT_MODEL)
+    score = interleaved({"ours": scorer(LogProb(model), args.score_batch, args.score_calls)},
+                        args.repeats)
+    rows = [row(f"default MNIST model scoring (batch {args.score_batch})", "images/s",
+                score["ours"])]
+    return rows + inpaint_rows(model, args)
+
+
+def inpaint_rows(model: DensityModel, args: argparse.Namespace) -> list[dict]:
+    """Single-image p50/p95 and a batch of 64 with default settings (no peer equivalent)."""
+    try:
+        from inpaint_app.inpainting import inpaint, inpaint_batch
+    except ImportError:
+        print("inpaint_app.inpainting not found: inpainting rows left out", file=sys.stderr)
+        return []
+    images = _images(64, 7)
+    masks = torch.zeros(64, *SHAPE[1:], dtype=torch.bool)
+    masks[:, 10:20, 6:22] = True
+    inpaint(model, images[0], masks[0])  # warm-up
+    times = []
+    for i in range(args.inpaint_calls):
+        start = time.perf_counter()
+        inpaint(model, images[i % 64], masks[i % 64])
+        times.append(time.perf_counter() - start)
+    qs = statistics.quantiles(times, n=20, method="inclusive")
+    start = time.perf_counter()
+    inpaint_batch(model, images, masks)
+    batch_s = time.perf_counter() - start
+    return [row("default model inpainting, one image p50", "s", qs[9], better="lower"),
+            row("default model inpainting, one image p95", "s", qs[18], better="lower"),
+            row("default model inpainting, batch of 64", "s", batch_s, better="lower")]
+
+
+# ---------------------------------------------------------------- report
+def machine(nf: object | None) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
+                 .splitlines() if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "normflows": getattr(nf, "__version__", None), "load_average": os.getloadavg()}
+
+
+def to_markdown(report: dict) -> str:
+    m = report["machine"]
+    head = (f"`{report['command']}` on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} "
+            f"torch thread(s), torch {m['torch']}, normflows {m['normflows']}), "
+            f"{report['date']}; load average at start {report['load_start']}, at end "
+            f"{m['load_average']}. Ratio = ours / peer; medians of alternating repeats.")
+    lines = [head, "", "| row | unit | ours | normflows | ours/peer |", "|---|---|---:|---:|---:|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['name']} | {r['unit']} | {_fmt(r['ours'])} | {_fmt(r['peer'])} | "
+                     f"{'-' if r['ratio'] is None else format(r['ratio'], '.2f')} |")
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Training and scoring throughput per flow family.")
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Ours vs normflows: throughput, latency, memory.")
     p.add_argument("--families", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    p.add_argument("--steps", type=int, default=20, help="timed training steps per family")
+    p.add_argument("--steps", type=int, default=5, help="training steps per timed repeat")
+    p.add_argument("--repeats", type=int, default=5, help="alternating ours/peer rounds")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--score-batch", type=int, default=256)
+    p.add_argument("--score-calls", type=int, default=2, help="scoring calls per repeat")
+    p.add_argument("--inpaint-calls", type=int, default=20)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny batches, one repeat")
+    p.add_argument("--no-default-model", action="store_true")
     p.add_argument("--out", default="benchmarks")
+    p.add_argument("--probe", nargs=3, metavar=("FAMILY", "SIDE", "TASK"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.repeats, args.batch_size, args.score_batch = 1, 1, 8, 16
+        args.score_calls, args.inpaint_calls = 1, 3
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    rows = []
+    if args.probe:
+        run_probe(*args.probe, args)
+        return {}
+    nf = import_peer()
+    if nf is None:
+        print(f"normflows is not installed: peer column left empty ({INSTALL_HINT})",
+              file=sys.stderr)
+    load_start = os.getloadavg()
+    rows: list[dict] = []
     for family in args.families:
-        rows.append(bench_family(family, steps=args.steps, batch_size=args.batch_size,
-                                 score_batch=args.score_batch))
-        print(json.dumps(rows[-1]), flush=True)
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        rows += family_rows(family, nf, args)
+        print("\n".join(json.dumps(r) for r in rows[-6:]), flush=True)
+    if not args.no_default_model:
+        rows += default_model_rows(args)
+    command = "python -m pipelines.benchmark " + " ".join(argv if argv is not None
+                                                           else sys.argv[1:])
+    report = {"command": command.strip(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
+              "machine": machine(nf), "load_start": load_start, "rows": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(
-        {"machine": machine(), "date": stamp, "rows": rows}, indent=2) + "\n")
-    md = to_markdown(rows, f"Machine: {machine()}; {stamp}; `python -m pipelines.benchmark`.")
+    (out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    md = to_markdown(report)
     (out / "latest.md").write_text(md)
     print(md)
+    return report
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from inpaint_app.atomic import atomic_write
+from inpaint_app.atomic import atomic_write, ensure_writable_dir
 from inpaint_app.images import (
     ImageError,
     describe_fit,
@@ -30,7 +30,7 @@ from inpaint_app.images import (
     to_model_input,
 )
 from inpaint_app.inpainting import MASK_PRESETS, METHODS, inpaint, make_mask
-from inpaint_app.models import load_model
+from inpaint_app.models import CheckpointError, ConfigError, load_model
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 FIELDS = ["file", "output", "status", "bpd_before", "bpd_after", "seconds", "psnr_masked",
@@ -94,7 +94,7 @@ def process(path: Path, model: torch.nn.Module, args: argparse.Namespace, index:
 
 def write_csv(rows: list[dict], path: Path) -> None:
     """metrics.csv, written atomically."""
-    with atomic_write(path, "w", newline="") as f:
+    with atomic_write(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)
@@ -118,9 +118,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    model = load_model(args.checkpoint, map_location=args.device)
+    try:
+        model = load_model(args.checkpoint, map_location=args.device)
+    except (CheckpointError, ConfigError) as err:
+        sys.exit(f"error: {err}")
+    if not args.images.is_dir():
+        sys.exit(f"error: --images {args.images} is not a folder")
+    try:
+        ensure_writable_dir(args.out)
+    except OSError as err:
+        sys.exit(f"error: cannot write to --out {args.out}: {err.strerror or err}")
     files = sorted(p for p in args.images.iterdir() if p.suffix.lower() in SUFFIXES)
-    args.out.mkdir(parents=True, exist_ok=True)
     rows, failures = [], 0
     for index, path in enumerate(tqdm(files, desc="inpainting", unit="image")):
         out = args.out / f"{path.stem}.png"

@@ -21,11 +21,12 @@ import torch
 from tqdm import tqdm
 
 from inpaint_app.anomaly import SCORES, score_images
-from inpaint_app.atomic import atomic_write
+from inpaint_app.atomic import atomic_write, ensure_writable_dir
 from inpaint_app.images import ImageError, open_image, to_model_input
 from inpaint_app.models import CheckpointError, ConfigError, load_model
 
-COLUMNS = ["file", "bpd", "score", *SCORES, "p_value", "flag", "threshold", "error"]
+COLUMNS = ["file", "bpd", "score", *(s for s in SCORES if s != "bpd"), "p_value", "flag",
+           "threshold", "error"]
 
 
 def read_folder(folder: Path, image_shape: tuple[int, int, int]
@@ -56,8 +57,7 @@ def _cell(value: Any) -> str:
 
 def write_csv(rows: list[dict[str, Any]], out: Path) -> None:
     """Write the rows atomically: a temporary file in the same folder, then rename."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out, "w", newline="") as f:
+    with atomic_write(out, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.score and "anomaly" not in model.card and args.score not in ("bpd", "complexity"):
         sys.exit(f"error: score {args.score!r} needs a calibrated checkpoint "
                  f"(run python -m pipelines.calibrate {args.checkpoint})")
+    try:
+        ensure_writable_dir(Path(args.out).parent)
+    except OSError as err:
+        sys.exit(f"error: cannot write {args.out}: {err.strerror or err}")
     names, tensors, errors = read_folder(folder, model.image_shape)
     scored: dict[str, dict[str, Any]] = {}
     for start in tqdm(range(0, len(tensors), args.batch_size), desc="score", unit="batch"):
