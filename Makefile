@@ -27,6 +27,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt
 	$(PY) -m pipelines.benchmark
 
 lint: $(STAMP)
