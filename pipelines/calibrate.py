@@ -10,15 +10,14 @@ both model.pt and card.json (each written to a temporary file, then renamed).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from inpaint_app.anomaly import calibrate
-from inpaint_app.data import DATASETS, DatasetNotFound, load_split
-from inpaint_app.models import CheckpointError, ConfigError, load_model, save_model
+from inpaint_app.models import save_model
+from pipelines.evaluate import model_and_split
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,17 +35,7 @@ def main(argv: list[str] | None = None) -> None:
 
     path = Path(args.checkpoint)
     path = path / "model.pt" if path.is_dir() else path
-    try:
-        model = load_model(path)
-    except (CheckpointError, ConfigError) as err:
-        sys.exit(f"error: {err}")
-    dataset = args.dataset or model.card.get("dataset")
-    if dataset not in DATASETS:
-        sys.exit(f"error: unknown dataset {dataset!r}: pass --dataset, one of {sorted(DATASETS)}")
-    try:
-        images = load_split(dataset, args.split, args.data_root)
-    except DatasetNotFound as err:
-        sys.exit(f"error: {err}")
+    model, dataset, images = model_and_split(path, args.dataset, args.split, args.data_root)
     start = time.perf_counter()
     anomaly = calibrate(model, images, fpr=args.fpr, batch_size=args.batch_size, progress=True,
                         source=f"{dataset} {args.split} ({len(images):,})")

@@ -44,18 +44,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="record the figure in the checkpoint's card (full split only)")
     args = p.parse_args(argv)
 
-    device = select_device(args.device)
-    try:
-        model = load_model(args.checkpoint, map_location=device)
-    except (CheckpointError, ConfigError) as err:
-        sys.exit(f"error: {err}")
-    dataset = args.dataset or model.card.get("dataset")
-    if dataset not in DATASETS:
-        sys.exit(f"error: unknown dataset {dataset!r}: pass --dataset, one of {sorted(DATASETS)}")
-    try:
-        images = load_split(dataset, args.split, args.data_root, download=args.download)
-    except DatasetNotFound as err:
-        sys.exit(f"error: {err}")
+    model, dataset, images = model_and_split(
+        args.checkpoint, args.dataset, args.split, args.data_root, download=args.download,
+        device=select_device(args.device))
     if args.limit and args.first:
         images = images[: args.limit]
     elif args.limit and args.limit < len(images):
@@ -84,6 +75,26 @@ def main(argv: list[str] | None = None) -> None:
         if args.limit:
             sys.exit("error: --update-card records full-split figures only; drop --limit")
         update_card(args.checkpoint, model, args.split, result, args.seed)
+
+
+def model_and_split(checkpoint: str | Path, dataset: str | None, split: str,
+                    data_root: str | None, *, download: bool = False,
+                    device: torch.device | str = "cpu"
+                    ) -> tuple[torch.nn.Module, str, torch.Tensor]:
+    """A checkpoint and the images of ``split`` of its dataset (the card's unless given); a bad
+    checkpoint, unknown dataset or missing data exits with a one-line error."""
+    try:
+        model = load_model(checkpoint, map_location=device)
+    except (CheckpointError, ConfigError) as err:
+        sys.exit(f"error: {err}")
+    dataset = dataset or model.card.get("dataset")
+    if dataset not in DATASETS:
+        sys.exit(f"error: unknown dataset {dataset!r}: pass --dataset, one of {sorted(DATASETS)}")
+    try:
+        images = load_split(dataset, split, data_root, download=download)
+    except DatasetNotFound as err:
+        sys.exit(f"error: {err}")
+    return model, dataset, images
 
 
 @torch.inference_mode()

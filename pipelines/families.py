@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -36,6 +35,7 @@ from inpaint_app.data import DatasetNotFound, load_split
 from inpaint_app.density import DensityModel
 from inpaint_app.flows.ffjord import cnf_blocks, total_nfe
 from inpaint_app.models import build_model, load_model
+from pipelines import benchmark
 
 PAPER_CARD = Path("docs/mnist-nice-paper.card.json")
 SHAPE = (1, 28, 28)
@@ -197,16 +197,10 @@ def to_markdown(report: dict) -> str:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
-                 .splitlines() if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "load_average": os.getloadavg()}
+    """The benchmark's machine description (no peer library here)."""
+    info = benchmark.machine(None)
+    info.pop("normflows")
+    return info
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
