@@ -320,12 +320,19 @@ def _results(model, images, masks, y0, samples, trajectories, method, steps, sec
 
 @contextlib.contextmanager
 def _eval_mode(model: DensityModel) -> Iterator[None]:
-    """Eval mode (no ActNorm re-initialisation, deterministic layers), restored afterwards."""
+    """Eval mode (no ActNorm re-initialisation, deterministic layers) and frozen weights, both
+    restored afterwards. The ascent needs gradients for the pixels only: with the weights frozen
+    autograd records nothing for them, and cached layers (the LU 1x1 convolution) apply."""
     was_training = model.training
+    trainable = [p for p in model.parameters() if p.requires_grad]
     model.eval()
+    for param in trainable:
+        param.requires_grad_(False)
     try:
         yield
     finally:
+        for param in trainable:
+            param.requires_grad_(True)
         model.train(was_training)
 
 
