@@ -7,10 +7,18 @@ Scores (higher = more anomalous for every one):
   al. 2019b, arXiv:1906.02994);
 - ``complexity``: bits/dim minus the PNG bits/dim of the same 8-bit image, i.e. what the flow knows
   beyond a generic lossless compressor (Serra et al. 2020, arXiv:1909.11480);
+- ``orientation``: bits/dim minus the lowest bits/dim of the image turned by 90, 180 or 270
+  degrees (180 only for non-square images). Upright data is likelier than its turned copies, so a
+  positive value says "this looks like a turned version of something the model knows"; image
+  complexity cancels, since a turn keeps every local statistic;
 - ``combined``: the largest two-sided, robustly scaled deviation from the validation medians of
   ``bpd``, ``complexity``, the PNG bits/dim and the latent energy of the fine and coarse halves
   of z. Raw likelihood tracks image complexity (Nalisnick et al. 2019, arXiv:1810.09136):
   one-sided scores trade one failure for another; this one needs all the evidence to look usual.
+- ``evidence`` (the default): the sum of how far ``complexity``, ``orientation`` and, when the
+  checkpoint ships an exemplar bank, the distance to the nearest training exemplar (mean squared
+  pixel difference; data, not the flow) lie above their validation medians, each in units of its
+  median-to-99 % spread. A soft "or": any one strong signal flags, weak ones add up.
 
 Scoring is deterministic: every image is dequantized with the same fixed-seed noise pattern, so an
 image scores the same alone or in any batch. ``calibrate`` sets thresholds at a target
@@ -30,11 +38,14 @@ import torch
 from PIL import Image
 
 from .density import DensityModel, bits_per_dim_from_log_prob
+from .exemplars import ExemplarBank
 
-SCORES: tuple[str, ...] = ("bpd", "typicality", "complexity", "combined")
-DEFAULT_SCORE = "complexity"  # best mean and worst-case AUROC in benchmarks/ood.md
-NEEDS_CALIBRATION = ("typicality", "combined")
+SCORES: tuple[str, ...] = ("bpd", "typicality", "complexity", "orientation", "combined",
+                           "evidence")
+DEFAULT_SCORE = "evidence"  # best worst-case AUROC in benchmarks/ood.md
+NEEDS_CALIBRATION = ("typicality", "combined", "evidence")
 COMBINED_PARTS = ("bpd", "complexity", "png_bpd", "z_fine", "z_coarse")
+EVIDENCE_PARTS = ("complexity", "orientation", "exemplar_distance")
 SEED = 0
 TAIL_POINTS = 240
 HISTOGRAM_BINS = 40
@@ -45,9 +56,10 @@ def explain() -> str:
     return ("Bits/dim alone can mislead: a flow gives simple images (blank backgrounds, thin "
             "digits) high likelihood even when it never saw anything like them, so a model "
             "trained on Fashion-MNIST scores MNIST digits as more typical than its own clothes. "
-            "The flag therefore uses the complexity score, bits/dim minus the PNG bits/dim of "
-            "the same image: how many more bits the flow needs than a generic compressor, which "
-            "is high for images the model does not know however simple they are.")
+            "The flag therefore adds up evidence that does not depend on simplicity: how many "
+            "more bits the flow needs than a generic PNG compressor, whether the image turned "
+            "by 90 degrees is likelier than as given, and how far it is from the nearest "
+            "training example.")
 
 
 def png_bits_per_dim(image: torch.Tensor) -> float:
@@ -71,7 +83,8 @@ def base_scores(model: DensityModel, images: torch.Tensor, *, batch_size: int = 
     """Per-image evidence for uint8 ``[B, C, H, W]`` images at the model's shape: ``bpd``,
     ``png_bpd``, ``complexity`` and the mean latent energy ``z^2 / 2`` of the first (``z_fine``)
     and second (``z_coarse``) half of z, which for a multi-scale flow are the finest factored-out
-    level and the coarser rest. A non-finite value (a numerical blow-up) becomes ``+inf``."""
+    level and the coarser rest; ``orientation`` and, with an exemplar bank,
+    ``exemplar_distance``. A non-finite value (a numerical blow-up) becomes ``+inf``."""
     from tqdm import tqdm
 
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != model.image_shape:
@@ -80,14 +93,17 @@ def base_scores(model: DensityModel, images: torch.Tensor, *, batch_size: int = 
                          f"{tuple(images.shape)}")
     device = next(model.parameters()).device
     u = _noise(model, seed).to(device)
-    parts: dict[str, list[torch.Tensor]] = {"bpd": [], "z_fine": [], "z_coarse": []}
+    parts: dict[str, list[torch.Tensor]] = {"bpd": [], "z_fine": [], "z_coarse": [],
+                                            "orientation": []}
     with torch.inference_mode():
         for start in tqdm(range(0, len(images), batch_size), disable=not progress,
                           desc="score", unit="batch"):
-            y = (images[start:start + batch_size].to(device).float() + u) / 256.0
-            z, logdet = model.to_latent(y)
-            log_prob = model.prior.log_prob(z) + logdet
-            parts["bpd"].append(bits_per_dim_from_log_prob(log_prob, model.dim))
+            batch = images[start:start + batch_size].to(device)
+            z, bpd = _latent_and_bpd(model, batch, u)
+            parts["bpd"].append(bpd)
+            turned = [_latent_and_bpd(model, torch.rot90(batch, k, (2, 3)), u)[1]
+                      for k in _turns(batch)]
+            parts["orientation"].append(bpd - torch.stack(turned).min(0).values)
             energy = 0.5 * z.reshape(len(z), -1).double() ** 2
             half = energy.shape[1] // 2
             parts["z_fine"].append(energy[:, :half].mean(1))
@@ -98,7 +114,32 @@ def base_scores(model: DensityModel, images: torch.Tensor, *, batch_size: int = 
         out[name] = np.where(np.isfinite(values), values, np.inf)
     out["png_bpd"] = np.array([png_bits_per_dim(x) for x in images], dtype=np.float64)
     out["complexity"] = out["bpd"] - out["png_bpd"]
+    if model.exemplars is not None:
+        out["exemplar_distance"] = _exemplar_distance(model.exemplars, images, batch_size)
     return out
+
+
+def _latent_and_bpd(model: DensityModel, images: torch.Tensor, u: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """z and bits/dim with the fixed dequantization pattern u."""
+    z, logdet = model.to_latent((images.float() + u) / 256.0)
+    return z, bits_per_dim_from_log_prob(model.prior.log_prob(z) + logdet, model.dim)
+
+
+def _turns(images: torch.Tensor) -> tuple[int, ...]:
+    """Quarter turns that keep the shape: 90, 180, 270 degrees for square images, else 180."""
+    return (1, 2, 3) if images.shape[2] == images.shape[3] else (2,)
+
+
+def _exemplar_distance(bank: ExemplarBank, images: torch.Tensor, batch_size: int) -> np.ndarray:
+    """Mean squared pixel difference ([0, 1] units) to the nearest exemplar of the bank."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        flat = images[start:start + batch_size].flatten(1).float().cpu() / 255.0
+        squared = (flat.square().sum(1, keepdim=True) - 2 * flat @ bank.rows.T
+                   + bank.squares.sum(1)[None])
+        out.append(squared.min(1).values.clamp(min=0) / flat.shape[1])
+    return torch.cat(out).double().numpy() if out else np.zeros(0)
 
 
 def _deviation(values: np.ndarray, part: dict[str, float]) -> np.ndarray:
@@ -113,13 +154,27 @@ def scores_from_base(base: dict[str, np.ndarray], calibration: dict[str, Any] | 
                 ) -> dict[str, np.ndarray | None]:
     """Every named score; those that need validation statistics are None without calibration."""
     out: dict[str, np.ndarray | None] = {"bpd": base["bpd"], "complexity": base["complexity"],
-                                         "typicality": None, "combined": None}
+                                         "orientation": base["orientation"],
+                                         "typicality": None, "combined": None, "evidence": None}
     if calibration:
         scores = calibration["scores"]
         out["typicality"] = np.abs(base["bpd"] - scores["typicality"]["center"])
         parts = scores["combined"]["parts"]
         out["combined"] = np.max([_deviation(base[name], parts[name]) for name in parts], axis=0)
+        if "evidence" in scores:  # absent from calibrations made before this score existed
+            parts = scores["evidence"]["parts"]
+            missing = set(parts) - set(base)
+            if missing:
+                raise ValueError(f"the calibration's evidence uses {sorted(missing)}, which "
+                                 "this model cannot compute (an exemplar bank is missing?)")
+            out["evidence"] = np.sum([np.clip(_excess(base[name], parts[name]), 0.0, None)
+                                      for name in parts], axis=0)
     return out
+
+
+def _excess(values: np.ndarray, part: dict[str, float]) -> np.ndarray:
+    """How far above the validation median, in units of the median-to-99 % spread."""
+    return (values - part["median"]) / part["spread_above"]
 
 
 def _tail_ranks(n: int) -> np.ndarray:
@@ -176,6 +231,8 @@ def calibrate(model: DensityModel, val_images: torch.Tensor, *, fpr: float = 0.0
     calibration: dict[str, Any] = {"scores": {
         "typicality": {"center": center},
         "combined": {"parts": {name: _part_stats(base[name]) for name in COMBINED_PARTS}},
+        "evidence": {"parts": {name: _part_stats(base[name]) for name in EVIDENCE_PARTS
+                               if name in base}},
     }}
     values = scores_from_base(base, calibration)
     ranks = _tail_ranks(len(val_images))
@@ -222,8 +279,9 @@ def score_images(model: DensityModel, images: torch.Tensor,
     """One dict per uint8 image at the model's shape: every score, the chosen ``score`` (default:
     the calibration's default), its ``p_value``, ``flag`` and ``threshold``.
 
-    Without calibration (argument or ``model.card["anomaly"]``) only ``bpd`` and ``complexity``
-    exist: ``score`` falls back to ``bpd`` and ``p_value``/``flag``/``threshold`` are None.
+    Without calibration (argument or ``model.card["anomaly"]``) only ``bpd``, ``complexity`` and
+    ``orientation`` exist: ``score`` falls back to ``complexity`` (the best of them on
+    benchmarks/ood.md) and ``p_value``/``flag``/``threshold`` are None.
     """
     calibration = calibration or getattr(model, "card", {}).get("anomaly")
     name = score or (calibration or {}).get("default_score", DEFAULT_SCORE)
@@ -233,9 +291,12 @@ def score_images(model: DensityModel, images: torch.Tensor,
         if score is not None:
             raise ValueError(f"score {name!r} needs a calibrated checkpoint "
                              f"(run python -m pipelines.calibrate CHECKPOINT)")
-        name = "bpd"
+        name = "complexity"
     base = base_scores(model, images, batch_size=batch_size)
     values = scores_from_base(base, calibration)
+    if values[name] is None:
+        raise ValueError(f"this checkpoint's calibration predates the {name!r} score: run "
+                         "python -m pipelines.calibrate CHECKPOINT")
     chosen = values[name]
     p = p_values(chosen, calibration, name) if calibration else None
     threshold = calibration["scores"][name]["threshold"] if calibration else None

@@ -41,6 +41,9 @@ class DensityModel(nn.Module):
         self.preprocess, self.flow, self.prior = preprocess, flow, prior
         self.image_shape = tuple(image_shape)
         self.config = config
+        # Training images for the default inpainting start (inpaint_app.exemplars); load_model
+        # attaches the bank that ships beside a checkpoint.
+        self.exemplars = None
 
     @property
     def dim(self) -> int:

@@ -5,9 +5,10 @@ that training and evaluation use (preprocessing Jacobian included), over the mis
 
 - ``nice``: NICE sec. 5.2, y_H <- clip(y_H + a_i (d log p / d y_H + eps), 0, 1), eps ~ N(0, I),
   a_i = 10 / (100 + i), from a mean fill.
-- ``default``: biharmonic start, then a few projected Adam steps on log p, keeping each image's
-  best iterate by log p (so the likelihood never falls below the start's). See docs/inpainting.md
-  for the measurements behind this choice.
+- ``default``: exemplar start (``inpaint_app.exemplars``; biharmonic when the model ships no
+  exemplar bank), then a few projected Adam steps on log p, keeping each image's best iterate by
+  log p (so the likelihood never falls below the start's). See docs/inpainting.md for the
+  measurements behind this choice.
 - ``langevin``: unadjusted Langevin chains from the biharmonic start; returns every chain's
   completion, their posterior mean and the per-pixel standard deviation.
 
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from .density import DensityModel, bits_per_dim_from_log_prob
+from .exemplars import ExemplarBank
 from .fills import FILLS, biharmonic_fill, mean_fill, noise_fill
 from .masks import MASK_PRESETS, make_mask
 
@@ -35,7 +37,8 @@ __all__ = ["METHODS", "MASK_PRESETS", "InpaintResult", "inpaint", "inpaint_batch
 
 METHODS = ("default", "nice", "langevin")
 DEFAULT_STEPS = {"default": 10, "nice": 100, "langevin": 40}
-DEFAULT_INIT = {"default": "biharmonic", "nice": "mean", "langevin": "biharmonic"}
+DEFAULT_INIT = {"default": "exemplar", "nice": "mean", "langevin": "biharmonic"}
+INITS = (*FILLS, "exemplar")
 ADAM_LR = 0.01            # pixel units; larger steps overshoot the very peaked density
 LANGEVIN_STEP = (1e-4, 1e-5)  # step size annealed geometrically from first to last
 
@@ -65,8 +68,10 @@ def inpaint(model: DensityModel, image: torch.Tensor, mask: torch.Tensor, *,
     """Fill the pixels of ``image`` (uint8 ``[C, H, W]``) where ``mask`` (bool ``[H, W]`` or
     ``[C, H, W]``, True = missing) is set; observed pixels come back bit-identical.
 
-    ``init`` is a fill name (``biharmonic``, ``mean``, ``noise``) or a start image ``[C, H, W]``
-    (uint8, or float in [0, 1]). ``progress(done, total)`` is called once per step.
+    ``init`` is a fill name (``exemplar``, ``biharmonic``, ``mean``, ``noise``) or a start image
+    ``[C, H, W]`` (uint8, or float in [0, 1]); ``exemplar`` needs the model's exemplar bank and
+    falls back to ``biharmonic`` when it is the method's default and the model has none.
+    ``progress(done, total)`` is called once per step.
     """
     init_batch = None if init is None or isinstance(init, str) else init[None]
     return inpaint_batch(model, image[None], mask[None], method=method, steps=steps, seed=seed,
@@ -83,13 +88,14 @@ def inpaint_batch(model: DensityModel, images: torch.Tensor, masks: torch.Tensor
     batch's time divided by B."""
     start = time.perf_counter()
     images, masks = _check_inputs(model, images, masks)
-    steps, n_samples, init = _check_options(method, steps, n_samples, init, images.shape)
+    steps, n_samples, init = _check_options(method, steps, n_samples, init, images.shape,
+                                            has_bank=model.exemplars is not None)
     device = next(model.parameters()).device
     images, masks = images.to(device), masks.to(device)
     generators = [torch.Generator().manual_seed(seed + i) for i in range(images.shape[0])]
     with _eval_mode(model), _seeded_global_rng(seed, device):
         y_obs = (images.to(torch.float32) + 0.5) / 256.0
-        y0 = _start(y_obs, masks, init, generators)
+        y0 = _start(y_obs, masks, init, generators, model.exemplars)
         run = {"default": _ascend_adam, "nice": _ascend_nice, "langevin": _langevin}[method]
         samples, trajectories = run(model, y0, y_obs, masks, steps, generators, n_samples,
                                     progress)
@@ -135,7 +141,7 @@ def _float_to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def _check_options(method: str, steps: int | None, n_samples: int, init: object,
-                   shape: torch.Size) -> tuple[int, int, str | torch.Tensor]:
+                   shape: torch.Size, has_bank: bool) -> tuple[int, int, str | torch.Tensor]:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: choose one of {METHODS}")
     steps = DEFAULT_STEPS[method] if steps is None else steps
@@ -143,10 +149,15 @@ def _check_options(method: str, steps: int | None, n_samples: int, init: object,
         raise ValueError(f"steps must be an int in [0, 100000], got {steps!r}")
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or not 1 <= n_samples <= 256:
         raise ValueError(f"n_samples must be an int in [1, 256], got {n_samples!r}")
-    init = DEFAULT_INIT[method] if init is None else init
+    if init is None:
+        init = DEFAULT_INIT[method]
+        init = "biharmonic" if init == "exemplar" and not has_bank else init
     if isinstance(init, str):
-        if init not in FILLS:
-            raise ValueError(f"unknown init {init!r}: choose one of {FILLS} or pass an image")
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}: choose one of {INITS} or pass an image")
+        if init == "exemplar" and not has_bank:
+            raise ValueError("init 'exemplar' needs an exemplar bank beside the checkpoint "
+                             "(python -m pipelines.exemplars); choose another init")
         return steps, n_samples, init
     if not isinstance(init, torch.Tensor) or tuple(init.shape) != tuple(shape):
         raise ValueError(f"init image must have the image's shape {tuple(shape[1:])}, got "
@@ -166,9 +177,11 @@ def _shape(value: object) -> str:
 # ---- the methods ------------------------------------------------------------------------------
 
 def _start(y_obs: torch.Tensor, masks: torch.Tensor, init: str | torch.Tensor,
-           generators: list[torch.Generator]) -> torch.Tensor:
+           generators: list[torch.Generator], bank: ExemplarBank | None) -> torch.Tensor:
     if isinstance(init, torch.Tensor):
         return torch.where(masks, init.to(y_obs), y_obs)
+    if init == "exemplar":
+        return bank.fill(y_obs, masks)
     if init == "biharmonic":
         return biharmonic_fill(y_obs, masks)
     if init == "mean":

@@ -13,6 +13,7 @@ import torch
 
 from .atomic import atomic_write
 from .density import DensityModel
+from .exemplars import BANK_FILE, load_bank
 from .flows.ffjord import build_ffjord
 from .flows.glow import build_glow
 from .flows.maf import build_maf
@@ -160,9 +161,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> DensityModel:
-    """Rebuild a model from a checkpoint file (or a folder holding ``model.pt``), in eval mode."""
+    """Rebuild a model from a checkpoint file (or a folder holding ``model.pt``), in eval mode,
+    with the exemplar bank that ships beside it (``exemplars.npz``), if any."""
     ckpt = load_checkpoint(path, map_location)
     model = build_model(ckpt["config"])
     model.load_state_dict(ckpt["state_dict"])
     model.card = ckpt.get("card", {})
+    bank = Path(path) / BANK_FILE if Path(path).is_dir() else Path(path).with_name(BANK_FILE)
+    if bank.is_file():
+        try:
+            model.exemplars = load_bank(bank)
+        except ValueError as err:
+            raise CheckpointError(str(err)) from err
+        if tuple(model.exemplars.images.shape[1:]) != tuple(model.image_shape):
+            raise CheckpointError(f"{bank} holds images of shape "
+                                  f"{tuple(model.exemplars.images.shape[1:])}, the model "
+                                  f"{tuple(model.image_shape)}")
     return model.to(map_location).eval()

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from inpaint_app.anomaly import SCORES, score_images
+from inpaint_app.anomaly import NEEDS_CALIBRATION, SCORES, score_images
 from inpaint_app.atomic import atomic_write, ensure_writable_dir
 from inpaint_app.images import ImageError, open_image, to_model_input
 from inpaint_app.models import CheckpointError, ConfigError, load_model
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     folder = Path(args.images)
     if not folder.is_dir():
         sys.exit(f"error: --images {folder} is not a folder")
-    if args.score and "anomaly" not in model.card and args.score not in ("bpd", "complexity"):
+    if args.score and "anomaly" not in model.card and args.score in NEEDS_CALIBRATION:
         sys.exit(f"error: score {args.score!r} needs a calibrated checkpoint "
                  f"(run python -m pipelines.calibrate {args.checkpoint})")
     try:

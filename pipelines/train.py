@@ -30,7 +30,15 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from inpaint_app.data import DatasetNotFound, image_shape, load_split
-from inpaint_app.models import FAMILIES, ConfigError, atomic_save, build_model, save_model
+from inpaint_app.models import (
+    FAMILIES,
+    CheckpointError,
+    ConfigError,
+    atomic_save,
+    build_model,
+    load_checkpoint,
+    save_model,
+)
 from inpaint_app.training import (
     EMA,
     LogProb,
@@ -72,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start from this model.pt's weights with a fresh optimizer and schedule "
+                        "(a warm restart); the architecture must match")
     args = p.parse_args(argv)
     if args.config:
         defaults = json.loads(Path(args.config).read_text())
@@ -164,6 +175,13 @@ def main(argv: list[str] | None = None) -> None:
         step_losses = list(state.get("losses", []))
         clock["lr_scale"] = state.get("lr_scale", 1.0)
         print(f"resumed from {state_path} at step {step}")
+    elif args.init_from:
+        try:
+            source = load_checkpoint(args.init_from)
+            density.load_state_dict(source["state_dict"])
+        except (CheckpointError, RuntimeError) as err:
+            sys.exit(f"error: --init-from {args.init_from}: {str(err).splitlines()[0]}")
+        print(f"initialised from {args.init_from} (val {source.get('card', {}).get('val_bpd')})")
     else:
         init_gen = torch.Generator(device="cpu").manual_seed(args.seed)
         init_batch = train[torch.randperm(len(train), generator=init_gen)[:512]].to(device)
@@ -312,8 +330,16 @@ def make_card(args: argparse.Namespace, history: list[dict], elapsed: float,
         "training_minutes": round(elapsed / 60, 1), "hardware": hardware(device, world),
         "command": "python -m pipelines.train " + shlex.join(sys.argv[1:]),
         "commit": git_commit(), "history": history,
+        **({"init_from": init_from_summary(args.init_from)} if args.init_from else {}),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def init_from_summary(path: str) -> dict:
+    """Where a warm-restarted run's weights came from, so its card tells the whole training."""
+    card = load_checkpoint(path).get("card", {})
+    return {"checkpoint": str(path), "val_bpd": card.get("val_bpd"),
+            "training_minutes": card.get("training_minutes"), "command": card.get("command")}
 
 
 def finish(args: argparse.Namespace, device: torch.device, history: list[dict]) -> None:

@@ -106,7 +106,9 @@ def test_scores_deterministic_and_batch_independent(tiny: torch.nn.Module) -> No
     alone = score_images(tiny, x[4:5])
     assert batch[4]["bpd"] == pytest.approx(alone[0]["bpd"], abs=1e-9)
     assert score_images(tiny, x, batch_size=4) == batch
-    assert batch[0]["score_name"] == DEFAULT_SCORE and batch[0]["flag"] is None  # uncalibrated
+    # Uncalibrated: the default needs validation statistics, so the score is complexity, unflagged.
+    assert batch[0]["score_name"] == "complexity" and batch[0]["flag"] is None
+    assert batch[0]["score"] == batch[0]["complexity"]
 
 
 def test_thresholds_survive_save_and_load(tiny: torch.nn.Module, tmp_path: Path) -> None:
@@ -134,3 +136,43 @@ def test_shipped_cards_carry_thresholds(name: str) -> None:
         assert abs(entry["val_fpr"] - anomaly["fpr"]) <= 0.01
     model = load_model(ROOT / "trained" / name / "model.pt")
     assert model.card["anomaly"] == anomaly
+
+
+def test_orientation_is_bpd_minus_the_likeliest_turn(tiny: torch.nn.Module) -> None:
+    from inpaint_app.anomaly import base_scores
+
+    x = _images(5, 7)
+    base = base_scores(tiny, x)
+    turned = [base_scores(tiny, torch.rot90(x, k, (2, 3)).contiguous())["bpd"] for k in (1, 2, 3)]
+    assert np.allclose(base["orientation"], base["bpd"] - np.min(turned, axis=0), atol=1e-9)
+    # A constant image is its own turn (the dequantization pattern stays put): exactly zero.
+    flat = torch.full((2, 1, 8, 8), 90, dtype=torch.uint8)
+    assert np.all(base_scores(tiny, flat)["orientation"] == 0)
+
+
+def test_evidence_adds_the_excess_of_each_part_over_its_validation_median(
+        tiny: torch.nn.Module) -> None:
+    from inpaint_app.anomaly import base_scores
+    from inpaint_app.exemplars import ExemplarBank
+
+    calibration = calibrate(tiny, _images(100, 8), source="synthetic")
+    parts = calibration["scores"]["evidence"]["parts"]
+    assert set(parts) == {"complexity", "orientation"}  # no exemplar bank on this model
+    x = _images(6, 9)
+    base = base_scores(tiny, x)
+    expected = sum(np.clip((base[n] - parts[n]["median"]) / parts[n]["spread_above"], 0, None)
+                   for n in parts)
+    rows = score_images(tiny, x, calibration)
+    assert np.allclose([r["evidence"] for r in rows], expected, atol=1e-9)
+    assert all(r["score_name"] == "evidence" for r in rows)  # the default once calibrated
+    # With a bank, the nearest-exemplar distance joins; it is zero for an image in the bank.
+    tiny.exemplars = ExemplarBank(x)
+    try:
+        with_bank = calibrate(tiny, _images(100, 8), source="synthetic")
+        assert "exemplar_distance" in with_bank["scores"]["evidence"]["parts"]
+        assert np.allclose(base_scores(tiny, x)["exemplar_distance"], 0, atol=1e-6)
+        tiny.exemplars = None
+        with pytest.raises(ValueError, match="exemplar bank"):
+            score_images(tiny, x, with_bank)
+    finally:
+        tiny.exemplars = None

@@ -121,6 +121,44 @@ def test_resume_continues_where_the_run_stopped(data_root: Path, tmp_path: Path,
     assert state["history"][0] == first["history"][0]
 
 
+@pytest.mark.data
+def test_init_from_warm_restarts_from_a_checkpoint(trained: Path, data_root: Path,
+                                                   tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """--init-from starts from the source's weights (no ActNorm re-initialisation, so the first
+    validation is close to the source's), records the source in the card, and refuses a model
+    of another architecture."""
+    source = json.loads((trained / "card.json").read_text())
+    args = train_args(tmp_path / "warm", data_root, "--limit-train", "64", "--limit-val", "256",
+                      "--epochs", "1", "--batch-size", "32", "--warmup", "50", "--lr", "1e-5",
+                      "--init-from", str(trained / "model.pt"))
+    train.main(args)
+    assert "initialised from" in capsys.readouterr().out
+    card = json.loads((tmp_path / "warm" / "card.json").read_text())
+    assert card["init_from"]["val_bpd"] == source["val_bpd"]
+    assert abs(card["val_bpd"] - source["val_bpd"]) < 0.05
+    other = [a if a != '{"steps": 2, "hidden": 16}' else '{"steps": 3, "hidden": 16}'
+             for a in args]
+    with pytest.raises(SystemExit, match="--init-from"):
+        train.main([*other[:other.index("--out") + 1], str(tmp_path / "other"),
+                    *other[other.index("--out") + 2:]])
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).resolve().parents[1]
+                                           / "pipelines" / "configs").glob("*.json")),
+                         ids=lambda p: p.stem)
+def test_every_recipe_parses_and_fits_the_checkpoint_limit(config: Path) -> None:
+    """The CPU and GPU recipes make shippable models (<= 25 MB); the NICE paper's 5 x 1000 MLPs
+    (about 76 MB) are a reproduction, not a shipped model, so they only have to parse."""
+    args = train.parse_args(["--config", str(config)])
+    if not config.stem.endswith(("-cpu", "-gpu")):
+        return
+    model = build_model(args.model, image_shape=(1, 28, 28) if "mnist" in args.dataset
+                        else (3, 32, 32), **json.loads(args.hparams))
+    megabytes = sum(p.numel() for p in model.parameters()) * 4 / 1e6
+    assert megabytes < 25, f"{config.name}: {megabytes:.1f} MB of float32 weights"
+
+
 def test_train_without_the_dataset_says_where_it_looked(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as info:
         train.main(train_args(tmp_path / "out", tmp_path, "--epochs", "1"))

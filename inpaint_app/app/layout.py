@@ -15,7 +15,8 @@ from .handlers import MASK_SOURCES, MAX_DRAWS, MAX_SAMPLES, MAX_STEPS, TABLE_COL
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"]
-METHOD_LABELS = {"default": "default (gradient ascent)", "nice": "NICE (projected gradient)",
+METHOD_LABELS = {"default": "default (exemplar start + gradient ascent)",
+                 "nice": "NICE (projected gradient)",
                  "langevin": "Langevin (samples + uncertainty)"}
 # 28x28 images fill their boxes and stay crisp (no smoothing) when scaled up.
 CSS = """.pixelated img { image-rendering: pixelated; width: 100%; height: 100%;

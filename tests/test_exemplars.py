@@ -1,0 +1,118 @@
+"""Exemplar bank: nearest neighbours on observed pixels, residual near the hole, save/load, and
+its use as the default inpainting start."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inpaint_app.exemplars import BANK_FILE, ExemplarBank, load_bank, save_bank
+from inpaint_app.inpainting import inpaint, inpaint_batch, make_mask
+from inpaint_app.models import CheckpointError, build_model, load_model, save_model
+
+SHAPE = (1, 8, 8)
+
+
+def random_bank(n: int = 40, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (n, *SHAPE), dtype=torch.uint8,
+                         generator=torch.Generator().manual_seed(seed))
+
+
+def pixels(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 255.0
+
+
+def test_nearest_neighbour_restores_a_bank_image_from_its_observed_half() -> None:
+    images = random_bank()
+    bank = ExemplarBank(images)
+    y = pixels(images[7:8])
+    mask = make_mask("bottom", (8, 8))[None, None]
+    assert torch.allclose(bank.nearest_mean(y, mask, k=1), y)
+    mean3 = bank.nearest_mean(y, mask, k=3)
+    assert not torch.allclose(mean3, y)  # averaging other exemplars changes the hidden half
+
+
+def test_fill_keeps_observed_pixels_and_stays_in_range() -> None:
+    bank = ExemplarBank(random_bank())
+    y = torch.rand(3, *SHAPE, generator=torch.Generator().manual_seed(1))
+    mask = torch.stack([make_mask(p, (8, 8), seed=i) for i, p in
+                        enumerate(("top", "center", "random75"))])[:, None]
+    out = bank.fill(y, mask)
+    assert torch.equal(out[~mask], y[~mask])
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_residual_makes_the_fill_follow_the_image_next_to_observed_pixels() -> None:
+    """Bank of black images, image a flat 0.6 grey: the nearest mean is black, so any grey in
+    the hole comes from the interpolated residual: full at the edge, damped far inside."""
+    bank = ExemplarBank(torch.zeros(5, 1, 16, 16, dtype=torch.uint8))
+    y = torch.full((1, 1, 16, 16), 0.6)
+    mask = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    mask[..., 2:14, 2:14] = True
+    out = bank.fill(y, mask)
+    assert out[0, 0, 2, 8] == pytest.approx(0.6, abs=0.02)     # one pixel from observed
+    assert out[0, 0, 8, 8] < 0.01                              # six pixels away: exemplar mean
+
+
+def test_nothing_observed_gives_the_bank_mean_and_no_hole_changes_nothing() -> None:
+    images = random_bank()
+    bank = ExemplarBank(images)
+    y = torch.rand(2, *SHAPE)
+    mask = torch.zeros(2, *SHAPE, dtype=torch.bool)
+    mask[0] = True
+    out = bank.fill(y, mask)
+    assert torch.allclose(out[0], pixels(images).mean(0), atol=1e-6)
+    assert torch.equal(out[1], y[1])
+
+
+def test_bank_validation_and_save_load_round_trip(tmp_path) -> None:
+    images = random_bank()
+    save_bank(images, tmp_path / BANK_FILE)
+    assert torch.equal(load_bank(tmp_path / BANK_FILE).images, images)
+    with pytest.raises(ValueError, match="uint8"):
+        ExemplarBank(images.float())
+    (tmp_path / "bad.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="not an exemplar bank"):
+        load_bank(tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match="do not match"):
+        ExemplarBank(images).fill(torch.rand(1, 1, 4, 4), torch.ones(1, 1, 4, 4, dtype=bool))
+
+
+def saved_model(folder, bank: torch.Tensor | None):
+    torch.manual_seed(0)
+    model = build_model("glow", image_shape=SHAPE, hidden=8, steps=2)
+    with torch.no_grad():
+        model.log_prob(torch.rand(16, *SHAPE) * 0.9 + 0.05)
+    save_model(model, folder / "model.pt", card={"dataset": "test"})
+    if bank is not None:
+        save_bank(bank, folder / BANK_FILE)
+    return load_model(folder)
+
+
+def test_load_model_attaches_the_bank_and_refuses_a_mismatched_one(tmp_path) -> None:
+    model = saved_model(tmp_path, random_bank())
+    assert len(model.exemplars) == 40
+    save_bank(torch.zeros(3, 1, 4, 4, dtype=torch.uint8), tmp_path / BANK_FILE)
+    with pytest.raises(CheckpointError, match="shape"):
+        load_model(tmp_path)
+
+
+def test_default_inpainting_starts_from_the_exemplars_when_a_bank_ships(tmp_path) -> None:
+    images = random_bank()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with_bank, without = saved_model(tmp_path / "a", images), saved_model(tmp_path / "b", None)
+    image, mask = images[3], make_mask("left", (8, 8))
+    # With no steps the result is the start itself: the exemplar fill, not the biharmonic one.
+    y = (image[None].float() + 0.5) / 256
+    start = with_bank.exemplars.fill(y, mask[None, None].expand_as(y))
+    result = inpaint(with_bank, image, mask, steps=0)
+    assert torch.equal(result.image, (start[0] * 256).floor().clamp(0, 255).to(torch.uint8))
+    biharmonic = inpaint(with_bank, image, mask, steps=0, init="biharmonic").image
+    assert not torch.equal(result.image, biharmonic)
+    assert torch.equal(inpaint(without, image, mask, steps=0).image, biharmonic)
+    with pytest.raises(ValueError, match="exemplar bank"):
+        inpaint(without, image, mask, init="exemplar")
+    batch = inpaint_batch(with_bank, images[:4], mask.expand(4, -1, -1), steps=2)
+    assert all(torch.equal(r.image[:, ~mask], im[:, ~mask]) for r, im in
+               zip(batch, images[:4], strict=True))
