@@ -133,12 +133,8 @@ def _turns(images: torch.Tensor) -> tuple[int, ...]:
 
 def _exemplar_distance(bank: ExemplarBank, images: torch.Tensor, batch_size: int) -> np.ndarray:
     """Mean squared pixel difference ([0, 1] units) to the nearest exemplar of the bank."""
-    out = []
-    for start in range(0, len(images), batch_size):
-        flat = images[start:start + batch_size].flatten(1).float().cpu() / 255.0
-        squared = (flat.square().sum(1, keepdim=True) - 2 * flat @ bank.rows.T
-                   + bank.squares.sum(1)[None])
-        out.append(squared.min(1).values.clamp(min=0) / flat.shape[1])
+    out = [bank.distances(batch.float() / 255.0, torch.ones_like(batch, dtype=torch.float32))
+           .min(1).values for batch in images.split(batch_size)]
     return torch.cat(out).double().numpy() if out else np.zeros(0)
 
 

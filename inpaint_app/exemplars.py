@@ -44,17 +44,23 @@ class ExemplarBank:
     def __len__(self) -> int:
         return len(self.images)
 
+    def distances(self, y: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """``[B, N]`` mean squared difference between each image (pixels in [0, 1]) and every
+        exemplar over the image's observed pixels (float 0/1 of the same shape); 0 where
+        nothing is observed."""
+        flat, observed = y.flatten(1).float().cpu(), observed.flatten(1).float().cpu()
+        squared = ((flat.square() * observed).sum(1, keepdim=True)
+                   - 2 * (flat * observed) @ self.rows.T + observed @ self.squares.T)
+        return squared.clamp(min=0) / observed.sum(1, keepdim=True).clamp(min=1)
+
     def nearest_mean(self, y: torch.Tensor, mask: torch.Tensor, k: int = NEIGHBOURS
                      ) -> torch.Tensor:
-        """Mean of the k exemplars closest to each image on its observed pixels (mean squared
-        difference); an image with nothing observed gets the whole bank's mean."""
-        flat, observed = y.flatten(1).float().cpu(), (~mask).flatten(1).float().cpu()
-        count = observed.sum(1, keepdim=True)
-        distance = ((flat.square() * observed).sum(1, keepdim=True)
-                    - 2 * (flat * observed) @ self.rows.T + observed @ self.squares.T)
-        nearest = (distance / count.clamp(min=1)).topk(min(k, len(self)), largest=False).indices
+        """Mean of the k exemplars closest to each image on its observed pixels; an image with
+        nothing observed gets the whole bank's mean."""
+        nearest = self.distances(y, ~mask).topk(min(k, len(self)), largest=False).indices
         means = self.rows[nearest].mean(1)
-        means = torch.where(count > 0, means, self.rows.mean(0, keepdim=True))
+        anything = (~mask).flatten(1).any(1, keepdim=True).cpu()
+        means = torch.where(anything, means, self.rows.mean(0, keepdim=True))
         return means.view_as(y).to(y)
 
     def fill(self, y: torch.Tensor, mask: torch.Tensor, k: int = NEIGHBOURS,
