@@ -37,10 +37,14 @@ def main(argv: list[str] | None = None) -> None:
         with torch.inference_mode():
             bpd = evaluate_bpd(model, images)
         mean, stderr = bpd_summary(bpd)
+        minutes = card.get("training_minutes", "?")
+        source = card.get("init_from") or {}  # a warm restart: the source's minutes come first
+        if source.get("training_minutes") is not None:
+            minutes = f"{source['training_minutes']} + {minutes}"
         rows.append(f"| `{path.parent.name}` | {card['dataset']} | "
                     f"{sum(p.numel() for p in model.parameters()):,} | "
                     f"{mean:.3f} ± {stderr:.3f} | "
-                    f"{card.get('training_minutes', '?')} min | "
+                    f"{minutes} min | "
                     f"{card.get('hardware', '?')} |")
     print("\n".join(rows))
 
