@@ -163,6 +163,14 @@ def main(argv: list[str] | None = None) -> None:
     state_path = args.out / "train_state.pt"
     step, best_val, history, elapsed, step_losses = 0, math.inf, [], 0.0, []
 
+    source = None
+    if args.init_from:  # read once: its weights below, its summary in every card
+        try:
+            source = load_checkpoint(args.init_from)
+        except CheckpointError as err:
+            sys.exit(f"error: --init-from {args.init_from}: {str(err).splitlines()[0]}")
+        args.init_source = init_from_summary(args.init_from, source)
+
     if args.resume and state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=True)
         density.load_state_dict(state["model"])
@@ -175,11 +183,10 @@ def main(argv: list[str] | None = None) -> None:
         step_losses = list(state.get("losses", []))
         clock["lr_scale"] = state.get("lr_scale", 1.0)
         print(f"resumed from {state_path} at step {step}")
-    elif args.init_from:
+    elif source is not None:
         try:
-            source = load_checkpoint(args.init_from)
             density.load_state_dict(source["state_dict"])
-        except (CheckpointError, RuntimeError) as err:
+        except RuntimeError as err:
             sys.exit(f"error: --init-from {args.init_from}: {str(err).splitlines()[0]}")
         print(f"initialised from {args.init_from} (val {source.get('card', {}).get('val_bpd')})")
     else:
@@ -330,14 +337,14 @@ def make_card(args: argparse.Namespace, history: list[dict], elapsed: float,
         "training_minutes": round(elapsed / 60, 1), "hardware": hardware(device, world),
         "command": "python -m pipelines.train " + shlex.join(sys.argv[1:]),
         "commit": git_commit(), "history": history,
-        **({"init_from": init_from_summary(args.init_from)} if args.init_from else {}),
+        **({"init_from": args.init_source} if args.init_from else {}),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
-def init_from_summary(path: str) -> dict:
+def init_from_summary(path: str, checkpoint: dict) -> dict:
     """Where a warm-restarted run's weights came from, so its card tells the whole training."""
-    card = load_checkpoint(path).get("card", {})
+    card = checkpoint.get("card", {})
     return {"checkpoint": str(path), "val_bpd": card.get("val_bpd"),
             "training_minutes": card.get("training_minutes"), "command": card.get("command")}
 
