@@ -126,8 +126,9 @@ def test_init_from_warm_restarts_from_a_checkpoint(trained: Path, data_root: Pat
                                                    tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """--init-from starts from the source's weights (no ActNorm re-initialisation, so the first
-    validation is close to the source's), records the source in the card, and refuses a model
-    of another architecture."""
+    validation is close to the source's), records the source in the card, takes the source's
+    architecture whatever --hparams says (same-shaped weights of another coupling would load
+    silently), and refuses a checkpoint of another family."""
     source = json.loads((trained / "card.json").read_text())
     args = train_args(tmp_path / "warm", data_root, "--limit-train", "64", "--limit-val", "256",
                       "--epochs", "1", "--batch-size", "32", "--warmup", "50", "--lr", "1e-5",
@@ -137,11 +138,17 @@ def test_init_from_warm_restarts_from_a_checkpoint(trained: Path, data_root: Pat
     card = json.loads((tmp_path / "warm" / "card.json").read_text())
     assert card["init_from"]["val_bpd"] == source["val_bpd"]
     assert abs(card["val_bpd"] - source["val_bpd"]) < 0.05
-    other = [a if a != '{"steps": 2, "hidden": 16}' else '{"steps": 3, "hidden": 16}'
-             for a in args]
+    source_config = torch.load(trained / "model.pt", weights_only=True)["config"]
+    recoupled = [a if a != '{"steps": 2, "hidden": 16}' else
+                 '{"steps": 2, "hidden": 16, "scale": "tanh", "shift_bound": null}' for a in args]
+    recoupled[recoupled.index("--out") + 1] = str(tmp_path / "recoupled")
+    train.main(recoupled)
+    warm_config = torch.load(tmp_path / "recoupled" / "model.pt", weights_only=True)["config"]
+    assert warm_config == source_config
+    other_family = [a if a != "glow" else "realnvp" for a in args]
+    other_family[other_family.index("--out") + 1] = str(tmp_path / "other")
     with pytest.raises(SystemExit, match="--init-from"):
-        train.main([*other[:other.index("--out") + 1], str(tmp_path / "other"),
-                    *other[other.index("--out") + 2:]])
+        train.main(other_family)
 
 
 @pytest.mark.parametrize("config", sorted((Path(__file__).resolve().parents[1]
