@@ -162,17 +162,18 @@ def build_pair(family: str, nf: object | None, actnorm_batch: int = 256
 
 
 def trainer(runner: nn.Module, density: nn.Module, batch_size: int, steps: int, *,
-            fused: bool = False) -> Callable[[], float]:
+            fused: bool = False, amp: bool = False) -> Callable[[], float]:
     """A closure that runs ``steps`` training steps and returns images/s. The optimizer is
-    plain Adam as in ``pipelines.train``; ``fused`` uses the single-kernel Adam instead."""
+    plain Adam; ``fused`` uses the single-kernel Adam that ``pipelines.train`` uses, ``amp``
+    bf16 autocast (``train --amp``)."""
     optimizer = torch.optim.Adam(density.parameters(), lr=1e-4, fused=fused or None)
     batches = [_images(batch_size, i) for i in range(steps)]
-    train_step(runner, density, batches[0], optimizer)  # warm-up (allocations, Adam state)
+    train_step(runner, density, batches[0], optimizer, amp=amp)  # warm-up (allocations, Adam)
 
     def run() -> float:
         start = time.perf_counter()
         for batch in batches:
-            train_step(runner, density, batch, optimizer)
+            train_step(runner, density, batch, optimizer, amp=amp)
         return steps * batch_size / (time.perf_counter() - start)
 
     return run
@@ -195,9 +196,10 @@ def scorer(runner: nn.Module, batch_size: int, calls: int) -> Callable[[], float
     return run
 
 
-def matmul_gflops(n: int = 2048, calls: int = 4) -> Callable[[], float]:
-    """Measured float32 matmul GFLOP/s at the current thread count (the roofline's peak)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(n: int = 2048, calls: int = 4, dtype: torch.dtype = torch.float32
+                  ) -> Callable[[], float]:
+    """Measured matmul GFLOP/s at the current thread count (the roofline's peak)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
 
     def run() -> float:
@@ -248,13 +250,24 @@ def family_rows(family: str, nf: object | None, args: argparse.Namespace) -> lis
     rows = [row(f"{family} parameters", "count", n_params(pair["ours"][1]),
                 n_params(pair["peer"][1]) if "peer" in pair else None, better="equal")]
     contenders = {k: trainer(r, d, args.batch_size, args.steps) for k, (r, d) in pair.items()}
+    if args.amp:  # both sides again under bf16 autocast, fresh models
+        contenders.update({f"{k}_amp": trainer(r, d, args.batch_size, args.steps, amp=True,
+                                               fused=k == "ours")
+                           for k, (r, d) in build_pair(family, nf).items()})
     if family == "nice":  # Adam over 19M parameters is ~40% of a plain step: show fused too
         contenders["matmul"] = matmul_gflops()
         contenders["fused"] = trainer(*build_pair(family, None)["ours"], args.batch_size,
                                       args.steps, fused=True)
+        if args.amp:
+            contenders["matmul_bf16"] = matmul_gflops(dtype=torch.bfloat16)
     train = interleaved(contenders, args.repeats)
     rows.append(row(f"{family} training (batch {args.batch_size})", "images/s",
                     train["ours"], train.get("peer")))
+    if args.amp:
+        rows.append(row(f"{family} training, bf16 autocast, both sides", "images/s",
+                        train["ours_amp"], train.get("peer_amp")))
+        rows.append(row(f"{family} training: ours bf16 (train --amp) vs peer float32",
+                        "images/s", train["ours_amp"], train.get("peer")))
     if family == "nice":
         flops = nice_train_flops(**RECIPES["nice"])
         ours_gf, peer_gf = (None if k not in train else train[k] * flops / 1e9
@@ -265,6 +278,13 @@ def family_rows(family: str, nf: object | None, args: argparse.Namespace) -> lis
                         peer_gf / train["matmul"] if peer_gf else None))
         rows.append(row("nice training, fused Adam / matmul peak", "fraction",
                         train["fused"] * flops / 1e9 / train["matmul"]))
+        if args.amp:
+            amp_gf = train["ours_amp"] * flops / 1e9
+            rows.append(row("matmul peak (bf16, 2048^2)", "GFLOP/s", train["matmul_bf16"]))
+            rows.append(row("nice training, bf16 + fused Adam / bf16 matmul peak", "fraction",
+                            amp_gf / train["matmul_bf16"]))
+            rows.append(row("nice training, bf16 + fused Adam / float32 matmul peak",
+                            "fraction", amp_gf / train["matmul"]))
     score = interleaved({k: scorer(r, args.score_batch, args.score_calls)
                          for k, (r, _) in pair.items()}, args.repeats)
     rows.append(row(f"{family} scoring (batch {args.score_batch})", "images/s",
@@ -401,6 +421,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--score-calls", type=int, default=2, help="scoring calls per repeat")
     p.add_argument("--inpaint-calls", type=int, default=20)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-amp", dest="amp", action="store_false",
+                   help="leave out the bf16 autocast training rows")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny batches, one repeat")
     p.add_argument("--no-default-model", action="store_true")
     p.add_argument("--out", default="benchmarks")
@@ -427,7 +449,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows: list[dict] = []
     for family in args.families:
         rows += family_rows(family, nf, args)
-        print("\n".join(json.dumps(r) for r in rows[-6:]), flush=True)
+        print("\n".join(json.dumps(r) for r in rows[-8:]), flush=True)
     if not args.no_default_model:
         rows += default_model_rows(args)
     command = "python -m pipelines.benchmark " + " ".join(argv if argv is not None

@@ -76,7 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between train states")
     p.add_argument("--eval-test", action="store_true", help="score the full test set at the end")
     p.add_argument("--device", default="auto")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16 autocast of the coupling networks (flow arithmetic stays float32); "
+                        "CUDA, or a CPU with native bf16 (AVX512-BF16/AMX)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true")
@@ -132,6 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     rank, world, device = setup_distributed(args.device)
+    if args.amp and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        print("warning: --amp on a CPU without native bf16 is emulated and slower than float32",
+              file=sys.stderr)
     torch.manual_seed(args.seed)
 
     # Data: uint8 tensors in memory; validation is held out of the training set.
@@ -248,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
             idx = perm[start:start + args.batch_size]
             loss = train_step(model, density, train[idx].to(device), optimizer,
                               generator=generator, clip=args.clip,
-                              amp=args.amp and device.type == "cuda", all_finite=all_finite)
+                              amp=args.amp, all_finite=all_finite)
             if not math.isfinite(loss):
                 print(f"warning: non-finite loss at step {step}; update skipped", file=sys.stderr)
             if guard.observe(loss):

@@ -20,6 +20,15 @@ class Flow(nn.Module):
         raise NotImplementedError
 
 
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """A network output brought back to float32 from bf16/fp16 autocast. Only the coupling
+    networks run in low precision: the flow's own arithmetic (scales, shifts, log-dets, the
+    latent) stays in float32, because at a good fit the likelihood's gradient is a small
+    difference of large terms (the log-det's against the data term's) that bf16 rounding
+    swamps."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def sum_except_batch(x: torch.Tensor) -> torch.Tensor:
     """Sum every dimension but the first: per-example totals of an elementwise log-det."""
     return x.reshape(x.shape[0], -1).sum(dim=1)

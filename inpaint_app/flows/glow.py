@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Flow, Sequential, Split, Squeeze
+from .base import Flow, Sequential, Split, Squeeze, full_precision
 from .realnvp import AffineCoupling, max_levels
 
 
@@ -81,10 +81,11 @@ class InvConv1x1LU(Flow):
         self._cache: tuple[tuple, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def weight(self) -> torch.Tensor:
-        eye = torch.eye(self.lower.shape[0], dtype=self.lower.dtype, device=self.lower.device)
-        lower = self.lower * self.lower_mask + eye
-        upper = self.upper * self.lower_mask.T + torch.diag(self.sign * self.log_s.exp())
-        return self.perm @ lower @ upper
+        with torch.autocast(self.lower.device.type, enabled=False):  # float32 even under AMP
+            eye = torch.eye(self.lower.shape[0], dtype=self.lower.dtype, device=self.lower.device)
+            lower = self.lower * self.lower_mask + eye
+            upper = self.upper * self.lower_mask.T + torch.diag(self.sign * self.log_s.exp())
+            return self.perm @ lower @ upper
 
     def _state_key(self) -> tuple:
         return tuple((t._version, t.data_ptr(), t.dtype, t.device)
@@ -105,9 +106,12 @@ class InvConv1x1LU(Flow):
 
     @staticmethod
     def _mix(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:
-            return F.linear(x, w)
-        return F.conv2d(x, w.reshape(*w.shape, 1, 1))
+        # Never under autocast: the log-det is exact only for the W that is applied.
+        with torch.autocast(x.device.type, enabled=False):
+            x = full_precision(x)
+            if x.dim() == 2:
+                return F.linear(x, w)
+            return F.conv2d(x, w.reshape(*w.shape, 1, 1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cached = self._frozen()

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import Flatten, Flow, Sequential
+from .base import Flatten, Flow, Sequential, full_precision
 
 
 class MaskedLinear(nn.Linear):
@@ -75,7 +75,7 @@ class MaskedAffineAutoregressive(Flow):
         self.bound = bound
 
     def _params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, raw = self.made(x).unbind(dim=1)
+        mu, raw = full_precision(self.made(x)).unbind(dim=1)
         return mu, self.bound * torch.tanh(raw / self.bound)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Flatten, Flow, Sequential
+from .base import Flatten, Flow, Sequential, full_precision
 
 
 def mlp(d_in: int, d_out: int, hidden: int, depth: int) -> nn.Sequential:
@@ -51,11 +51,11 @@ class AdditiveCoupling(Flow):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = self._halves(x)
-        return self._merge(a, b + self.net(a)), x.new_zeros(x.shape[0])
+        return self._merge(a, b + full_precision(self.net(a))), x.new_zeros(x.shape[0])
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         a, b = self._halves(z)
-        return self._merge(a, b - self.net(a))
+        return self._merge(a, b - full_precision(self.net(a)))
 
 
 class DiagonalScaling(Flow):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import Flow, Sequential, Split, Squeeze, sum_except_batch
+from .base import Flow, Sequential, Split, Squeeze, full_precision, sum_except_batch
 
 
 def soft_clamp(raw: torch.Tensor, bound: float) -> torch.Tensor:
@@ -94,7 +94,7 @@ class AffineCoupling(Flow):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         net_in = (x_a if extra is None
                   else torch.cat([x_a, extra.expand(x_a.shape[0], -1, -1, -1)], 1))
-        shift, raw = self.net(net_in).chunk(2, dim=1)
+        shift, raw = full_precision(self.net(net_in)).chunk(2, dim=1)
         if self.shift_bound is not None:
             shift = soft_clamp(shift, self.shift_bound)
         if self.scale == "tanh":
