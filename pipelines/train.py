@@ -163,8 +163,9 @@ def main(argv: list[str] | None = None) -> None:
                    build_model(args.model, image_shape(args.dataset), **json.loads(args.hparams)))
     except ConfigError as err:
         sys.exit(f"error: {err}")
+    shape = tuple(density.config["image_shape"])
     if source is not None and (density.config["family"] != args.model
-                               or tuple(density.config["image_shape"]) != image_shape(args.dataset)):
+                               or shape != image_shape(args.dataset)):
         sys.exit(f"error: --init-from {args.init_from} is a {density.config['family']} model of "
                  f"shape {density.config['image_shape']}, not {args.model} on {args.dataset}")
     density.to(device)
