@@ -45,7 +45,7 @@ SCORES: tuple[str, ...] = ("bpd", "typicality", "complexity", "orientation", "co
 DEFAULT_SCORE = "evidence"  # best worst-case AUROC in benchmarks/ood.md
 NEEDS_CALIBRATION = ("typicality", "combined", "evidence")
 COMBINED_PARTS = ("bpd", "complexity", "png_bpd", "z_fine", "z_coarse")
-EVIDENCE_PARTS = ("complexity", "orientation", "exemplar_distance")
+EVIDENCE_PARTS = ("complexity", "orientation", "exemplar_distance", "z_fine")
 SEED = 0
 TAIL_POINTS = 240
 HISTOGRAM_BINS = 40
@@ -58,8 +58,8 @@ def explain() -> str:
             "trained on Fashion-MNIST scores MNIST digits as more typical than its own clothes. "
             "The flag therefore adds up evidence that does not depend on simplicity: how many "
             "more bits the flow needs than a generic PNG compressor, whether the image turned "
-            "by 90 degrees is likelier than as given, and how far it is from the nearest "
-            "training example.")
+            "by 90 degrees is likelier than as given, how unusual its finest-scale details "
+            "are to the flow, and how far it is from the nearest training example.")
 
 
 def png_bits_per_dim(image: torch.Tensor) -> float:

@@ -7,7 +7,8 @@ in-distribution set is a fixed random subset of its test split, and the out-of-d
 are: the other dataset's test split, uniform noise, constant images (one random grey level each),
 the in-distribution images inverted (255 - x) and rotated by 90 degrees, and rendered letters
 (Pillow's default font, A-Z and a-z with random size, offset, stroke and tilt): a synthetic
-stand-in for an unseen handwritten-character set, which this project does not have. Writes
+stand-in for an unseen handwritten-character set, which this project does not have, and random pen
+scribbles (a set made after the default score was chosen, so one that played no part in it). Writes
 ``<out>.json``, ``<out>.md`` and a bits/dim histogram per set with the threshold drawn
 (``docs/ood-histogram.png``), and reports scoring throughput (images/s).
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from inpaint_app.anomaly import SCORES, base_scores, scores_from_base
 from inpaint_app.data import DatasetNotFound, load_split
@@ -36,7 +37,7 @@ OTHER = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 SET_NAMES = {"other": "{other}", "noise": "uniform noise", "constant": "constant",
              "inverted": "inverted {name}", "rotated": "{name} rotated 90°",
-             "letters": "rendered letters (synthetic)"}
+             "letters": "rendered letters (synthetic)", "scribbles": "scribbles (synthetic)"}
 
 
 def rendered_letters(n: int, seed: int = 0) -> torch.Tensor:
@@ -58,6 +59,24 @@ def rendered_letters(n: int, seed: int = 0) -> torch.Tensor:
     return torch.stack(out)
 
 
+def scribbles(n: int, seed: int = 0) -> torch.Tensor:
+    """uint8 ``[n, 1, 28, 28]`` random pen strokes in the MNIST frame: 1-3 smooth polylines of
+    3-6 points, 2-3 px wide, slightly blurred. Added after the default score was chosen, as a
+    set that played no part in choosing it."""
+    rng = np.random.default_rng(seed + 7)
+    out = []
+    for _ in range(n):
+        image = Image.new("L", (28, 28), 0)
+        draw = ImageDraw.Draw(image)
+        for _ in range(int(rng.integers(1, 4))):
+            points = [tuple(float(v) for v in rng.uniform(4, 24, 2))
+                      for _ in range(int(rng.integers(3, 7)))]
+            draw.line(points, fill=255, width=int(rng.integers(2, 4)), joint="curve")
+        image = image.filter(ImageFilter.GaussianBlur(0.6))
+        out.append(torch.from_numpy(np.asarray(image).copy())[None])
+    return torch.stack(out)
+
+
 def build_sets(name: str, limit: int, root: str | None, seed: int = 0
                ) -> dict[str, torch.Tensor]:
     """The in-distribution subset ("in") and every out-of-distribution set, ``limit`` each."""
@@ -73,7 +92,7 @@ def build_sets(name: str, limit: int, root: str | None, seed: int = 0
             "noise": torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8),
             "constant": levels.expand(shape).contiguous(), "inverted": 255 - test,
             "rotated": torch.rot90(test, 1, (2, 3)).contiguous(),
-            "letters": rendered_letters(len(test), seed)}
+            "letters": rendered_letters(len(test), seed), "scribbles": scribbles(len(test), seed)}
 
 
 def evaluate_model(name: str, checkpoint: str, limit: int, root: str | None

@@ -157,7 +157,7 @@ def test_evidence_adds_the_excess_of_each_part_over_its_validation_median(
 
     calibration = calibrate(tiny, _images(100, 8), source="synthetic")
     parts = calibration["scores"]["evidence"]["parts"]
-    assert set(parts) == {"complexity", "orientation"}  # no exemplar bank on this model
+    assert set(parts) == {"complexity", "orientation", "z_fine"}  # no exemplar bank here
     x = _images(6, 9)
     base = base_scores(tiny, x)
     expected = sum(np.clip((base[n] - parts[n]["median"]) / parts[n]["spread_above"], 0, None)
