@@ -15,10 +15,17 @@ Scores (higher = more anomalous for every one):
   ``bpd``, ``complexity``, the PNG bits/dim and the latent energy of the fine and coarse halves
   of z. Raw likelihood tracks image complexity (Nalisnick et al. 2019, arXiv:1810.09136):
   one-sided scores trade one failure for another; this one needs all the evidence to look usual.
-- ``evidence`` (the default): the sum of how far ``complexity``, ``orientation`` and, when the
-  checkpoint ships an exemplar bank, the distance to the nearest training exemplar (mean squared
-  pixel difference; data, not the flow) lie above their validation medians, each in units of its
-  median-to-99 % spread. A soft "or": any one strong signal flags, weak ones add up.
+- ``evidence`` (the default): the sum of how far ``complexity``, ``orientation``, the distance to
+  the nearest training exemplar (mean squared pixel difference; data, not the flow; when the
+  checkpoint ships an exemplar bank) and the ``likelihood_ratio`` (when it ships a background
+  model) lie above their validation medians, each in units of its median-to-99 % spread. A soft
+  "or": any one strong signal flags, weak ones add up.
+
+The likelihood ratio is bits/dim minus the bits/dim of a background model (``background.pt``
+beside the checkpoint): a small flow trained on the same data with 10 % of its pixels replaced by
+noise (Ren et al. 2019, arXiv:1906.02845), which learns the local statistics (stroke width,
+blank backgrounds) but not the shapes. Dividing it out leaves what the main model knows about
+the data's content, which is what an unseen set of simple images lacks.
 
 Scoring is deterministic: every image is dequantized with the same fixed-seed noise pattern, so an
 image scores the same alone or in any batch. ``calibrate`` sets thresholds at a target
@@ -45,7 +52,7 @@ SCORES: tuple[str, ...] = ("bpd", "typicality", "complexity", "orientation", "co
 DEFAULT_SCORE = "evidence"  # best worst-case AUROC in benchmarks/ood.md
 NEEDS_CALIBRATION = ("typicality", "combined", "evidence")
 COMBINED_PARTS = ("bpd", "complexity", "png_bpd", "z_fine", "z_coarse")
-EVIDENCE_PARTS = ("complexity", "orientation", "exemplar_distance", "z_fine")
+EVIDENCE_PARTS = ("complexity", "orientation", "exemplar_distance", "likelihood_ratio")
 SEED = 0
 TAIL_POINTS = 240
 HISTOGRAM_BINS = 40
@@ -57,9 +64,9 @@ def explain() -> str:
             "digits) high likelihood even when it never saw anything like them, so a model "
             "trained on Fashion-MNIST scores MNIST digits as more typical than its own clothes. "
             "The flag therefore adds up evidence that does not depend on simplicity: how many "
-            "more bits the flow needs than a generic PNG compressor, whether the image turned "
-            "by 90 degrees is likelier than as given, how unusual its finest-scale details "
-            "are to the flow, and how far it is from the nearest training example.")
+            "more bits the flow needs than a generic PNG compressor and than a background "
+            "model of local pixel statistics, whether the image turned by 90 degrees is likelier "
+            "than as given, and how far it is from the nearest training example.")
 
 
 def png_bits_per_dim(image: torch.Tensor) -> float:
@@ -83,8 +90,9 @@ def base_scores(model: DensityModel, images: torch.Tensor, *, batch_size: int = 
     """Per-image evidence for uint8 ``[B, C, H, W]`` images at the model's shape: ``bpd``,
     ``png_bpd``, ``complexity`` and the mean latent energy ``z^2 / 2`` of the first (``z_fine``)
     and second (``z_coarse``) half of z, which for a multi-scale flow are the finest factored-out
-    level and the coarser rest; ``orientation`` and, with an exemplar bank,
-    ``exemplar_distance``. A non-finite value (a numerical blow-up) becomes ``+inf``."""
+    level and the coarser rest; ``orientation``; with an exemplar bank, ``exemplar_distance``;
+    with a background model, ``likelihood_ratio`` (bits/dim minus the background's bits/dim).
+    A non-finite value (a numerical blow-up) becomes ``+inf``."""
     from tqdm import tqdm
 
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != model.image_shape:
@@ -95,6 +103,9 @@ def base_scores(model: DensityModel, images: torch.Tensor, *, batch_size: int = 
     u = _noise(model, seed).to(device)
     parts: dict[str, list[torch.Tensor]] = {"bpd": [], "z_fine": [], "z_coarse": [],
                                             "orientation": []}
+    background = model.background[0].to(device) if model.background else None
+    if background is not None:
+        parts["likelihood_ratio"] = []
     with torch.inference_mode():
         for start in tqdm(range(0, len(images), batch_size), disable=not progress,
                           desc="score", unit="batch"):
@@ -108,6 +119,8 @@ def base_scores(model: DensityModel, images: torch.Tensor, *, batch_size: int = 
             half = energy.shape[1] // 2
             parts["z_fine"].append(energy[:, :half].mean(1))
             parts["z_coarse"].append(energy[:, half:].mean(1))
+            if background is not None:
+                parts["likelihood_ratio"].append(bpd - _latent_and_bpd(background, batch, u)[1])
     out = {}
     for name, chunks in parts.items():
         values = torch.cat(chunks).double().cpu().numpy() if chunks else np.zeros(0)
@@ -162,7 +175,8 @@ def scores_from_base(base: dict[str, np.ndarray], calibration: dict[str, Any] | 
             missing = set(parts) - set(base)
             if missing:
                 raise ValueError(f"the calibration's evidence uses {sorted(missing)}, which "
-                                 "this model cannot compute (an exemplar bank is missing?)")
+                                 "this model cannot compute (is its exemplar bank or background "
+                                 "model missing beside the checkpoint?)")
             out["evidence"] = np.sum([np.clip(_excess(base[name], parts[name]), 0.0, None)
                                       for name in parts], axis=0)
     return out

@@ -44,6 +44,10 @@ class DensityModel(nn.Module):
         # Training images for the default inpainting start (inpaint_app.exemplars); load_model
         # attaches the bank that ships beside a checkpoint.
         self.exemplars = None
+        # The background density for the anomaly likelihood ratio (inpaint_app.anomaly), also
+        # attached by load_model; kept in a tuple so that it stays out of this module's
+        # state_dict and parameters.
+        self.background: tuple[DensityModel, ...] = ()
 
     @property
     def dim(self) -> int:

@@ -145,9 +145,7 @@ class CheckpointError(RuntimeError):
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The checkpoint dict, loaded with ``weights_only=True`` (a checkpoint never runs code)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
+    path = _checkpoint_file(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -160,14 +158,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+BACKGROUND_FILE = "background.pt"
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> DensityModel:
     """Rebuild a model from a checkpoint file (or a folder holding ``model.pt``), in eval mode,
-    with the exemplar bank that ships beside it (``exemplars.npz``), if any."""
-    ckpt = load_checkpoint(path, map_location)
-    model = build_model(ckpt["config"])
-    model.load_state_dict(ckpt["state_dict"])
-    model.card = ckpt.get("card", {})
-    bank = Path(path) / BANK_FILE if Path(path).is_dir() else Path(path).with_name(BANK_FILE)
+    with what ships beside it, if present: the exemplar bank (``exemplars.npz``) and the
+    background model of the anomaly likelihood ratio (``background.pt``)."""
+    model = _load_bare(path, map_location)
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    bank = folder / BANK_FILE
     if bank.is_file():
         try:
             model.exemplars = load_bank(bank)
@@ -177,4 +177,25 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> De
             raise CheckpointError(f"{bank} holds images of shape "
                                   f"{tuple(model.exemplars.images.shape[1:])}, the model "
                                   f"{tuple(model.image_shape)}")
+    background = folder / BACKGROUND_FILE
+    if background.is_file() and background.resolve() != _checkpoint_file(path).resolve():
+        model.background = (_load_bare(background, map_location),)
+        if model.background[0].image_shape != model.image_shape:
+            raise CheckpointError(f"{background} models images of shape "
+                                  f"{model.background[0].image_shape}, the model "
+                                  f"{model.image_shape}")
+    return model
+
+
+def _checkpoint_file(path: str | Path) -> Path:
+    path = Path(path)
+    return path / "model.pt" if path.is_dir() else path
+
+
+def _load_bare(path: str | Path, map_location: str | torch.device) -> DensityModel:
+    """The model of one checkpoint file alone, in eval mode, with its card."""
+    ckpt = load_checkpoint(path, map_location)
+    model = build_model(ckpt["config"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.card = ckpt.get("card", {})
     return model.to(map_location).eval()

@@ -44,6 +44,18 @@ def warmup_cosine(step: int, *, warmup: int, total: int, floor: float = 0.02,
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def perturb_pixels(batch: torch.Tensor, rate: float,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """A copy of a uint8 batch with each pixel replaced, with probability ``rate``, by a uniform
+    random level: the training input of a background model (Ren et al. 2019, arXiv:1906.02845),
+    which then learns the data's local statistics but not its semantics."""
+    device = batch.device if generator is None else generator.device
+    replace = torch.rand(batch.shape, generator=generator, device=device).to(batch.device) < rate
+    levels = torch.randint(0, 256, batch.shape, generator=generator, device=device,
+                           dtype=torch.uint8).to(batch.device)
+    return torch.where(replace, levels, batch)
+
+
 def train_step(model: nn.Module, density: DensityModel, batch: torch.Tensor,
                optimizer: torch.optim.Optimizer, *, generator: torch.Generator | None = None,
                clip: float = 50.0, amp: bool = False,

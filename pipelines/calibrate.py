@@ -1,22 +1,28 @@
 """Calibrate a checkpoint's anomaly thresholds on its validation split and store them in its card.
 
     python -m pipelines.calibrate trained/mnist-glow/model.pt [--fpr 0.05]
+        [--background runs/mnist-background/model.pt]
 
 Re-run it whenever the checkpoint changes: it scores the validation split of the card's dataset,
 sets each score's threshold at the target false-positive rate, and rewrites ``card["anomaly"]`` in
-both model.pt and card.json (each written to a temporary file, then renamed).
+both model.pt and card.json (each written to a temporary file, then renamed). ``--background``
+first installs a background model (``python -m pipelines.train --perturb ...``) beside the
+checkpoint as ``background.pt``; the anomaly evidence then includes the likelihood ratio
+against it (``inpaint_app.anomaly``).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from inpaint_app.anomaly import calibrate
-from inpaint_app.models import save_model
+from inpaint_app.atomic import atomic_write
+from inpaint_app.models import BACKGROUND_FILE, CheckpointError, load_model, save_model
 from pipelines.evaluate import model_and_split
 
 
@@ -29,23 +35,45 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--data-root", default=None,
                    help="dataset root (default $FLOWPAINT_DATA or ./data)")
+    p.add_argument("--background", default=None, metavar="CHECKPOINT",
+                   help="install this background model beside the checkpoint first")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     path = Path(args.checkpoint)
     path = path / "model.pt" if path.is_dir() else path
+    if args.background:
+        install_background(Path(args.background), path)
     model, dataset, images = model_and_split(path, args.dataset, args.split, args.data_root)
     start = time.perf_counter()
     anomaly = calibrate(model, images, fpr=args.fpr, batch_size=args.batch_size, progress=True,
                         source=f"{dataset} {args.split} ({len(images):,})")
     anomaly["command"] = f"python -m pipelines.calibrate {path} --fpr {args.fpr}"
+    if model.background:
+        card = model.background[0].card
+        anomaly["background"] = {"file": BACKGROUND_FILE, **{
+            key: card.get(key) for key in ("perturb", "val_bpd", "training_minutes", "command")}}
     save_model(model, path, card={**model.card, "anomaly": anomaly})
     print(f"calibrated {path} on {anomaly['source']} in {time.perf_counter() - start:.0f} s; "
           f"target FPR {args.fpr:.3f}")
     for name, entry in anomaly["scores"].items():
         print(f"  {name:11s} threshold {entry['threshold']:.4f}  validation FPR "
               f"{entry['val_fpr']:.4f}{'  (two-sided)' if entry['two_sided'] else ''}")
+
+
+def install_background(source: Path, checkpoint: Path) -> None:
+    """Copy a background checkpoint beside ``checkpoint`` as background.pt (atomically), after
+    checking that it loads and models images of the same shape."""
+    try:
+        background, model = load_model(source), load_model(checkpoint)
+    except CheckpointError as err:
+        sys.exit(f"error: {err}")
+    if background.image_shape != model.image_shape:
+        sys.exit(f"error: the background models images of shape {background.image_shape}, "
+                 f"the checkpoint {model.image_shape}")
+    with atomic_write(checkpoint.with_name(BACKGROUND_FILE)) as f:
+        f.write(source.read_bytes())
 
 
 if __name__ == "__main__":

@@ -42,10 +42,13 @@ SHAPE = (1, 28, 28)
 
 
 def default_checkpoints() -> list[Path]:
-    """Shipped MNIST checkpoints, then the runs/mnist-* ones that exist."""
+    """Shipped MNIST checkpoints, then the runs/mnist-* ones that exist (not the anomaly
+    background models: trained on noise-corrupted images, they are not density models of MNIST)."""
     shipped = [p for p in sorted(Path("trained").glob("*/model.pt"))
                if read_card(p).get("dataset") == "mnist"]
-    return shipped + sorted(Path("runs").glob("mnist-*/model.pt"))
+    runs = [p for p in sorted(Path("runs").glob("mnist-*/model.pt"))
+            if not read_card(p).get("perturb")]
+    return shipped + runs
 
 
 def read_card(checkpoint: Path) -> dict:

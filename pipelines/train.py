@@ -46,6 +46,7 @@ from inpaint_app.training import (
     bpd_summary,
     evaluate_bpd,
     initialize_actnorm,
+    perturb_pixels,
     select_device,
     train_step,
     warmup_cosine,
@@ -69,6 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=200, help="warm-up steps")
     p.add_argument("--clip", type=float, default=50.0, help="gradient-norm clip")
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay for evaluation (0: off)")
+    p.add_argument("--perturb", type=float, default=0.0, metavar="RATE",
+                   help="replace each training pixel by a random level with this probability: "
+                        "a background model for the anomaly likelihood ratio (0: off)")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N images")
     p.add_argument("--limit-val", type=int, default=None, help="validate on the first N images")
     p.add_argument("--max-minutes", type=float, default=None,
@@ -94,9 +98,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.set_defaults(**{k: (json.dumps(v) if k == "hparams" else v)
                           for k, v in defaults.items()})
         args = p.parse_args(argv)
+    if not 0.0 <= args.perturb < 1.0:
+        p.error(f"--perturb must be in [0, 1), got {args.perturb}")
     if args.model not in FAMILIES:
         p.error(f"unknown model {args.model!r}: choose one of {sorted(FAMILIES)}")
     args.out = Path(args.out or f"trained/{args.dataset}-{args.model}")
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the card's command line
     return args
 
 
@@ -251,8 +258,10 @@ def main(argv: list[str] | None = None) -> None:
         losses = []
         for i in bar:
             start = (i * world + rank) * args.batch_size
-            idx = perm[start:start + args.batch_size]
-            loss = train_step(model, density, train[idx].to(device), optimizer,
+            batch = train[perm[start:start + args.batch_size]].to(device)
+            if args.perturb:
+                batch = perturb_pixels(batch, args.perturb, generator)
+            loss = train_step(model, density, batch, optimizer,
                               generator=generator, clip=args.clip,
                               amp=args.amp, all_finite=all_finite)
             if not math.isfinite(loss):
@@ -348,9 +357,10 @@ def make_card(args: argparse.Namespace, history: list[dict], elapsed: float,
                          "mean over the 5,000 held-out training images (last 5,000 of train)")
                         + ", one uniform dequantization sample each, seed 0",
         "training_minutes": round(elapsed / 60, 1), "hardware": hardware(device, world),
-        "command": "python -m pipelines.train " + shlex.join(sys.argv[1:]),
+        "command": "python -m pipelines.train " + shlex.join(args.argv),
         "commit": git_commit(), "history": history,
         **({"init_from": args.init_source} if args.init_from else {}),
+        **({"perturb": args.perturb} if args.perturb else {}),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 

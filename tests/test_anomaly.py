@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,36 @@ def test_shipped_cards_carry_thresholds(name: str) -> None:
     assert model.card["anomaly"] == anomaly
 
 
+def test_background_beside_a_checkpoint_gives_the_likelihood_ratio(
+        tiny: torch.nn.Module, tmp_path: Path) -> None:
+    from inpaint_app.anomaly import base_scores
+    from inpaint_app.models import CheckpointError
+
+    torch.manual_seed(1)
+    background = build_model("glow", image_shape=(1, 8, 8), steps=1, hidden=8).eval()
+    save_model(tiny, tmp_path / "model.pt", card={"dataset": "synthetic"})
+    save_model(background, tmp_path / "bg" / "model.pt", card={"name": "background"})
+    shutil.copy(tmp_path / "bg" / "model.pt", tmp_path / "background.pt")
+    loaded = load_model(tmp_path)
+    assert len(loaded.background) == 1 and not load_model(tmp_path / "background.pt").background
+    assert set(loaded.state_dict()) == set(tiny.state_dict())  # not saved inside the model
+    x = _images(5, 11)
+    base = base_scores(loaded, x)
+    expected = base_scores(tiny, x)["bpd"] - base_scores(background, x)["bpd"]
+    assert np.allclose(base["likelihood_ratio"], expected, atol=1e-6)
+    assert "likelihood_ratio" not in base_scores(tiny, x)
+    # The ratio joins the evidence; the same calibration refuses a model without the background.
+    calibration = calibrate(loaded, _images(100, 8), source="synthetic")
+    assert "likelihood_ratio" in calibration["scores"]["evidence"]["parts"]
+    with pytest.raises(ValueError, match="background"):
+        score_images(tiny, x, calibration)
+    save_model(build_model("glow", image_shape=(1, 4, 4), steps=1, hidden=8),
+               tmp_path / "bg" / "model.pt")
+    shutil.copy(tmp_path / "bg" / "model.pt", tmp_path / "background.pt")
+    with pytest.raises(CheckpointError, match="shape"):
+        load_model(tmp_path / "model.pt")
+
+
 def test_orientation_is_bpd_minus_the_likeliest_turn(tiny: torch.nn.Module) -> None:
     from inpaint_app.anomaly import base_scores
 
@@ -157,7 +188,7 @@ def test_evidence_adds_the_excess_of_each_part_over_its_validation_median(
 
     calibration = calibrate(tiny, _images(100, 8), source="synthetic")
     parts = calibration["scores"]["evidence"]["parts"]
-    assert set(parts) == {"complexity", "orientation", "z_fine"}  # no exemplar bank here
+    assert set(parts) == {"complexity", "orientation"}  # no exemplar bank, no background here
     x = _images(6, 9)
     base = base_scores(tiny, x)
     expected = sum(np.clip((base[n] - parts[n]["median"]) / parts[n]["spread_above"], 0, None)
@@ -176,3 +207,27 @@ def test_evidence_adds_the_excess_of_each_part_over_its_validation_median(
             score_images(tiny, x, with_bank)
     finally:
         tiny.exemplars = None
+
+
+@pytest.mark.data
+def test_calibrate_installs_a_background_and_records_it(data_root: Path, tmp_path: Path) -> None:
+    from pipelines import calibrate as calibrate_cli
+
+    torch.manual_seed(2)
+    save_model(build_model("glow", image_shape=(1, 28, 28), steps=1, hidden=8),
+               tmp_path / "m" / "model.pt", card={"dataset": "mnist"})
+    save_model(build_model("glow", image_shape=(1, 28, 28), steps=1, hidden=4),
+               tmp_path / "bg" / "model.pt", card={"perturb": 0.1, "val_bpd": 9.0})
+    save_model(build_model("glow", image_shape=(1, 8, 8), steps=1, hidden=4),
+               tmp_path / "small" / "model.pt")
+    checkpoint = tmp_path / "m" / "model.pt"
+    with pytest.raises(SystemExit, match="shape"):
+        calibrate_cli.main([str(checkpoint), "--background", str(tmp_path / "small" / "model.pt"),
+                            "--data-root", str(data_root)])
+    assert not (tmp_path / "m" / "background.pt").exists()
+    calibrate_cli.main([str(checkpoint), "--background", str(tmp_path / "bg" / "model.pt"),
+                        "--data-root", str(data_root), "--threads", "2"])
+    anomaly = json.loads((tmp_path / "m" / "card.json").read_text())["anomaly"]
+    assert anomaly["background"]["perturb"] == 0.1 and anomaly["background"]["val_bpd"] == 9.0
+    assert "likelihood_ratio" in anomaly["scores"]["evidence"]["parts"]
+    assert len(load_model(checkpoint).background) == 1

@@ -20,6 +20,7 @@ from inpaint_app.training import (
     LogProb,
     NonFiniteGuard,
     initialize_actnorm,
+    perturb_pixels,
     train_step,
     warmup_cosine,
 )
@@ -164,6 +165,29 @@ def test_every_recipe_parses_and_fits_the_checkpoint_limit(config: Path) -> None
                         else (3, 32, 32), **json.loads(args.hparams))
     megabytes = sum(p.numel() for p in model.parameters()) * 4 / 1e6
     assert megabytes < 25, f"{config.name}: {megabytes:.1f} MB of float32 weights"
+
+
+def test_perturb_pixels_replaces_the_requested_fraction_with_uniform_levels() -> None:
+    batch = torch.full((64, 1, 28, 28), 7, dtype=torch.uint8)
+    assert torch.equal(perturb_pixels(batch, 0.0), batch)
+    out = perturb_pixels(batch, 0.25, torch.Generator().manual_seed(0))
+    assert out.dtype == torch.uint8 and batch.eq(7).all()  # a copy; the input is untouched
+    changed = out.ne(7).float().mean().item()
+    assert changed == pytest.approx(0.25 * 255 / 256, abs=0.005)  # a draw of 7 looks unchanged
+    levels = perturb_pixels(batch, 0.999, torch.Generator().manual_seed(1)).flatten()
+    assert levels.float().mean().item() == pytest.approx(127.5, abs=1.5)
+    again = perturb_pixels(batch, 0.25, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+@pytest.mark.data
+def test_train_perturb_makes_a_background_model(data_root: Path, tmp_path: Path) -> None:
+    train.main(train_args(tmp_path, data_root, "--perturb", "0.2", "--limit-train", "128",
+                          "--limit-val", "64", "--epochs", "1", "--batch-size", "32"))
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert card["perturb"] == 0.2 and "--perturb 0.2" in card["command"]
+    with pytest.raises(SystemExit):
+        train.parse_args(["--perturb", "1.0"])
 
 
 def test_train_without_the_dataset_says_where_it_looked(tmp_path: Path) -> None:
