@@ -86,3 +86,13 @@ def test_bits_fall_back_to_evaluate_json_then_to_validation() -> None:
     assert families.bpd_text(card) == (6.8, None, "val, first 500 held out; no test figure")
     subset = _card("maf", test_bpd=3.0, test_measured="mean over a random subset of 2000 test")
     assert families.bpd_text(subset)[2] == "test, random subset of 2,000"
+
+
+def test_default_checkpoints_skip_anomaly_backgrounds(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    model = build_model("glow", image_shape=(1, 8, 8), steps=1, hidden=4)
+    save_model(model, tmp_path / "runs" / "mnist-maf" / "model.pt", card={"dataset": "mnist"})
+    save_model(model, tmp_path / "runs" / "mnist-background" / "model.pt",
+               card={"dataset": "mnist", "perturb": 0.1})
+    assert families.default_checkpoints() == [Path("runs/mnist-maf/model.pt")]
