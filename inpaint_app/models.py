@@ -166,7 +166,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> De
     with what ships beside it, if present: the exemplar bank (``exemplars.npz``) and the
     background model of the anomaly likelihood ratio (``background.pt``)."""
     model = _load_bare(path, map_location)
-    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    folder = _checkpoint_file(path).parent
     bank = folder / BANK_FILE
     if bank.is_file():
         try:

@@ -22,7 +22,13 @@ import torch
 
 from inpaint_app.anomaly import calibrate
 from inpaint_app.atomic import atomic_write
-from inpaint_app.models import BACKGROUND_FILE, CheckpointError, load_model, save_model
+from inpaint_app.models import (
+    BACKGROUND_FILE,
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    save_model,
+)
 from pipelines.evaluate import model_and_split
 
 
@@ -65,13 +71,14 @@ def main(argv: list[str] | None = None) -> None:
 def install_background(source: Path, checkpoint: Path) -> None:
     """Copy a background checkpoint beside ``checkpoint`` as background.pt (atomically), after
     checking that it loads and models images of the same shape."""
-    try:
-        background, model = load_model(source), load_model(checkpoint)
+    try:  # the background is built in full (a bad file fails here); the model's shape suffices
+        background = load_model(source)
+        shape = tuple(load_checkpoint(checkpoint)["config"]["image_shape"])
     except CheckpointError as err:
         sys.exit(f"error: {err}")
-    if background.image_shape != model.image_shape:
+    if background.image_shape != shape:
         sys.exit(f"error: the background models images of shape {background.image_shape}, "
-                 f"the checkpoint {model.image_shape}")
+                 f"the checkpoint {shape}")
     with atomic_write(checkpoint.with_name(BACKGROUND_FILE)) as f:
         f.write(source.read_bytes())
 
