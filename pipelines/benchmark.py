@@ -255,8 +255,9 @@ def family_rows(family: str, nf: object | None, args: argparse.Namespace) -> lis
                            for k, (r, d) in build_pair(family, nf).items()})
     if family == "nice":  # Adam over 19M parameters is ~40% of a plain step: show fused too
         contenders["matmul"] = matmul_gflops()
-        contenders["fused"] = trainer(*build_pair(family, None)["ours"], args.batch_size,
-                                      args.steps, fused=True)
+        for batch in args.roofline_batches:  # GEMM efficiency rises with the batch
+            contenders[f"fused_{batch}"] = trainer(*build_pair(family, None)["ours"], batch,
+                                                   max(1, args.steps * 64 // batch), fused=True)
         if args.amp:
             contenders["matmul_bf16"] = matmul_gflops(dtype=torch.bfloat16)
             contenders["fused_amp"] = trainer(*build_pair(family, None)["ours"],
@@ -277,8 +278,9 @@ def family_rows(family: str, nf: object | None, args: argparse.Namespace) -> lis
         rows.append(row("nice training achieved", "GFLOP/s", ours_gf, peer_gf))
         rows.append(row("nice training / matmul peak", "fraction", ours_gf / train["matmul"],
                         peer_gf / train["matmul"] if peer_gf else None))
-        rows.append(row("nice training, fused Adam / matmul peak", "fraction",
-                        train["fused"] * flops / 1e9 / train["matmul"]))
+        for batch in args.roofline_batches:
+            rows.append(row(f"nice training, fused Adam, batch {batch} / matmul peak",
+                            "fraction", train[f"fused_{batch}"] * flops / 1e9 / train["matmul"]))
         if args.amp:
             amp_gf = train["fused_amp"] * flops / 1e9
             rows.append(row("matmul peak (bf16, 2048^2)", "GFLOP/s", train["matmul_bf16"]))
@@ -419,6 +421,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5, help="alternating ours/peer rounds")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--score-batch", type=int, default=256)
+    p.add_argument("--roofline-batches", type=int, nargs="+", default=[64, 256, 1024],
+                   help="batches of the NICE roofline rows (fused Adam, as pipelines.train)")
     p.add_argument("--score-calls", type=int, default=2, help="scoring calls per repeat")
     p.add_argument("--inpaint-calls", type=int, default=20)
     p.add_argument("--threads", type=int, default=None)
@@ -431,7 +435,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.repeats, args.batch_size, args.score_batch = 1, 1, 8, 16
-        args.score_calls, args.inpaint_calls = 1, 3
+        args.score_calls, args.inpaint_calls, args.roofline_batches = 1, 3, [8, 16]
     return args
 
 

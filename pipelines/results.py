@@ -18,6 +18,16 @@ from inpaint_app.models import load_model
 from inpaint_app.training import bpd_summary, evaluate_bpd
 
 
+def training_minutes(card: dict) -> str:
+    """The minutes of every budget that made a checkpoint, oldest first: a warm restart's card
+    holds its source's card summary under ``init_from``, which may hold its own."""
+    budgets, node = [], card
+    while node:
+        budgets.append(str(node.get("training_minutes", "?")))
+        node = node.get("init_from")
+    return " + ".join(reversed(budgets))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Test bits/dim of every shipped model, as Markdown.")
     p.add_argument("--trained", default="trained")
@@ -37,10 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         with torch.inference_mode():
             bpd = evaluate_bpd(model, images)
         mean, stderr = bpd_summary(bpd)
-        minutes = card.get("training_minutes", "?")
-        source = card.get("init_from") or {}  # a warm restart: the source's minutes come first
-        if source.get("training_minutes") is not None:
-            minutes = f"{source['training_minutes']} + {minutes}"
+        minutes = training_minutes(card)
         rows.append(f"| `{path.parent.name}` | {card['dataset']} | "
                     f"{sum(p.numel() for p in model.parameters()):,} | "
                     f"{mean:.3f} ± {stderr:.3f} | "

@@ -36,6 +36,8 @@ def test_quick_run_without_peer_writes_our_rows(tmp_path, monkeypatch, capsys) -
     assert rows["nice training (batch 8)"]["unit"] == "images/s"
     assert rows["nice peak memory, train"]["ours"] > 0
     assert 0 < rows["nice training / matmul peak"]["ours"] < 2
+    for batch in (8, 16):  # --quick's roofline batches
+        assert 0 < rows[f"nice training, fused Adam, batch {batch} / matmul peak"]["ours"] < 2
     assert rows["nice training, bf16 autocast, both sides"]["ours"] > 0
     assert 0 < rows["nice training, bf16 + fused Adam / bf16 matmul peak"]["ours"] < 2
 

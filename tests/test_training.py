@@ -24,7 +24,7 @@ from inpaint_app.training import (
     train_step,
     warmup_cosine,
 )
-from pipelines import evaluate, train
+from pipelines import evaluate, results, train
 
 TINY_GLOW = ["--dataset", "mnist", "--model", "glow", "--hparams", '{"steps": 2, "hidden": 16}',
              "--device", "cpu", "--threads", "1"]
@@ -120,6 +120,20 @@ def test_resume_continues_where_the_run_stopped(data_root: Path, tmp_path: Path,
     assert [entry["step"] for entry in state["history"]] == [steps_per_epoch, 2 * steps_per_epoch]
     assert state["step"] == 2 * steps_per_epoch
     assert state["history"][0] == first["history"][0]
+
+
+def test_a_second_warm_restart_keeps_the_whole_training_history() -> None:
+    """A restart of a restart records both sources, and the results table adds every budget."""
+    first = {"val_bpd": 1.42, "training_minutes": 125.0, "command": "train A"}
+    second = train.init_from_summary("runs/a/model.pt", {"card": first})
+    source_card = {"val_bpd": 1.31, "training_minutes": 135.0, "command": "train B",
+                   "init_from": second}
+    third = train.init_from_summary("runs/b/model.pt", {"card": source_card})
+    assert third["init_from"]["checkpoint"] == "runs/a/model.pt"
+    assert third["init_from"]["val_bpd"] == 1.42
+    card = {"training_minutes": 110.0, "init_from": third}
+    assert results.training_minutes(card) == "125.0 + 135.0 + 110.0"
+    assert results.training_minutes({"training_minutes": 9.5}) == "9.5"
 
 
 @pytest.mark.data
