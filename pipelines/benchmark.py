@@ -257,7 +257,7 @@ def family_rows(family: str, nf: object | None, args: argparse.Namespace) -> lis
         contenders["matmul"] = matmul_gflops()
         for batch in args.roofline_batches:  # GEMM efficiency rises with the batch
             contenders[f"fused_{batch}"] = trainer(*build_pair(family, None)["ours"], batch,
-                                                   max(1, args.steps * 64 // batch), fused=True)
+                                                   max(2, args.steps * 64 // batch), fused=True)
         if args.amp:
             contenders["matmul_bf16"] = matmul_gflops(dtype=torch.bfloat16)
             contenders["fused_amp"] = trainer(*build_pair(family, None)["ours"],
