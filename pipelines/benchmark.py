@@ -253,7 +253,7 @@ def family_rows(family: str, nf: object | None, args: argparse.Namespace) -> lis
     if args.amp:  # both sides again under bf16 autocast, fresh models, the same plain Adam
         contenders.update({f"{k}_amp": trainer(r, d, args.batch_size, args.steps, amp=True)
                            for k, (r, d) in build_pair(family, nf).items()})
-    if family == "nice":  # Adam over 19M parameters is ~40% of a plain step: show fused too
+    if family == "nice":  # the roofline rows: fused Adam (as pipelines.train), by batch
         contenders["matmul"] = matmul_gflops()
         for batch in args.roofline_batches:  # GEMM efficiency rises with the batch
             contenders[f"fused_{batch}"] = trainer(*build_pair(family, None)["ours"], batch,
