@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench lint clean
+.PHONY: install run test test-fast bench screenshots lint clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
+
+# Rewrites the tracked docs/screenshots/*.png (make test writes its screenshots to a temp folder).
+screenshots: $(STAMP)
+	FLOWPAINT_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/test_browser.py
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt

@@ -1,11 +1,14 @@
 """Datasets as uint8 tensors ``[N, C, H, W]`` with a validation split held out of the training set.
 
 The data root comes from ``--data-root``, else env ``FLOWPAINT_DATA``, else ``./data``. Nothing is
-downloaded unless ``download=True``.
+downloaded unless ``download=True``. MNIST and Fashion-MNIST also load from gzipped IDX files alone
+(``<root>/MNIST/raw/train-images-idx3-ubyte.gz``; what ``pipelines.pack_data`` writes): only the
+split's own file needs to be there, and torchvision is not imported.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -39,6 +42,49 @@ def _check_name(name: str) -> str:
     return name
 
 
+IDX_IMAGES = {True: "train-images-idx3-ubyte", False: "t10k-images-idx3-ubyte"}
+IDX_LABELS = {True: "train-labels-idx1-ubyte", False: "t10k-labels-idx1-ubyte"}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file, gzipped or not, as a numpy array of its own shape and dtype."""
+    path = Path(path)
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":  # the gzip magic number
+        data = gzip.decompress(data)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path} is not an IDX file (bad magic number)")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    if len(data) != header + dtype.itemsize * int(np.prod(shape)):
+        raise ValueError(f"{path} is truncated or padded: shape {shape} needs "
+                         f"{header + dtype.itemsize * int(np.prod(shape))} bytes, has {len(data)}")
+    return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _idx_gz_split(name: str, root: Path, train: bool) -> torch.Tensor | None:
+    """The split from ``<root>/<Name>/raw/<file>.gz`` when only the gzipped file is there."""
+    if name not in ("mnist", "fashion-mnist"):
+        return None
+    raw = root / DATASETS[name][0] / "raw"
+    plain = raw / IDX_IMAGES[train]
+    packed = raw / (IDX_IMAGES[train] + ".gz")
+    if plain.is_file() or not packed.is_file():
+        return None
+    try:
+        images = read_idx(packed)
+    except (OSError, EOFError, ValueError) as err:
+        raise DatasetNotFound(f"{packed} is unreadable ({err}): repack it with "
+                              "python -m pipelines.pack_data, or pass another --data-root"
+                              ) from err
+    if images.ndim != 3:
+        raise DatasetNotFound(f"{packed} holds an array of shape {images.shape}, not images")
+    return torch.from_numpy(images).unsqueeze(1).contiguous()
+
+
 def _torchvision_split(name: str, root: Path, train: bool, download: bool) -> torch.Tensor:
     from torchvision import datasets
 
@@ -52,8 +98,13 @@ def _torchvision_split(name: str, root: Path, train: bool, download: bool) -> to
     except RuntimeError as err:
         if download:
             raise
-        raise DatasetNotFound(f"{cls_name} not found under {root}: pass --data-root, set "
-                              f"FLOWPAINT_DATA, or add --download") from err
+        packed_only = (name in ("mnist", "fashion-mnist") and not train
+                       and (root / cls_name / "raw" / (IDX_IMAGES[True] + ".gz")).is_file())
+        hint = (" (this root holds only the packed training split, pipelines.pack_data: test "
+                "bits/dim are computed where the full dataset is)" if packed_only else "")
+        raise DatasetNotFound(f"{cls_name} {'train' if train else 'test'} split not found under "
+                              f"{root}{hint}: pass --data-root, set FLOWPAINT_DATA, or add "
+                              "--download") from err
     data = ds.data if isinstance(ds.data, torch.Tensor) else torch.from_numpy(np.asarray(ds.data))
     if data.dim() == 3:
         data = data.unsqueeze(1)
@@ -68,7 +119,10 @@ def load_split(name: str, split: str, root: str | Path | None = None, *,
     if split not in ("train", "val", "test"):
         raise ValueError(f"unknown split {split!r}: choose train, val or test")
     root = Path(root) if root is not None else default_data_root()
-    images = _torchvision_split(_check_name(name), root, split != "test", download)
+    name = _check_name(name)
+    images = _idx_gz_split(name, root, split != "test")
+    if images is None:
+        images = _torchvision_split(name, root, split != "test", download)
     if split == "train":
         return images[:-VALIDATION_SIZE]
     if split == "val":

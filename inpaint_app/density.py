@@ -48,6 +48,14 @@ class DensityModel(nn.Module):
         # attached by load_model; kept in a tuple so that it stays out of this module's
         # state_dict and parameters.
         self.background: tuple[DensityModel, ...] = ()
+        # The conditional inpainting flow (inpaint_app.conditional) that ships beside the
+        # checkpoint as inpainter.pt, attached by load_model; in a tuple for the same reason.
+        self.conditional: tuple[nn.Module, ...] = ()
+
+    @property
+    def inpainter(self) -> nn.Module | None:
+        """The attached conditional inpainting model, or None."""
+        return self.conditional[0] if self.conditional else None
 
     @property
     def dim(self) -> int:

@@ -5,10 +5,14 @@ that training and evaluation use (preprocessing Jacobian included), over the mis
 
 - ``nice``: NICE sec. 5.2, y_H <- clip(y_H + a_i (d log p / d y_H + eps), 0, 1), eps ~ N(0, I),
   a_i = 10 / (100 + i), from a mean fill.
-- ``default``: exemplar start (``inpaint_app.exemplars``; biharmonic when the model ships no
-  exemplar bank), then a few projected Adam steps on log p, keeping each image's best iterate by
-  log p (so the likelihood never falls below the start's). See docs/inpainting.md for the
-  measurements behind this choice.
+- ``default``: with a conditional inpainting flow beside the checkpoint
+  (``inpaint_app.conditional``, ``inpainter.pt``), K completions sampled in one pass from
+  p(x_missing | x_observed) at a validated temperature; the fill is their mean, or the
+  conditional mode reached by Adam ascent on that exact conditional log-likelihood from the mean,
+  as the model's card says validated better. Without one it falls back, and says so, to the
+  exemplar start plus a few projected Adam steps on the unconditional log p.
+- ``exemplar``: the exemplar start alone (mean of the nearest training images on the observed
+  pixels; ``inpaint_app.exemplars``), so that the flow's share of the default is visible.
 - ``langevin``: unadjusted Langevin chains from the biharmonic start; returns every chain's
   completion, their posterior mean and the per-pixel standard deviation.
 
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .conditional import ConditionalInpainter
 from .density import DensityModel, bits_per_dim_from_log_prob
 from .exemplars import ExemplarBank
 from .fills import FILLS, biharmonic_fill, mean_fill, noise_fill
@@ -35,11 +40,15 @@ from .masks import MASK_PRESETS, make_mask
 
 __all__ = ["METHODS", "MASK_PRESETS", "InpaintResult", "inpaint", "inpaint_batch", "make_mask"]
 
-METHODS = ("default", "nice", "langevin")
-DEFAULT_STEPS = {"default": 10, "nice": 100, "langevin": 40}
-DEFAULT_INIT = {"default": "exemplar", "nice": "mean", "langevin": "biharmonic"}
+METHODS = ("default", "exemplar", "nice", "langevin")
+DEFAULT_STEPS = {"default": 10, "exemplar": 0, "nice": 100, "langevin": 40}
+DEFAULT_INIT = {"default": "exemplar", "exemplar": "exemplar", "nice": "mean",
+                "langevin": "biharmonic"}
 INITS = (*FILLS, "exemplar")
 ADAM_LR = 0.01            # pixel units; larger steps overshoot the very peaked density
+# The conditional flow's density is sharper still: at 0.01 the first step costs 3-4 bits per
+# missing dim; at 3e-4 the ascent climbs at every step (docs/inpainting.md).
+CONDITIONAL_ADAM_LR = 3e-4
 LANGEVIN_STEP = (1e-4, 1e-5)  # step size annealed geometrically from first to last
 
 Progress = Callable[[int, int], None] | None
@@ -59,36 +68,49 @@ class InpaintResult:
     steps: int
     seconds: float
     message: str = ""
+    trajectory_label: str = "bits/dim of the image (unconditional model)"
 
 
 def inpaint(model: DensityModel, image: torch.Tensor, mask: torch.Tensor, *,
             method: str = "default", steps: int | None = None, seed: int = 0,
-            n_samples: int = 1, init: str | torch.Tensor | None = None,
-            progress: Progress = None) -> InpaintResult:
+            n_samples: int | None = None, temperature: float | None = None,
+            init: str | torch.Tensor | None = None, progress: Progress = None
+            ) -> InpaintResult:
     """Fill the pixels of ``image`` (uint8 ``[C, H, W]``) where ``mask`` (bool ``[H, W]`` or
     ``[C, H, W]``, True = missing) is set; observed pixels come back bit-identical.
 
     ``init`` is a fill name (``exemplar``, ``biharmonic``, ``mean``, ``noise``) or a start image
     ``[C, H, W]`` (uint8, or float in [0, 1]); ``exemplar`` needs the model's exemplar bank and
     falls back to ``biharmonic`` when it is the method's default and the model has none.
-    ``progress(done, total)`` is called once per step.
+    ``progress(done, total)`` is called once per step. ``n_samples`` and ``temperature``
+    default to the method's (the conditional model's card for ``default``).
     """
     init_batch = None if init is None or isinstance(init, str) else init[None]
     return inpaint_batch(model, image[None], mask[None], method=method, steps=steps, seed=seed,
-                         n_samples=n_samples, init=init if init_batch is None else init_batch,
-                         progress=progress)[0]
+                         n_samples=n_samples, temperature=temperature,
+                         init=init if init_batch is None else init_batch, progress=progress)[0]
 
 
 def inpaint_batch(model: DensityModel, images: torch.Tensor, masks: torch.Tensor, *,
                   method: str = "default", steps: int | None = None, seed: int = 0,
-                  n_samples: int = 1, init: str | torch.Tensor | None = None,
-                  progress: Progress = None) -> list[InpaintResult]:
+                  n_samples: int | None = None, temperature: float | None = None,
+                  init: str | torch.Tensor | None = None, progress: Progress = None
+                  ) -> list[InpaintResult]:
     """``inpaint`` for uint8 ``[B, C, H, W]`` images and ``[B, H, W]`` or ``[B, C, H, W]`` masks
     in one batched optimisation; image i uses noise seeded ``seed + i``. ``seconds`` is the
     batch's time divided by B."""
     start = time.perf_counter()
     images, masks = _check_inputs(model, images, masks)
-    steps, n_samples, init = _check_options(method, steps, n_samples, init, images.shape,
+    inpainter = model.inpainter if method == "default" else None
+    if inpainter is not None:
+        return _conditional_results(model, inpainter, images, masks, steps, seed, n_samples,
+                                    temperature, init, progress, start)
+    if temperature is not None:
+        raise ValueError(f"temperature applies to the conditional default method only, not "
+                         f"to {method!r}" + ("" if method != "default" else
+                                             " without a conditional model"))
+    steps, n_samples, init = _check_options(method, steps, 1 if n_samples is None else n_samples,
+                                            init, images.shape,
                                             has_bank=model.exemplars is not None)
     device = next(model.parameters()).device
     images, masks = images.to(device), masks.to(device)
@@ -96,11 +118,16 @@ def inpaint_batch(model: DensityModel, images: torch.Tensor, masks: torch.Tensor
     with _eval_mode(model), _seeded_global_rng(seed, device):
         y_obs = (images.to(torch.float32) + 0.5) / 256.0
         y0 = _start(y_obs, masks, init, generators, model.exemplars)
-        run = {"default": _ascend_adam, "nice": _ascend_nice, "langevin": _langevin}[method]
+        run = {"default": _ascend_adam, "exemplar": _ascend_adam, "nice": _ascend_nice,
+               "langevin": _langevin}[method]
         samples, trajectories = run(model, y0, y_obs, masks, steps, generators, n_samples,
                                     progress)
-        return _results(model, images, masks, y0, samples, trajectories, method, steps,
-                        (time.perf_counter() - start) / images.shape[0])
+        results = _results(model, images, masks, y0, samples, trajectories, method, steps,
+                           (time.perf_counter() - start) / images.shape[0])
+    if method == "default":
+        for result in results:
+            result.message = "; ".join(filter(None, [result.message, NO_CONDITIONAL]))
+    return results
 
 
 # ---- validation -------------------------------------------------------------------------------
@@ -189,12 +216,12 @@ def _start(y_obs: torch.Tensor, masks: torch.Tensor, init: str | torch.Tensor,
     return noise_fill(y_obs, masks, generators)
 
 
-def _log_prob_and_grad(model: DensityModel, y: torch.Tensor
+def _log_prob_and_grad(log_prob_fn: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(y) per image and its gradient with respect to the pixels (not the weights)."""
     y = y.detach().requires_grad_(True)
     with torch.enable_grad():
-        log_prob = model.log_prob(y)
+        log_prob = log_prob_fn(y)
         safe = torch.nan_to_num(log_prob, nan=0.0, posinf=0.0, neginf=0.0)
         (grad,) = torch.autograd.grad(safe.sum(), y)
     return log_prob.detach(), torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
@@ -212,32 +239,43 @@ def _noise(generators: list[torch.Generator], shape: tuple[int, ...], like: torc
 
 def _ascend_adam(model, y0, y_obs, masks, steps, generators, n_samples, progress):
     """Projected Adam on log p over the missing pixels; keeps each image's best iterate."""
+    best, trajectories = _climb(model.log_prob, lambda lp: _bpd(model, lp), y0, y_obs, masks,
+                                steps, progress)
+    return best[None], trajectories
+
+
+def _climb(log_prob_fn: Callable[[torch.Tensor], torch.Tensor],
+           bpd_fn: Callable[[torch.Tensor], list[float]], y0: torch.Tensor, y_obs: torch.Tensor,
+           masks: torch.Tensor, steps: int, progress: Progress, lr: float = ADAM_LR
+           ) -> tuple[torch.Tensor, list[list[float]]]:
+    """Projected Adam ascent of ``log_prob_fn`` over the missing pixels from ``y0``; returns
+    each image's best iterate by that log-likelihood and its bits/dim at every step."""
     y = y0.clone()
     best, best_lp = y0.clone(), torch.full((y.shape[0],), -math.inf, device=y.device)
     state = (torch.zeros_like(y), torch.zeros_like(y))
     trajectories: list[list[float]] = [[] for _ in range(y.shape[0])]
     for i in range(steps + 1):
-        log_prob, grad = _log_prob_and_grad(model, y)
-        _record(trajectories, _bpd(model, log_prob))
+        log_prob, grad = _log_prob_and_grad(log_prob_fn, y)
+        _record(trajectories, bpd_fn(log_prob))
         better = torch.isfinite(log_prob) & (log_prob > best_lp)
         best = torch.where(better[:, None, None, None], y, best)
         best_lp = torch.where(better, log_prob, best_lp)
         if i == steps:
             break
-        y = torch.where(masks, (y + _adam_step(grad, state, i + 1)).clamp(0.0, 1.0), y_obs)
+        y = torch.where(masks, (y + _adam_step(grad, state, i + 1, lr)).clamp(0.0, 1.0), y_obs)
         _report(progress, i + 1, steps)
-    return best[None], trajectories
+    return best, trajectories
 
 
 def _adam_step(grad: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], t: int,
-               betas: tuple[float, float] = (0.9, 0.999)) -> torch.Tensor:
+               lr: float = ADAM_LR, betas: tuple[float, float] = (0.9, 0.999)) -> torch.Tensor:
     """One Adam ascent step, elementwise (so image i never depends on the others)."""
     first, second = state
     first.mul_(betas[0]).add_(grad, alpha=1 - betas[0])
     second.mul_(betas[1]).addcmul_(grad, grad, value=1 - betas[1])
     first_hat = first / (1 - betas[0] ** t)
     second_hat = second / (1 - betas[1] ** t)
-    return ADAM_LR * first_hat / (second_hat.sqrt() + 1e-8)
+    return lr * first_hat / (second_hat.sqrt() + 1e-8)
 
 
 def _ascend_nice(model, y0, y_obs, masks, steps, generators, n_samples, progress):
@@ -245,7 +283,7 @@ def _ascend_nice(model, y0, y_obs, masks, steps, generators, n_samples, progress
     y = y0.clone()
     trajectories: list[list[float]] = [[] for _ in range(y.shape[0])]
     for i in range(steps + 1):
-        log_prob, grad = _log_prob_and_grad(model, y)
+        log_prob, grad = _log_prob_and_grad(model.log_prob, y)
         _record(trajectories, _bpd(model, log_prob))
         if i == steps:
             break
@@ -265,7 +303,7 @@ def _langevin(model, y0, y_obs, masks, steps, generators, n_samples, progress):
     trajectories: list[list[float]] = [[] for _ in range(b)]
     first, last = LANGEVIN_STEP
     for i in range(steps + 1):
-        log_prob, grad = _log_prob_and_grad(model, y)
+        log_prob, grad = _log_prob_and_grad(model.log_prob, y)
         _record(trajectories, _bpd(model, log_prob.reshape(n_samples, b).mean(0)))
         if i == steps:
             break
@@ -326,6 +364,78 @@ def _results(model, images, masks, y0, samples, trajectories, method, steps, sec
             image=shown[i].cpu(), samples=filled[:, i].cpu(), uncertainty=uncertainty,
             bpd_trajectory=trajectories[i], bpd_before=before[i], bpd_after=after[i],
             method=method, steps=0 if empty else steps, seconds=seconds, message=message))
+    return results
+
+
+# ---- the conditional default -------------------------------------------------------------------
+
+NO_CONDITIONAL = ("no conditional inpainting model beside this checkpoint: exemplar start plus "
+                  "ascent on the unconditional likelihood")
+# Used where the conditional model's card has no validated "inpainting" settings.
+CONDITIONAL_DEFAULTS = {"samples": 8, "temperature": 0.8, "ascent_steps": 0}
+
+
+def conditional_settings(inpainter: ConditionalInpainter) -> dict[str, float]:
+    """K, temperature and ascent steps of the default method: the card's validated choice."""
+    card = getattr(inpainter, "card", {}) or {}
+    return {**CONDITIONAL_DEFAULTS, **card.get("inpainting", {})}
+
+
+def _conditional_results(model: DensityModel, inpainter: ConditionalInpainter,
+                         images: torch.Tensor, masks: torch.Tensor, steps: int | None,
+                         seed: int, n_samples: int | None, temperature: float | None,
+                         init: object, progress: Progress, start: float
+                         ) -> list[InpaintResult]:
+    """K completions from p(x_missing | x_observed); the fill is their mean, climbed for
+    ``steps`` Adam steps on that exact conditional log-likelihood (0: the mean itself)."""
+    if init is not None:
+        raise ValueError("init does not apply to the conditional default method (it samples "
+                         "its start); use method 'exemplar', 'nice' or 'langevin' for a start")
+    settings = conditional_settings(inpainter)
+    steps, n_samples, _ = _check_options("default", settings["ascent_steps"] if steps is None
+                                         else steps, settings["samples"] if n_samples is None
+                                         else n_samples, "mean", images.shape, has_bank=False)
+    temperature = settings["temperature"] if temperature is None else temperature
+    if isinstance(temperature, bool) or not 0.0 <= float(temperature) <= 2.0:
+        raise ValueError(f"temperature must be a number in [0, 2], got {temperature!r}")
+    device = next(inpainter.parameters()).device
+    images, masks = images.to(device), masks.to(device)
+    batch = images.shape[0]
+    with _eval_mode(inpainter):
+        y_obs = (images.to(torch.float32) + 0.5) / 256.0
+        noise = torch.stack([torch.randn((n_samples, *inpainter.latent_shape),
+                                         generator=torch.Generator().manual_seed(seed + i))
+                             for i in range(batch)]).to(device)
+        samples = inpainter.complete(y_obs, masks, n_samples, float(temperature), noise=noise)
+        missing = masks.float()
+        context = inpainter.context(y_obs, missing)
+        dims = missing.flatten(1).sum(dim=1).clamp(min=1)
+        fill, trajectories = _climb(
+            lambda y: inpainter.conditional_log_prob(y, context),
+            lambda lp: bits_per_dim_from_log_prob(lp, dims).tolist(),
+            samples.mean(dim=1), y_obs, masks, steps, progress, lr=CONDITIONAL_ADAM_LR)
+    shown = _to_uint8(fill, images, masks)
+    start_fill = _to_uint8(samples.mean(dim=1), images, masks)
+    completions = torch.stack([_to_uint8(samples[:, k], images, masks)
+                               for k in range(n_samples)], dim=1)       # [B, K, C, H, W]
+    spread = samples.std(dim=1, unbiased=False).amax(dim=1) if n_samples > 1 else None
+    with _eval_mode(model):
+        before = discrete_bits_per_dim(model, start_fill).tolist()
+        after = discrete_bits_per_dim(model, shown).tolist()
+    seconds = (time.perf_counter() - start) / batch
+    results = []
+    for i in range(batch):
+        empty = not bool(masks[i].any())
+        results.append(InpaintResult(
+            image=shown[i].cpu(), samples=completions[i].cpu(),
+            uncertainty=None if spread is None else spread[i].cpu(),
+            bpd_trajectory=trajectories[i], bpd_before=before[i],
+            bpd_after=after[i], method="default", steps=0 if empty else steps, seconds=seconds,
+            message=("mask is empty: image returned unchanged" if empty else
+                     f"conditional flow: {n_samples} samples at temperature "
+                     f"{float(temperature):g}, " + (f"mean climbed {steps} steps" if steps
+                                                   else "fill = their mean")),
+            trajectory_label="bits per missing dim (conditional model)"))
     return results
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from .atomic import atomic_write
+from .conditional import build_conditional
 from .density import DensityModel
 from .exemplars import BANK_FILE, load_bank
 from .flows.ffjord import build_ffjord
@@ -31,6 +32,9 @@ FAMILIES: dict[str, Callable[..., Any]] = {
     "planar": build_planar,
     "ffjord": build_ffjord,
 }
+# Conditional inpainting models: p(x_missing | x_observed, mask), not a density of whole images.
+CONDITIONAL_FAMILIES: dict[str, Callable[..., Any]] = {"cflow": build_conditional}
+ALL_FAMILIES = {**FAMILIES, **CONDITIONAL_FAMILIES}
 
 # Per-family defaults that are not flow hyperparameters: prior and preprocessing.
 _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -40,6 +44,7 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "maf": {"prior": "gaussian", "preprocess": {"name": "logit", "alpha": 0.05}},
     "planar": {"prior": "gaussian", "preprocess": {"name": "logit", "alpha": 0.05}},
     "ffjord": {"prior": "gaussian", "preprocess": {"name": "logit", "alpha": 0.05}},
+    "cflow": {"prior": "gaussian", "preprocess": {"name": "logit", "alpha": 0.05}},
 }
 
 
@@ -62,8 +67,8 @@ def _size_defaults(family: str, image_shape: tuple[int, int, int]) -> dict[str, 
 def make_config(family: str, image_shape: tuple[int, int, int], **hyperparameters: Any
                 ) -> dict[str, Any]:
     """The plain-dict config for a family and image shape; unknown keys are refused."""
-    if family not in FAMILIES:
-        raise ConfigError(f"unknown model {family!r}: choose one of {sorted(FAMILIES)}")
+    if family not in ALL_FAMILIES:
+        raise ConfigError(f"unknown model {family!r}: choose one of {sorted(ALL_FAMILIES)}")
     config = {"family": family, "image_shape": [int(s) for s in image_shape],
               **_FAMILY_DEFAULTS[family], "flow": _size_defaults(family, tuple(image_shape))}
     for key, value in hyperparameters.items():
@@ -80,15 +85,16 @@ def validate_config(config: Any) -> None:
     if not isinstance(config, dict):
         raise ConfigError("model config must be a dict")
     family = config.get("family")
-    if family not in FAMILIES:
-        raise ConfigError(f"unknown model {family!r}: choose one of {sorted(FAMILIES)}")
+    if family not in ALL_FAMILIES:
+        raise ConfigError(f"unknown model {family!r}: choose one of {sorted(ALL_FAMILIES)}")
     shape = config.get("image_shape")
     if (not isinstance(shape, (list, tuple)) or len(shape) != 3
             or not all(isinstance(s, int) and 0 < s <= 4096 for s in shape)):
         raise ConfigError(f"image_shape must be three positive ints (C, H, W), got {shape!r}")
     if config.get("prior") not in PRIORS:
         raise ConfigError(f"unknown prior {config.get('prior')!r}: choose one of {sorted(PRIORS)}")
-    allowed = set(inspect.signature(FAMILIES[family]).parameters) - {"image_shape"}
+    allowed = set(inspect.signature(ALL_FAMILIES[family]).parameters) - {
+        "image_shape", "config", "alpha"}
     flow = config.get("flow", {})
     unknown = set(flow) - allowed if isinstance(flow, dict) else {"<not a dict>"}
     if unknown:
@@ -116,6 +122,9 @@ def build_model(family: str | dict[str, Any], image_shape: tuple[int, int, int] 
         config = make_config(family, image_shape, **hyperparameters)
     shape = tuple(config["image_shape"])
     pre_kwargs = {k: v for k, v in config["preprocess"].items() if k != "name"}
+    if config["family"] in CONDITIONAL_FAMILIES:
+        return CONDITIONAL_FAMILIES[config["family"]](shape, config, **config["flow"],
+                                                      alpha=pre_kwargs.get("alpha", 0.05))
     flow = FAMILIES[config["family"]](shape, **config["flow"])
     return DensityModel(build_preprocess(config["preprocess"]["name"], **pre_kwargs), flow,
                         PRIORS[config["prior"]](), shape, config)
@@ -159,12 +168,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 BACKGROUND_FILE = "background.pt"
+INPAINTER_FILE = "inpainter.pt"
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> DensityModel:
     """Rebuild a model from a checkpoint file (or a folder holding ``model.pt``), in eval mode,
-    with what ships beside it, if present: the exemplar bank (``exemplars.npz``) and the
-    background model of the anomaly likelihood ratio (``background.pt``)."""
+    with what ships beside it, if present: the exemplar bank (``exemplars.npz``), the
+    background model of the anomaly likelihood ratio (``background.pt``) and the conditional
+    inpainting flow of the default fill (``inpainter.pt``)."""
     model = _load_bare(path, map_location)
     folder = _checkpoint_file(path).parent
     bank = folder / BANK_FILE
@@ -177,6 +188,13 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> De
             raise CheckpointError(f"{bank} holds images of shape "
                                   f"{tuple(model.exemplars.images.shape[1:])}, the model "
                                   f"{tuple(model.image_shape)}")
+    inpainter = folder / INPAINTER_FILE
+    if inpainter.is_file():
+        model.conditional = (_load_bare(inpainter, map_location),)
+        if (model.conditional[0].config["family"] not in CONDITIONAL_FAMILIES
+                or tuple(model.conditional[0].image_shape) != tuple(model.image_shape)):
+            raise CheckpointError(f"{inpainter} is not a conditional inpainting model of "
+                                  f"images of shape {model.image_shape}")
     background = folder / BACKGROUND_FILE
     if background.is_file() and background.resolve() != _checkpoint_file(path).resolve():
         model.background = (_load_bare(background, map_location),)

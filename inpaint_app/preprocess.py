@@ -24,10 +24,15 @@ class Logit(Flow):
         super().__init__()
         self.alpha = float(alpha)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def elementwise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z and each element's own log-derivative (summed by ``forward``; a conditional model
+        sums it over the missing pixels only)."""
         s = self.alpha + (1 - 2 * self.alpha) * x
         z = s.log() - (-s).log1p()
-        logdet = math.log(1 - 2 * self.alpha) + F.softplus(-z) + F.softplus(z)
+        return z, math.log(1 - 2 * self.alpha) + F.softplus(-z) + F.softplus(z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z, logdet = self.elementwise(x)
         return z, sum_except_batch(logdet)
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:

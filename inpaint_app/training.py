@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .density import DensityModel, dequantize
+from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -69,8 +69,8 @@ def train_step(model: nn.Module, density: DensityModel, batch: torch.Tensor,
     """
     y = dequantize(batch, generator)
     with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=amp):
-        log_prob = model(y)
-    loss = (-log_prob.float().mean() / density.dim + math.log(256.0)) / math.log(2.0)
+        log_prob, dims = model(y, generator)
+    loss = bits_per_dim_from_log_prob(log_prob.float().sum(), dims.sum())
     optimizer.zero_grad(set_to_none=True)
     finite = bool(torch.isfinite(loss))
     if not (all_finite(finite) if all_finite else finite):
@@ -101,14 +101,20 @@ class NonFiniteGuard:
 
 
 class LogProb(nn.Module):
-    """Wraps a DensityModel so that ``forward`` is ``log_prob`` (what DDP needs to call)."""
+    """Wraps a model so that ``forward`` gives the training likelihood (what DDP needs to call):
+    ``(log p, dimensions)`` per image. A DensityModel scores whole images; a conditional
+    inpainting model scores the missing pixels of masks it draws with ``generator``."""
 
     def __init__(self, density: DensityModel) -> None:
         super().__init__()
         self.density = density
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.density.log_prob(y)
+    def forward(self, y: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        if getattr(self.density, "conditional", False):
+            return self.density.nll_terms(y, generator)
+        log_prob = self.density.log_prob(y)
+        return log_prob, torch.full_like(log_prob, self.density.dim)
 
 
 class EMA:

@@ -114,16 +114,20 @@ PEERS = {"nice": _peer_nice, "realnvp": _peer_realnvp, "glow": _peer_glow}
 
 
 class PeerDensity(nn.Module):
-    """A normflows model behind our ``train_step`` interface: ``forward(y) = log_prob(y)``."""
+    """A normflows model behind our ``train_step`` interface: ``forward(y)`` gives
+    ``(log_prob(y), dimensions)`` per image, as ``inpaint_app.training.LogProb`` does."""
 
     def __init__(self, flow: nn.Module, flat: bool) -> None:
         super().__init__()
         self.flow, self.flat, self.dim = flow, flat, math.prod(SHAPE)
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.flat:
-            return self.flow.log_prob(y.reshape(y.shape[0], -1))
-        return self.flow.log_prob(y, None)
+            log_prob = self.flow.log_prob(y.reshape(y.shape[0], -1))
+        else:
+            log_prob = self.flow.log_prob(y, None)
+        return log_prob, torch.full_like(log_prob, self.dim)
 
 
 def import_peer() -> object | None:

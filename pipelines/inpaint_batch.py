@@ -30,6 +30,7 @@ from inpaint_app.images import (
     to_model_input,
 )
 from inpaint_app.inpainting import MASK_PRESETS, METHODS, inpaint, make_mask
+from inpaint_app.metrics import masked_psnr, masked_ssim
 from inpaint_app.models import CheckpointError, ConfigError, load_model
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
@@ -60,8 +61,6 @@ def load_mask(path: Path | None, image_size: tuple[int, int], model_size: tuple[
 def masked_scores(filled: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor
                   ) -> tuple[float, float]:
     """Masked-region PSNR and SSIM (the benchmark's definitions)."""
-    from pipelines.inpaint_benchmark import masked_psnr, masked_ssim
-
     full = mask.expand_as(filled)
     return masked_psnr(filled, truth, full), masked_ssim(filled, truth, full)
 

@@ -7,7 +7,10 @@ For each dataset and mask preset: masked-region PSNR and SSIM (skimage.metrics, 
 SSIM averaged over the missing pixels of its map), the accuracy of a small classifier on the
 completed images (trained once on the training split, cached under runs/), and the median
 seconds per image. ``nice`` and ``langevin`` are slow, so they run on the first ``--slow-limit``
-images of each subset. Also draws docs/inpainting-examples.png.
+images of each subset. With a conditional inpainting model beside the checkpoint it also
+reports one of the default's samples as its own column (``sample``), the conditional bits per
+missing dim of the true pixels, and how the unconditional model scores images completed by one
+sample against the true images (bits/dim gap). Also draws docs/inpainting-examples.png.
 """
 
 from __future__ import annotations
@@ -21,33 +24,27 @@ from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
-from skimage.metrics import structural_similarity
 from torch import nn
 from tqdm import tqdm
 
 from inpaint_app.data import default_data_root, load_split
 from inpaint_app.fills import biharmonic_fill, mean_fill
 from inpaint_app.images import save_png, to_pil
-from inpaint_app.inpainting import MASK_PRESETS, inpaint, inpaint_batch, make_mask
+from inpaint_app.inpainting import (
+    MASK_PRESETS,
+    conditional_settings,
+    discrete_bits_per_dim,
+    inpaint,
+    inpaint_batch,
+    make_mask,
+)
+from inpaint_app.metrics import masked_psnr, masked_ssim
 from inpaint_app.models import load_model
 
 CHECKPOINTS = {"mnist": "trained/mnist-glow/model.pt",
                "fashion-mnist": "trained/fashion-mnist-glow/model.pt"}
-METHOD_COLUMNS = ("mean", "biharmonic", "exemplar", "default", "nice", "langevin")
+METHOD_COLUMNS = ("mean", "biharmonic", "exemplar", "default", "sample", "nice", "langevin")
 CLASSICAL = ("mean", "biharmonic")
-
-
-def masked_psnr(filled: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> float:
-    """PSNR in dB over the missing pixels only, images in [0, 1]."""
-    err = ((filled.float() - truth.float()) / 255.0)[mask].pow(2).mean().item()
-    return 10.0 * torch.log10(torch.tensor(1.0 / max(err, 1e-10))).item()
-
-
-def masked_ssim(filled: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> float:
-    """SSIM map (7x7 windows) averaged over the missing pixels."""
-    a, b = (t.float().numpy().transpose(1, 2, 0) / 255.0 for t in (filled, truth))
-    _, full = structural_similarity(a, b, data_range=1.0, channel_axis=-1, full=True)
-    return float(full[mask.permute(1, 2, 0).numpy()].mean())
 
 
 def classifier(dataset: str, root: Path, cache: Path) -> nn.Module:
@@ -76,7 +73,8 @@ def classifier(dataset: str, root: Path, cache: Path) -> nn.Module:
 
 def run_methods(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, slow: int
                 ) -> dict[str, tuple[torch.Tensor, float]]:
-    """Filled uint8 images and seconds per image for every method column."""
+    """Filled uint8 images and seconds per image for every method column (``sample``: the
+    default's first sample, when the default samples a conditional model)."""
     out = {}
     y = (images.float() + 0.5) / 256.0
     m4 = masks[:, None].expand_as(images)
@@ -87,12 +85,27 @@ def run_methods(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, slo
         start = time.perf_counter()
         filled = (fill(y, m4) * 256.0).floor().clamp(0, 255).to(torch.uint8)
         out[name] = (torch.where(m4, filled, images), (time.perf_counter() - start) / len(y))
-    for method, count, n in (("default", len(images), 1), ("nice", slow, 1),
+    for method, count, n in (("default", len(images), None), ("nice", slow, 1),
                              ("langevin", slow, 4)):
-        results = inpaint_batch(model, images[:count], masks[:count], method=method,
-                                n_samples=n)
+        results = []
+        for start in range(0, count, 100):  # bounded memory: K samples of every image
+            results += inpaint_batch(model, images[start:count][:100],
+                                     masks[start:count][:100], method=method, n_samples=n)
         out[method] = (torch.stack([r.image for r in results]), results[0].seconds)
+        if method == "default":
+            out["sample"] = (torch.stack([r.samples[0] for r in results]), results[0].seconds)
     return out
+
+
+def conditional_bpd(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> float:
+    """Mean bits per missing dim of the true missing pixels under the conditional model (one
+    dequantization draw per image, seed 0), or nan without one."""
+    if model.inpainter is None:
+        return float("nan")
+    with torch.no_grad():
+        bpd = model.inpainter.bits_per_dim(images, masks,
+                                           generator=torch.Generator().manual_seed(0))
+    return bpd.mean().item()
 
 
 def single_image_p50(model: nn.Module, images: torch.Tensor, preset: str, n: int) -> float:
@@ -115,11 +128,14 @@ def evaluate(dataset: str, args: argparse.Namespace) -> dict:
     labels = torch.as_tensor(cls(root=str(args.data_root), train=False).targets)[:args.limit]
     net = classifier(dataset, args.data_root, Path(args.cache))
     table, examples = {}, {}
+    true_bpd = discrete_bits_per_dim(model, images)
     for preset in tqdm(list(MASK_PRESETS), desc=dataset):
         masks = torch.stack([make_mask(preset, images.shape[2:], seed=i)
                              for i in range(len(images))])
         outputs = run_methods(model, images, masks, args.slow_limit)
-        row = {}
+        row = {"conditional_bpd": conditional_bpd(model, images, masks),
+               "sample_bpd_gap": (discrete_bits_per_dim(model, outputs["sample"][0])
+                                  - true_bpd).mean().item()}
         for name, (filled, seconds) in outputs.items():
             k = len(filled)
             m = masks[:k, None].expand_as(filled)
@@ -131,10 +147,22 @@ def evaluate(dataset: str, args: argparse.Namespace) -> dict:
                                                   in zip(filled, images[:k], m, strict=True)),
                          "accuracy": acc.item(), "seconds_per_image": seconds, "images": k}
         table[preset] = row
-        examples[preset] = (images[0], masks[0], {k: v[0][0] for k, v in outputs.items()})
+        examples[preset] = (images[0], masks[0], {k: v[0][0] for k, v in outputs.items()},
+                            inpaint(model, images[0], masks[0]).samples[:4])
     p50 = single_image_p50(model, images, "bottom", args.timing_images)
+    inpainter = model.inpainter
     return {"checkpoint": CHECKPOINTS[dataset], "table": table,
+            "default": (default_description(inpainter) if inpainter is not None
+                        else "exemplar start + ascent (no conditional model)"),
             "default_single_image_p50_s": p50, "examples": examples}
+
+
+def default_description(inpainter: nn.Module) -> str:
+    """What the default method ran: the conditional model's validated settings."""
+    settings = conditional_settings(inpainter)
+    return (f"conditional flow, {settings['samples']} samples at temperature "
+            f"{settings['temperature']:g}, fill = their mean"
+            + (f" climbed {settings['ascent_steps']} steps" if settings["ascent_steps"] else ""))
 
 
 def markdown(results: dict, args: argparse.Namespace) -> str:
@@ -143,29 +171,34 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
              f"--slow-limit {args.slow_limit}`", "",
              "Masked-region PSNR (dB) / SSIM / classifier accuracy (%) of the completed test "
              f"images; first {args.limit} test images per dataset (nice, langevin: first "
-             f"{args.slow_limit}), one mask per image (seed = index).", ""]
+             f"{args.slow_limit}), one mask per image (seed = index). `exemplar`: the mean of "
+             "the nearest training images on the observed pixels, no flow. `default`: the "
+             "method's fill; `sample`: one of its samples. `cond. bits`: bits per missing dim "
+             "of the true pixels under the conditional flow. `sample gap`: the unconditional "
+             "model's bits/dim of images completed by one sample minus that of the true "
+             "images.", ""]
     for dataset, res in results.items():
-        lines += [f"## {dataset} ({res['checkpoint']})", "",
-                  "| preset | " + " | ".join(METHOD_COLUMNS) + " |",
-                  "|---" * (len(METHOD_COLUMNS) + 1) + "|"]
+        lines += [f"## {dataset} ({res['checkpoint']})", "", f"Default: {res['default']}.", "",
+                  "| preset | " + " | ".join(METHOD_COLUMNS) + " | cond. bits | sample gap |",
+                  "|---" * (len(METHOD_COLUMNS) + 3) + "|"]
         for preset, row in res["table"].items():
             cells = [f"{row[m]['psnr']:.2f} / {row[m]['ssim']:.3f} / "
                      f"{100 * row[m]['accuracy']:.0f}" for m in METHOD_COLUMNS]
-            lines.append(f"| {preset} | " + " | ".join(cells) + " |")
-        avg = [statistics.fmean(r[m]["psnr"] for r in res["table"].values())
-               for m in METHOD_COLUMNS]
-        lines.append("| **mean PSNR** | " + " | ".join(f"**{a:.2f}**" for a in avg) + " |")
-        secs = [statistics.median(r[m]["seconds_per_image"] for r in res["table"].values())
+            lines.append(f"| {preset} | " + " | ".join(cells) +
+                         f" | {row['conditional_bpd']:.3f} | {row['sample_bpd_gap']:+.2f} |")
+        table = list(res["table"].values())
+        avg = [statistics.fmean(r[m]["psnr"] for r in table) for m in METHOD_COLUMNS]
+        lines.append("| **mean PSNR** | " + " | ".join(f"**{a:.2f}**" for a in avg) + " | "
+                     f"{statistics.fmean(r['conditional_bpd'] for r in table):.3f} | |")
+        secs = [statistics.median(r[m]["seconds_per_image"] for r in table)
                 for m in METHOD_COLUMNS]
         lines.append("| median s/image (batched) | " + " | ".join(f"{s:.3f}" for s in secs)
-                     + " |")
-        table = res["table"].values()
-        gaps = [r["default"]["psnr"] - max(r[c]["psnr"] for c in CLASSICAL) for r in table]
-        ascent = statistics.fmean(r["default"]["psnr"] - r["exemplar"]["psnr"] for r in table)
-        lines += ["", f"Default against the better classical fill of each preset: "
-                  f"{statistics.fmean(gaps):+.2f} dB on average, worst preset "
-                  f"{min(gaps):+.2f} dB. Against its own exemplar start (no flow): "
-                  f"{ascent:+.2f} dB, which is what the likelihood ascent adds."]
+                     + " | | |")
+        gaps = [r["default"]["psnr"] - r["exemplar"]["psnr"] for r in table]
+        agree = sum(r["default"]["accuracy"] >= r["exemplar"]["accuracy"] for r in table)
+        lines += ["", f"Default against the exemplar start: {statistics.fmean(gaps):+.2f} dB on "
+                  f"average, worst preset {min(gaps):+.2f} dB; classifier accuracy at least the "
+                  f"exemplar start's on {agree} of {len(table)} presets."]
         lines += ["", f"Default method, one image at a time (bottom mask): p50 "
                   f"{res['default_single_image_p50_s']:.3f} s.", ""]
     lines.append(f"Hardware: {platform.machine()}, torch {torch.__version__}, "
@@ -174,10 +207,12 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
 
 
 def figure(examples: dict, path: Path, scale: int = 3) -> None:
-    """One row per preset: input (hole grey), mask, nice, default, langevin, biharmonic, truth."""
-    columns = ("input", "mask", "nice", "default", "langevin", "biharmonic", "truth")
+    """One row per preset: input (hole grey), mask, exemplar, default, four of the default's
+    samples, nice, langevin, truth."""
+    columns = ("input", "mask", "exemplar", "default", "sample 1", "sample 2", "sample 3",
+               "sample 4", "nice", "langevin", "truth")
     presets = list(examples)
-    image, _, _ = examples[presets[0]]
+    image = examples[presets[0]][0]
     h, w = image.shape[1] * scale, image.shape[2] * scale
     pad, label = 4, 14
     canvas = Image.new("L", (len(columns) * (w + pad) + 70, len(presets) * (h + pad) + label),
@@ -186,10 +221,11 @@ def figure(examples: dict, path: Path, scale: int = 3) -> None:
     for j, name in enumerate(columns):
         draw.text((70 + j * (w + pad), 1), name, fill=0)
     for i, preset in enumerate(presets):
-        truth, mask, outs = examples[preset]
+        truth, mask, outs, samples = examples[preset]
         shown = torch.where(mask[None], torch.tensor(128, dtype=torch.uint8), truth)
-        tiles = [shown, (mask[None].to(torch.uint8) * 255), outs["nice"], outs["default"],
-                 outs["langevin"], outs["biharmonic"], truth]
+        samples = list(samples) + [samples[-1]] * (4 - len(samples))
+        tiles = [shown, (mask[None].to(torch.uint8) * 255), outs["exemplar"], outs["default"],
+                 *samples[:4], outs["nice"], outs["langevin"], truth]
         y0 = label + i * (h + pad)
         draw.text((2, y0 + h // 2 - 5), preset, fill=0)
         for j, tile in enumerate(tiles):

@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from inpaint_app.data import DatasetNotFound, image_shape, load_split
 from inpaint_app.models import (
-    FAMILIES,
+    ALL_FAMILIES,
+    CONDITIONAL_FAMILIES,
     CheckpointError,
     ConfigError,
     atomic_save,
@@ -57,7 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", help="JSON file of defaults for any flag below (flags win)")
     p.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, cifar10, svhn")
-    p.add_argument("--model", default="glow", help=f"one of {sorted(FAMILIES)}")
+    p.add_argument("--model", default="glow",
+                   help=f"one of {sorted(ALL_FAMILIES)} (cflow: conditional inpainting flow)")
     p.add_argument("--hparams", default="{}",
                    help='JSON of model hyperparameters, e.g. {"steps": 8}')
     p.add_argument("--out", default=None, help="output folder (default trained/<dataset>-<model>)")
@@ -100,8 +102,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args = p.parse_args(argv)
     if not 0.0 <= args.perturb < 1.0:
         p.error(f"--perturb must be in [0, 1), got {args.perturb}")
-    if args.model not in FAMILIES:
-        p.error(f"unknown model {args.model!r}: choose one of {sorted(FAMILIES)}")
+    if args.model not in ALL_FAMILIES:
+        p.error(f"unknown model {args.model!r}: choose one of {sorted(ALL_FAMILIES)}")
     args.out = Path(args.out or f"trained/{args.dataset}-{args.model}")
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for the card's command line
     return args
@@ -355,7 +357,9 @@ def make_card(args: argparse.Namespace, history: list[dict], elapsed: float,
         "val_measured": (f"mean over the first {args.limit_val:,} of the 5,000 held-out training "
                          "images" if args.limit_val else
                          "mean over the 5,000 held-out training images (last 5,000 of train)")
-                        + ", one uniform dequantization sample each, seed 0",
+                        + ", one uniform dequantization sample each, seed 0"
+                        + (", bits per missing dim on training-distribution masks drawn with "
+                           "seed 0" if args.model in CONDITIONAL_FAMILIES else ""),
         "training_minutes": round(elapsed / 60, 1), "hardware": hardware(device, world),
         "command": "python -m pipelines.train " + shlex.join(args.argv),
         "commit": git_commit(), "history": history,

@@ -2,13 +2,15 @@
 
 Paints a mask with the mouse on an example, inpaints, and checks that the fill changed pixels only
 inside the mask; scores an upload in the Anomaly tab; draws samples in the Models tab. Screenshots
-of each tab go to docs/screenshots/. Skipped only when Chromium or Playwright is missing
-(``make test`` installs both).
+of each tab go to a temporary folder, or to $FLOWPAINT_SCREENSHOTS (``make screenshots`` sets it to
+docs/screenshots/, so that ``make test`` never rewrites tracked files). Skipped only when Chromium
+or Playwright is missing (``make test`` installs both).
 """
 
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import socket
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from PIL import Image
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+SHOTS_ENV = "FLOWPAINT_SCREENSHOTS"
 EXAMPLE = "mnist-test-0000.png"  # a 7
 STEPS = 20  # enough for a visible fill, short enough for a quick CPU run
 
@@ -83,11 +85,12 @@ def _paint_stroke(page: sync_api.Page) -> None:
     page.mouse.up()
 
 
-def test_paint_inpaint_and_score(page: sync_api.Page) -> None:
+def test_paint_inpaint_and_score(page: sync_api.Page, tmp_path: Path) -> None:
     from inpaint_app.app.handlers import VERDICTS
     from inpaint_app.app.layout import EXAMPLES_DIR
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots = Path(os.environ.get(SHOTS_ENV) or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
     examples = sorted(p.name for p in EXAMPLES_DIR.glob("*.png"))
     zoom = page.locator("#editor .zoom-number")
     before = zoom.inner_text()
@@ -99,7 +102,7 @@ def test_paint_inpaint_and_score(page: sync_api.Page) -> None:
     page.locator("#inpaint-button").click()
     page.locator("#filled img").wait_for(timeout=110_000)
     sync_api.expect(page.locator("#inpaint-summary")).to_contain_text("after")
-    page.screenshot(path=str(SHOTS / "inpaint.png"), full_page=True)
+    page.screenshot(path=str(shots / "inpaint.png"), full_page=True)
 
     original = np.asarray(Image.open(EXAMPLES_DIR / EXAMPLE).convert("RGB"))
     view, filled = _fetch(page, "#model-view"), _fetch(page, "#filled")
@@ -120,10 +123,10 @@ def test_paint_inpaint_and_score(page: sync_api.Page) -> None:
         sync_api.expect(row).to_be_visible(timeout=60_000)
         verdicts = [v for v in VERDICTS.values() if v in row.inner_text()]
         assert verdicts, f"no verdict in the row of {name}: {row.inner_text()!r}"
-    page.screenshot(path=str(SHOTS / "anomaly.png"), full_page=True)
+    page.screenshot(path=str(shots / "anomaly.png"), full_page=True)
 
     page.get_by_role("tab", name="Models").click()
     sync_api.expect(page.locator("#model-card")).to_contain_text("test bits/dim")
     page.locator("#sample-button").click()
     page.locator("#model-samples img").first.wait_for(timeout=60_000)
-    page.screenshot(path=str(SHOTS / "models.png"), full_page=True)
+    page.screenshot(path=str(shots / "models.png"), full_page=True)

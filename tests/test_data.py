@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from inpaint_app.data import VALIDATION_SIZE, DatasetNotFound, image_shape, load_split
+from inpaint_app.data import VALIDATION_SIZE, DatasetNotFound, image_shape, load_split, read_idx
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +53,53 @@ def test_unknown_dataset_and_split_are_refused(tmp_path: Path) -> None:
         load_split("imagenet", "train", tmp_path)
     with pytest.raises(ValueError, match="unknown split"):
         load_split("mnist", "validation", tmp_path)
+
+
+def write_idx_gz(path: Path, array: np.ndarray) -> None:
+    """A gzipped IDX file of a uint8 array, as MNIST ships them."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0))
+
+
+def test_gzipped_idx_files_load_without_the_raw_ones(tmp_path: Path) -> None:
+    """Only the .gz of a split (what pipelines.pack_data writes) is needed, for that split."""
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (VALIDATION_SIZE + 7, 28, 28), dtype=np.uint8)
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx_gz(raw / "train-images-idx3-ubyte.gz", train)
+    write_idx_gz(raw / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, len(train)))
+    got_train, got_val = (load_split("mnist", s, tmp_path) for s in ("train", "val"))
+    assert got_train.dtype == torch.uint8 and got_train.shape == (7, 1, 28, 28)
+    assert torch.equal(got_train[:, 0], torch.from_numpy(train[:7]))
+    assert torch.equal(got_val[:, 0], torch.from_numpy(train[7:]))
+    assert np.array_equal(read_idx(raw / "train-images-idx3-ubyte.gz"), train)
+    with pytest.raises(DatasetNotFound, match="packed training split"):  # test did not travel
+        load_split("mnist", "test", tmp_path)
+    test = rng.integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    write_idx_gz(raw / "t10k-images-idx3-ubyte.gz", test)
+    assert torch.equal(load_split("mnist", "test", tmp_path)[:, 0], torch.from_numpy(test))
+
+
+def test_a_damaged_gz_says_so(tmp_path: Path) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx_gz(raw / "train-images-idx3-ubyte.gz", np.zeros((10, 28, 28), np.uint8))
+    data = (raw / "train-images-idx3-ubyte.gz").read_bytes()
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetNotFound, match="pack_data"):
+        load_split("mnist", "train", tmp_path)
+
+
+@pytest.mark.data
+def test_packed_mnist_gives_the_same_training_tensors(data_root: Path, tmp_path: Path) -> None:
+    from pipelines.pack_data import pack
+
+    written = pack("mnist", data_root, tmp_path, level=1)
+    assert sorted(p.name for p in written) == ["train-images-idx3-ubyte.gz",
+                                               "train-labels-idx1-ubyte.gz"]
+    assert not (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
+    for split in ("train", "val"):
+        assert torch.equal(load_split("mnist", split, tmp_path),
+                           load_split("mnist", split, data_root))
+    labels = read_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz")
+    assert labels.shape == (60000,) and labels.max() == 9

@@ -91,3 +91,15 @@ def test_other_size_and_mode_is_converted_and_noted(checkpoint: Path, tmp_path: 
     row = read_rows(out)["big.png"]
     assert "resized" in row["note"] and "converted" in row["note"]
     assert open_image(out / "big.png").size == (8, 8)
+
+
+def test_exemplar_method_runs_without_ascent(checkpoint: Path, tmp_path: Path) -> None:
+    images = write_images(tmp_path / "in", count=1)
+    out = tmp_path / "out"
+    args = ["--checkpoint", str(checkpoint), "--images", str(tmp_path / "in"), "--out", str(out),
+            "--mask-preset", "center", "--method", "exemplar"]
+    assert main(args) == 0
+    row = read_rows(out)["img0.png"]
+    assert row["status"] == "ok"
+    filled = to_model_input(open_image(out / "img0.png"), SHAPE)
+    assert torch.equal(filled[:, :2], images[0][:, :2])  # outside the centre square

@@ -38,7 +38,13 @@ def test_round_trip_on_samples(path: Path) -> None:
     with torch.no_grad():
         z, _ = model.to_latent(y)
         back = model.preprocess.inverse(model.flow.inverse(z))
-    assert (back - y).abs().max().item() <= 1e-4
+        # float32 rounding through 40-odd layers, which varies with the CPU's conv kernels:
+        # 1.8e-4 at worst on an AVX-512 machine (2026-11); the map itself is exact in float64.
+        assert (back - y).abs().max().item() <= 5e-4
+        model, y = model.double(), y.double()
+        z, _ = model.to_latent(y)
+        back = model.preprocess.inverse(model.flow.inverse(z))
+    assert (back - y).abs().max().item() <= 1e-9
 
 
 @pytest.mark.data
@@ -80,3 +86,31 @@ def test_check_invertibility_on_test_images(path: Path, data_root: Path, tmp_pat
                    "--data-root", str(data_root)])
     result = json.loads(out.read_text())
     assert 0 < result["round_trip_max_abs_error"] <= 1e-4
+
+
+INPAINTERS = sorted(Path(__file__).resolve().parents[1].glob("trained/*/inpainter.pt"))
+
+
+@pytest.mark.parametrize("path", INPAINTERS, ids=lambda p: p.parent.name)
+def test_shipped_inpainter_attaches_with_validated_settings(path: Path) -> None:
+    assert path.stat().st_size < 25 * 2**20
+    model = load_model(path.parent)
+    inpainter = model.inpainter
+    assert inpainter is not None and tuple(inpainter.image_shape) == tuple(model.image_shape)
+    settings = inpainter.card["inpainting"]
+    assert settings["samples"] >= 1 and 0 <= settings["temperature"] <= 2
+    assert any(e["temperature"] == settings["temperature"] for e in settings["grid"])
+    assert inpainter.card["dataset"] == model.card["dataset"]
+
+
+@pytest.mark.parametrize("path", INPAINTERS, ids=lambda p: p.parent.name)
+def test_shipped_inpainter_scores_test_holes(path: Path, data_root: Path) -> None:
+    from inpaint_app.masks import make_mask
+
+    model = load_model(path.parent)
+    images = load_split(model.card["dataset"], "test", data_root)[:16]
+    masks = torch.stack([make_mask("bottom", (28, 28))] * 16)
+    with torch.no_grad():
+        bpd = model.inpainter.bits_per_dim(images, masks,
+                                           generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(bpd).all() and 0 < bpd.mean() < 8  # better than uniform noise

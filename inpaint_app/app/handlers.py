@@ -118,7 +118,7 @@ class Handlers:
             raise gr.Error(f"unknown mask {mask_source!r}: "
                            f"choose one of {', '.join(MASK_SOURCES)}")
         steps = _int(steps, "steps", 0, MAX_STEPS)
-        n_samples = _int(n_samples, "samples", 1, MAX_SAMPLES)
+        n_samples = _int(n_samples, "samples", 0, MAX_SAMPLES) or None  # 0: method's own
         seed = _int(seed, "seed", 0, 2**31 - 1)
         model = self.cache.get(model_name)
         shape = model.image_shape
@@ -147,10 +147,12 @@ class Handlers:
                    "method": result.method, "steps": result.steps,
                    "seconds": round(result.seconds, 3), "missing_pixels": int(mask.sum()),
                    "model": model_name or self.cache.default, "fit": fit,
-                   "message": result.message}
+                   "message": result.message, "trajectory": result.trajectory_label}
         summary = (f"**bits/dim** {_fmt(result.bpd_before)} before → **{_fmt(result.bpd_after)}** "
                    f"after · {result.method}, {result.steps} steps, {result.seconds:.1f} s · "
-                   f"{int(mask.sum())} missing pixels  \n**model input**: {fit}"
+                   f"{int(mask.sum())} missing pixels  \n**model input**: {fit}  \n"
+                   f"**plot**: {result.trajectory_label} at each step (last: "
+                   f"{_fmt(result.bpd_trajectory[-1])})"
                    + (f"  \n{result.message}" if result.message else ""))
         return (_own(to_pil(result.image)), samples, uncertainty,
                 _trajectory(result.bpd_trajectory), _own(show_missing(to_pil(x), mask)), summary,

@@ -15,8 +15,9 @@ from .handlers import MASK_SOURCES, MAX_DRAWS, MAX_SAMPLES, MAX_STEPS, TABLE_COL
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"]
-METHOD_LABELS = {"default": "default (exemplar start + gradient ascent)",
-                 "nice": "NICE (projected gradient)",
+METHOD_LABELS = {"default": "default (conditional flow: samples and their mean)",
+                 "exemplar": "exemplar start (nearest training images, no flow)",
+                 "nice": "NICE (the paper's projected noisy ascent: noise on these models)",
                  "langevin": "Langevin (samples + uncertainty)"}
 # 28x28 images fill their boxes and stay crisp (no smoothing) when scaled up.
 CSS = """.pixelated img { image-rendering: pixelated; width: 100%; height: 100%;
@@ -45,8 +46,8 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown) -> None:
             with gr.Row():
                 steps = gr.Slider(0, MAX_STEPS, value=0, step=5, label="Steps",
                                   info="0 = the method's default", elem_id="steps")
-                n_samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples",
-                                      elem_id="n-samples")
+                n_samples = gr.Slider(0, MAX_SAMPLES, value=0, step=1, label="Samples",
+                                      info="0 = the method's default", elem_id="n-samples")
                 seed = gr.Number(0, precision=0, minimum=0, label="Seed")
             run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
         with gr.Column():
@@ -56,11 +57,12 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown) -> None:
                 filled = gr.Image(label="Filled", height=260, elem_id="filled",
                                   elem_classes="pixelated", format="png")
             summary = gr.Markdown(label="summary", elem_id="inpaint-summary")
-            samples = gr.Gallery(label="Samples (n > 1)", columns=4, height=200,
+            samples = gr.Gallery(label="Samples (n > 1)", columns=4, height=480,
                                  elem_classes="pixelated", format="png")
-            uncertainty = gr.Image(label="Uncertainty: per-pixel std of the Langevin samples",
+            uncertainty = gr.Image(label="Uncertainty: per-pixel std of the samples",
                                    height=200, elem_classes="pixelated", format="png")
-    trajectory = gr.LinePlot(x="step", y="bits/dim", label="bits/dim during the fill",
+    trajectory = gr.LinePlot(x="step", y="bits/dim",
+                             label="bits/dim of what the fill climbs (see the summary)",
                              height=240)
     with gr.Accordion("Metrics (JSON)", open=False):
         metrics = gr.JSON(label="metrics")

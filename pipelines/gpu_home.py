@@ -1,0 +1,241 @@
+"""Bring home what ``pipelines.gpu_run`` sent back: float32 checkpoints, test bits/dim, shipping.
+
+    python -m pipelines.gpu_home OUTDIR [--data-root ../shared/data] [--threads 2] [--ship]
+        [--limit-test N] [--runs runs/gpu-home]
+
+For every ``OUTDIR/<name>.pt`` (or ``<name>.part0.pt`` ...): checks it against ``summary.json``
+(SHA-256), restores the weights to their float32 dtypes, evaluates the test set (the full one
+unless ``--limit-test``), writes ``runs/gpu-home/<name>/model.pt`` + ``card.json`` +
+``samples.png`` with the card naming the GPU (``trained_on``, ``hardware``), and prints test
+bits/dim against the shipped ``trained/<dataset>-glow``. ``--ship`` copies a Glow that beats the
+shipped one on the full test set into ``trained/<dataset>-glow/`` (its ``exemplars.npz`` and
+``background.pt`` stay) and rebuilds the exemplar bank and the anomaly calibration, as for any
+new model (``pipelines.exemplars``, ``pipelines.calibrate``). Other model kinds are restored but
+not scored or shipped: there is no ship rule for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from inpaint_app.data import DatasetNotFound, load_split
+from inpaint_app.models import FAMILIES, CheckpointError, atomic_save, load_model
+from inpaint_app.training import bpd_summary, evaluate_bpd
+from pipelines.train import git_commit
+
+PART = re.compile(r"^(?P<name>.+)\.part(?P<k>\d+)\.pt$")
+SHIP_FAMILIES = {"glow"}
+# Scored here: the unconditional image flows (a conditional model needs its own evaluation).
+SCORED_FAMILIES = {"nice", "realnvp", "glow", "maf", "planar", "ffjord"}
+PRECISION_NOTE = ("weights stored in {dtype} in transit from the training machine and restored to "
+                  "float32 here; every figure on this card is of the restored float32 weights")
+
+
+def collect(out_dir: Path) -> dict[str, list[Path]]:
+    """name -> its file(s), parts in order."""
+    groups: dict[str, list[tuple[int, Path]]] = {}
+    for path in sorted(out_dir.glob("*.pt")):
+        match = PART.match(path.name)
+        name, k = (match["name"], int(match["k"])) if match else (path.stem, 0)
+        groups.setdefault(name, []).append((k, path))
+    return {name: [p for _, p in sorted(parts)] for name, parts in groups.items()}
+
+
+def restore(paths: list[Path], summary: dict | None) -> dict:
+    """The float32 checkpoint ``{config, state_dict, card}`` from transit file(s)."""
+    expected = {}
+    for run in (summary or {}).get("runs", []):
+        expected.update({f: info["sha256"] for f, info in run.get("files", {}).items()})
+    state, first = {}, None
+    for path in paths:
+        if path.name in expected and \
+                hashlib.sha256(path.read_bytes()).hexdigest() != expected[path.name]:
+            raise CheckpointError(f"{path}: SHA-256 differs from summary.json "
+                                  "(damaged in transit)")
+        try:
+            part = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure: an unusable file
+            raise CheckpointError(f"refusing to load {path}: {type(err).__name__}") from err
+        first = first or part
+        state.update(part["state_dict"])
+    transit = first.get("transit", {"dtype": "float32", "dtypes": {}, "parts": 1})
+    if len(paths) != transit.get("parts", 1):
+        raise CheckpointError(f"{paths[0].name}: {len(paths)} of {transit['parts']} parts "
+                              "came back")
+    for key, dtype in transit.get("dtypes", {}).items():
+        state[key] = state[key].to(getattr(torch, dtype))
+    return {"config": first["config"], "state_dict": state, "card": dict(first.get("card", {})),
+            "transit_dtype": transit.get("dtype", "float32")}
+
+
+def shipped_card(dataset: str, trained: Path) -> tuple[Path, dict | None]:
+    folder = trained / f"{dataset}-glow"
+    card = folder / "card.json"
+    return folder, (json.loads(card.read_text()) if card.is_file() else None)
+
+
+def home(name: str, paths: list[Path], args: argparse.Namespace, summary: dict | None) -> dict:
+    """Restore, evaluate and write one run; returns its result row."""
+    ckpt = restore(paths, summary)
+    card, config = ckpt["card"], ckpt["config"]
+    family = config.get("family", card.get("model", "?"))
+    # hardware is train.py's "1 x NVIDIA H100 80GB HBM3" on CUDA (kept); trained_on names the GPU
+    card["trained_on"] = re.sub(r"^\d+ x (?=\D)", "", card.get("hardware", "unknown"))
+    card["precision_note"] = PRECISION_NOTE.format(dtype=ckpt["transit_dtype"])
+    if card.get("commit", "unknown") == "unknown":  # the borrowed machine gets no .git
+        card["commit"] = git_commit() + " (at home; the training machine had no git history)"
+    card["brought_home"] = {"from": str(paths[0].parent), "files": [p.name for p in paths],
+                            "command": "python -m pipelines.gpu_home " + " ".join(args.argv),
+                            "date": datetime.now(UTC).isoformat(timespec="seconds")}
+    out = Path(args.runs) / name
+    out.mkdir(parents=True, exist_ok=True)
+    row = {"name": name, "family": family, "dataset": card.get("dataset"),
+           "val_bpd": card.get("val_bpd"), "home": str(out / "model.pt")}
+    checkpoint = {"config": config, "state_dict": ckpt["state_dict"], "card": card}
+    if family not in SCORED_FAMILIES or family not in FAMILIES:
+        atomic_save(checkpoint, out / "model.pt")
+        (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        row["note"] = f"restored, not evaluated: no ship rule for {family}"
+        print(f"{name}: {row['note']}")
+        return row
+    atomic_save(checkpoint, out / "model.pt")
+    model = load_model(out / "model.pt")
+    try:
+        test = load_split(card["dataset"], "test", args.data_root)
+    except (DatasetNotFound, KeyError) as err:
+        sys.exit(f"error: {err}")
+    if args.limit_test:  # a fixed random subset, as pipelines.evaluate --limit does
+        pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))
+        test = test[pick[: args.limit_test]]
+    with torch.inference_mode():
+        bpd = evaluate_bpd(model, test, progress=True)
+    mean, stderr = bpd_summary(bpd)
+    card["test_bpd"], card["test_bpd_stderr"] = round(mean, 4), round(stderr, 4)
+    subset = (f"a fixed random subset of {len(test)} test images (seed 0)" if args.limit_test
+              else f"all {len(test)} test images")
+    card["test_measured"] = (f"python -m pipelines.gpu_home (evaluate_bpd as pipelines.evaluate): "
+                             f"mean over {subset}, one uniform dequantization sample each, seed 0")
+    card["parameters"] = sum(p.numel() for p in model.parameters())
+    if args.check_val:
+        row["home_val_bpd"] = check_val(model, card, args)
+    checkpoint["card"] = card
+    atomic_save(checkpoint, out / "model.pt")
+    (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    from torchvision.utils import save_image
+
+    with torch.inference_mode():
+        samples = model.sample(64, temperature=0.8, generator=torch.Generator().manual_seed(0))
+    save_image(samples, out / "samples.png", nrow=8)
+    folder, shipped = shipped_card(card["dataset"], Path(args.trained))
+    row.update(test_bpd=card["test_bpd"], test_n=len(test),
+               shipped_bpd=(shipped or {}).get("test_bpd"))
+    verdict = "no shipped model to compare"
+    if shipped is not None:
+        better = card["test_bpd"] < shipped["test_bpd"]
+        verdict = f"{'better' if better else 'not better'} than shipped {shipped['test_bpd']:.4f}"
+    print(f"{name}: test {card['test_bpd']:.4f} ± {card['test_bpd_stderr']:.4f} bits/dim over "
+          f"{len(test)} images (val where it trained: {card.get('val_bpd')}), {verdict}",
+          flush=True)
+    if args.ship:
+        row["shipped"] = ship(out, card, family, folder, shipped, args)
+    return row
+
+
+def check_val(model: torch.nn.Module, card: dict, args: argparse.Namespace) -> float:
+    """Validation bits/dim of the restored weights on the images the training machine used:
+    the difference to the card's ``val_bpd`` is what the bf16 transit (and the hardware) cost."""
+    limit = card.get("gpu_run", {}).get("recipe", {}).get("limit_val")
+    words = shlex.split(card.get("gpu_run", {}).get("train_command", ""))
+    if "--limit-val" in words:
+        limit = int(words[words.index("--limit-val") + 1])
+    val = load_split(card["dataset"], "val", args.data_root)
+    val = val[:limit] if limit else val
+    with torch.inference_mode():
+        home_val = evaluate_bpd(model, val).mean().item()
+    card["val_bpd_restored"] = round(home_val, 4)
+    print(f"val over {len(val)} images: {home_val:.4f} bits/dim restored here, "
+          f"{card.get('val_bpd')} on the training machine", flush=True)
+    return round(home_val, 4)
+
+
+def ship(out: Path, card: dict, family: str, folder: Path, shipped: dict | None,
+         args: argparse.Namespace) -> bool:
+    """Copy into trained/<dataset>-glow and rebuild bank and calibration, if it is better."""
+    if family not in SHIP_FAMILIES:
+        print(f"not shipped: no ship rule for {family}")
+        return False
+    if args.limit_test:
+        print("not shipped: --limit-test scores a subset; shipping compares the full test set")
+        return False
+    if shipped is not None and card["test_bpd"] >= shipped["test_bpd"]:
+        print(f"not shipped: test {card['test_bpd']:.4f} >= shipped {shipped['test_bpd']:.4f}")
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in ("model.pt", "card.json", "samples.png"):  # exemplars.npz, background.pt stay
+        tmp = folder / f".{file}.tmp"
+        shutil.copyfile(out / file, tmp)
+        tmp.replace(folder / file)
+    data = ["--data-root", args.data_root] if args.data_root else []
+    for step in (["pipelines.exemplars", "--checkpoint", str(folder), *data],
+                 ["pipelines.calibrate", str(folder / "model.pt"), *data,
+                  "--threads", str(args.threads)]):
+        print("$ python -m " + " ".join(step), flush=True)
+        subprocess.run([sys.executable, "-m", *step], check=True)
+    print(f"shipped {folder}: run `python -m pipelines.results` for the README table")
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("out_dir", metavar="OUTDIR", help="what pipelines.gpu_run wrote under $OUT")
+    p.add_argument("--data-root", default=None, help="dataset root with the test split")
+    p.add_argument("--runs", default="runs/gpu-home", help="where the float32 checkpoints go")
+    p.add_argument("--trained", default="trained", help="the shipped models")
+    p.add_argument("--limit-test", type=int, default=None,
+                   help="score a fixed random subset of N test images (no --ship then)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--check-val", action="store_true",
+                   help="also score the validation images the run used (bf16 transit cost)")
+    p.add_argument("--ship", action="store_true",
+                   help="ship a Glow that beats trained/<dataset>-glow on the full test set")
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    torch.set_num_threads(args.threads)
+    out_dir = Path(args.out_dir)
+    groups = collect(out_dir)
+    if not groups:
+        sys.exit(f"error: no <name>.pt under {out_dir}")
+    summary_path = out_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    rows = []
+    for name, paths in groups.items():
+        try:
+            rows.append(home(name, paths, args, summary))
+        except CheckpointError as err:
+            print(f"{name}: error: {err}", file=sys.stderr)
+            rows.append({"name": name, "error": str(err)})
+    print(f"\n{'name':<28} {'family':<8} {'val (run)':>9} {'test':>8} {'shipped':>8}  note")
+    for r in rows:
+        def fmt(x: float | None) -> str:
+            return f"{x:.4f}" if isinstance(x, float) else "-"
+        note = r.get("error") or r.get("note") or (
+            "shipped" if r.get("shipped") else f"{r.get('test_n')} test images")
+        print(f"{r['name']:<28} {r.get('family', '?'):<8} {fmt(r.get('val_bpd')):>9} "
+              f"{fmt(r.get('test_bpd')):>8} {fmt(r.get('shipped_bpd')):>8}  {note}")
+    if any("error" in r for r in rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,329 @@
+"""The conditional inpainting flow: its layers under a fixed context (the layer harness's checks),
+its exact conditional log-likelihood against closed form and brute force, sampling, training."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+
+import pytest
+import torch
+
+import inpaint_app.flows.conditional as conditional_layers
+from inpaint_app.conditional import ConditionalInpainter
+from inpaint_app.density import bits_per_dim_from_log_prob
+from inpaint_app.flows.conditional import (
+    PATTERNS,
+    ConditionalAffine,
+    ConditionalFlow,
+    ConditionalSequential,
+    Context,
+    MaskedAffineCoupling,
+    pattern_mask,
+)
+from inpaint_app.masks import training_masks
+from inpaint_app.models import build_model, load_model, save_model
+
+SHAPE, FEATURES, BATCH = (4, 4, 4), 3, 3
+
+CASES: dict[str, Callable[[], ConditionalFlow]] = {
+    **{f"coupling-{p}-{parity}": (lambda p=p, parity=parity: MaskedAffineCoupling(
+        SHAPE[0], FEATURES, pattern=p, parity=parity, hidden=8))
+       for p in PATTERNS for parity in (0, 1)},
+    "affine": lambda: ConditionalAffine(SHAPE[0], FEATURES),
+    "sequential": lambda: ConditionalSequential(
+        MaskedAffineCoupling(SHAPE[0], FEATURES, pattern="checker", hidden=8),
+        ConditionalAffine(SHAPE[0], FEATURES),
+        MaskedAffineCoupling(SHAPE[0], FEATURES, pattern="subpixel-rows", parity=1, hidden=8)),
+}
+
+
+def make_context(seed: int = 0) -> Context:
+    g = torch.Generator().manual_seed(seed)
+    missing = (torch.rand(BATCH, *SHAPE, generator=g) < 0.6).double()
+    observed = torch.randn(BATCH, *SHAPE, generator=g, dtype=torch.float64) * (1 - missing)
+    features = torch.randn(BATCH, FEATURES, *SHAPE[1:], generator=g, dtype=torch.float64)
+    return Context(missing, observed, features)
+
+
+def make_layer(name: str) -> ConditionalFlow:
+    """The layer in float64 with every parameter perturbed (zero-initialised outputs would make
+    it the identity and let a wrong log-det pass)."""
+    torch.manual_seed(0)
+    layer = CASES[name]().double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return layer.eval()
+
+
+def x_input(seed: int = 1) -> torch.Tensor:
+    return torch.randn(BATCH, *SHAPE, generator=torch.Generator().manual_seed(seed),
+                       dtype=torch.float64)
+
+
+def per_example_logabsdet(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+                          ) -> torch.Tensor:
+    jac = torch.autograd.functional.jacobian(lambda v: fn(v).reshape(v.shape[0], -1), x,
+                                             vectorize=True)
+    jac = jac.reshape(x.shape[0], -1, x.shape[0], x[0].numel())
+    blocks = torch.stack([jac[i, :, i, :] for i in range(x.shape[0])])
+    for i in range(x.shape[0]):
+        jac[i, :, i, :] = 0
+    assert torch.count_nonzero(jac) == 0, "an example's output depends on another example"
+    return torch.linalg.slogdet(blocks)[1]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_round_trip_under_fixed_context(name: str) -> None:
+    layer, x, context = make_layer(name), x_input(), make_context()
+    with torch.no_grad():
+        z, _ = layer(x, context)
+        assert (layer.inverse(z, context) - x).abs().max().item() < 1e-10
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_logdet_matches_autograd_jacobian(name: str) -> None:
+    layer, x, context = make_layer(name), x_input(), make_context()
+    expected = per_example_logabsdet(lambda v: layer(v, context)[0], x)
+    torch.testing.assert_close(layer(x, context)[1], expected, rtol=1e-9, atol=1e-9)
+    assert expected.abs().min() > 1e-3, "a trivial log-det would not test anything"
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_observed_values_pass_unchanged(name: str) -> None:
+    layer, x, context = make_layer(name), x_input(), make_context()
+    z, _ = layer(x, context)
+    observed = context.missing == 0
+    assert torch.equal(z[observed], x[observed])
+    assert not torch.equal(z[~observed], x[~observed])
+
+
+def test_harness_covers_every_conditional_layer() -> None:
+    covered = {type(factory()) for factory in CASES.values()}
+    defined = {cls for _, cls in inspect.getmembers(conditional_layers, inspect.isclass)
+               if issubclass(cls, ConditionalFlow) and cls is not ConditionalFlow}
+    assert defined <= covered, f"layers without harness cases: {defined - covered}"
+
+
+def test_patterns_split_every_value_in_two() -> None:
+    for kind in PATTERNS:
+        a, b = (pattern_mask(kind, parity, (8, 4, 6)) for parity in (0, 1))
+        assert torch.equal(a + b, torch.ones_like(a)) and 0 < a.sum() < a.numel()
+
+
+# ---- the model ---------------------------------------------------------------------------------
+
+def tiny_model(seed: int = 0, perturb: float = 0.1) -> ConditionalInpainter:
+    torch.manual_seed(seed)
+    model = build_model("cflow", (1, 4, 4), steps=2, hidden=8, features=4, width=8).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(perturb * torch.randn_like(p))
+    return model.eval()
+
+
+def bottom_half(batch: int) -> torch.Tensor:
+    mask = torch.zeros(batch, 4, 4, dtype=torch.bool)
+    mask[:, 2:] = True
+    return mask
+
+
+def test_log_prob_is_closed_form_logit_normal_when_layers_are_identity() -> None:
+    """With identity layers and a constant prior N(mu, sigma^2), each missing value is
+    logit-normal: p(y) = N(logit(s); mu, sigma) * (1 - 2a) / (s (1 - s)), s = a + (1 - 2a) y."""
+    model = tiny_model(perturb=0.0)
+    mu, log_sigma, alpha = 0.3, -0.4, 0.05
+    with torch.no_grad():
+        model.prior.bias.copy_(torch.tensor([mu] * 4 + [log_sigma] * 4, dtype=torch.float64))
+        for layer in model.flow.flows:  # couplings start as contractions: open them fully
+            if isinstance(layer, MaskedAffineCoupling):
+                layer.net[-1].bias[4:] = 60.0
+    y = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    missing = bottom_half(2)
+    s = alpha + (1 - 2 * alpha) * y
+    u = torch.log(s / (1 - s))
+    sigma = math.tanh(log_sigma / 4.0) * 4.0  # the prior's soft clamp of the log-scale
+    log_density = (-0.5 * ((u - mu) / math.exp(sigma)) ** 2 - sigma - 0.5 * math.log(2 * math.pi)
+                   + math.log(1 - 2 * alpha) - torch.log(s * (1 - s)))
+    expected = (log_density * missing[:, None]).sum(dim=(1, 2, 3))
+    torch.testing.assert_close(model.log_prob(y, missing), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_log_prob_matches_brute_force_change_of_variables() -> None:
+    """log p(y_missing | y_obs) = log N(z; mu, sigma) + log|det dz/dy_missing| with the dense
+    Jacobian of the whole map from the missing pixels to their latents, taken by autograd."""
+    model = tiny_model(perturb=0.2)
+    y = torch.rand(1, 1, 4, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    y = y * 0.9 + 0.05
+    missing = torch.rand(1, 4, 4, generator=torch.Generator().manual_seed(6)) < 0.5
+    missing[0, 0, 0] = True
+    index = missing.flatten().nonzero().squeeze(1)
+    m = model.missing_mask(missing, 1, y.device).double()
+    context = model.context(y, m)
+
+    def latent_of(values: torch.Tensor) -> torch.Tensor:
+        full = y.flatten().clone().index_copy(0, index, values).reshape(y.shape)
+        u = model.preprocess.elementwise(model._squeeze(full))[0]
+        z, _ = model.flow(u * context.missing, context)
+        return model.squeeze.inverse(z).flatten()[index]
+
+    values = y.flatten()[index]
+    jac = torch.autograd.functional.jacobian(latent_of, values)
+    mean, log_sigma = model._prior(context)
+    mean, log_sigma = (model.squeeze.inverse(t).flatten()[index] for t in (mean, log_sigma))
+    z = latent_of(values)
+    log_normal = (-0.5 * ((z - mean) / log_sigma.exp()) ** 2 - log_sigma
+                  - 0.5 * math.log(2 * math.pi)).sum()
+    expected = log_normal + torch.linalg.slogdet(jac)[1]
+    torch.testing.assert_close(model.log_prob(y, missing)[0], expected, rtol=1e-9, atol=1e-9)
+
+
+def test_bits_per_missing_dim_counts_only_missing_values() -> None:
+    model = tiny_model()
+    y = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    missing = bottom_half(2)
+    bpd = model.bits_per_dim(y, missing)
+    torch.testing.assert_close(bpd, bits_per_dim_from_log_prob(model.log_prob(y, missing), 8))
+
+
+def test_completions_keep_observed_pixels_bit_for_bit() -> None:
+    model = tiny_model().float()
+    y_obs = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    missing = bottom_half(2)
+    samples = model.complete(y_obs, missing, n=5, temperature=0.8,
+                             generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (2, 5, 1, 4, 4)
+    observed = ~missing[:, None, None].expand_as(samples)
+    assert torch.equal(samples[observed], y_obs[:, None].expand_as(samples)[observed])
+    assert samples[~observed].std() > 0  # the missing pixels vary between samples
+    assert 0.0 <= samples.min() and samples.max() <= 1.0
+
+
+def test_samples_invert_the_density_map() -> None:
+    """A completion's missing pixels map back to the latent they were drawn from: sampling
+    is the flow's exact inverse, so log p of a sample is finite and high at temperature 0."""
+    model = tiny_model().float()
+    y_obs = torch.rand(1, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    missing = bottom_half(1)
+    cold = model.complete(y_obs, missing, n=1, temperature=0.0)[:, 0]
+    warm = model.complete(y_obs, missing, n=16, temperature=1.0,
+                          generator=torch.Generator().manual_seed(1))[0]
+    cold_lp = model.log_prob(cold, missing)
+    warm_lp = model.log_prob(warm, missing.expand(16, 4, 4))
+    assert torch.isfinite(warm_lp).all() and cold_lp.item() > warm_lp.mean().item()
+
+
+def test_training_masks_are_varied_reproducible_and_never_empty() -> None:
+    def draw() -> torch.Tensor:
+        return training_masks(256, (28, 28), torch.Generator().manual_seed(0))
+
+    masks = draw()
+    assert masks.shape == (256, 28, 28) and masks.dtype == torch.bool
+    assert torch.equal(masks, draw())
+    fractions = masks.flatten(1).float().mean(dim=1)
+    assert fractions.min() > 0 and fractions.max() > 0.8 and fractions.min() < 0.05
+    # about 30 % are the five fixed presets; nearly all of the rest are distinct
+    assert len({tuple(m.flatten().tolist()) for m in masks}) > 150
+
+
+def test_train_step_lowers_the_conditional_loss() -> None:
+    from inpaint_app.training import LogProb, train_step
+
+    torch.manual_seed(0)
+    model = build_model("cflow", (1, 8, 8), steps=2, hidden=16, features=8, width=16)
+    data = torch.zeros(64, 1, 8, 8, dtype=torch.uint8)
+    data[:, :, 2:6, 2:6] = 200  # one image, many copies: easy to learn
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    losses = [train_step(LogProb(model), model, data, optimizer, generator=g) for _ in range(60)]
+    assert all(math.isfinite(v) for v in losses)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:
+    model = tiny_model().float()
+    save_model(model, tmp_path / "model.pt", card={"name": "tiny"})
+    loaded = load_model(tmp_path / "model.pt")
+    assert isinstance(loaded, ConditionalInpainter) and loaded.card["name"] == "tiny"
+    y = torch.rand(2, 1, 4, 4)
+    torch.testing.assert_close(loaded.log_prob(y, bottom_half(2)),
+                               model.log_prob(y, bottom_half(2)))
+
+
+# ---- the default inpainting method -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def glow_with_inpainter() -> torch.nn.Module:
+    from inpaint_app.exemplars import ExemplarBank
+
+    torch.manual_seed(0)
+    glow = build_model("glow", image_shape=(1, 8, 8), hidden=8, steps=2)
+    with torch.no_grad():
+        glow.log_prob(torch.rand(16, 1, 8, 8) * 0.9 + 0.05)  # ActNorm init
+    glow.eval()
+    glow.exemplars = ExemplarBank(torch.randint(0, 256, (20, 1, 8, 8), dtype=torch.uint8,
+                                                generator=torch.Generator().manual_seed(4)))
+    inpainter = build_model("cflow", (1, 8, 8), steps=2, hidden=8, features=4, width=8)
+    with torch.no_grad():
+        for p in inpainter.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    inpainter.card = {"inpainting": {"samples": 4, "temperature": 0.7, "ascent_steps": 0}}
+    glow.conditional = (inpainter.eval(),)
+    return glow
+
+
+def test_default_samples_the_conditional_flow(glow_with_inpainter) -> None:
+    from inpaint_app.inpainting import inpaint
+
+    image = torch.randint(0, 256, (1, 8, 8), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(1))
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[4:] = True
+    result = inpaint(glow_with_inpainter, image, mask)
+    assert "conditional flow: 4 samples at temperature 0.7" in result.message
+    assert result.samples.shape == (4, 1, 8, 8) and result.uncertainty.shape == (8, 8)
+    for filled in (result.image, *result.samples):
+        assert torch.equal(filled[:, ~mask], image[:, ~mask])
+    assert float(result.uncertainty[~mask].abs().max()) == 0
+    assert float(result.uncertainty[mask].max()) > 0
+    assert result.trajectory_label.startswith("bits per missing dim")
+    same = inpaint(glow_with_inpainter, image, mask)
+    assert torch.equal(same.samples, result.samples)  # seeded: reproducible
+
+
+def test_conditional_ascent_raises_the_conditional_log_likelihood(glow_with_inpainter) -> None:
+    from inpaint_app.inpainting import inpaint
+
+    image = torch.randint(0, 256, (1, 8, 8), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(2))
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[2:6, 2:6] = True
+    result = inpaint(glow_with_inpainter, image, mask, steps=15)
+    assert len(result.bpd_trajectory) == 16 and result.steps == 15
+    assert min(result.bpd_trajectory[1:]) < result.bpd_trajectory[0] - 1e-3
+
+
+def test_exemplar_method_and_fallback_without_conditional_model(glow_with_inpainter) -> None:
+    from inpaint_app.inpainting import NO_CONDITIONAL, inpaint
+
+    image = torch.randint(0, 256, (1, 8, 8), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(3))
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[:4] = True
+    exemplar = inpaint(glow_with_inpainter, image, mask, method="exemplar")
+    assert exemplar.steps == 0 and len(exemplar.bpd_trajectory) == 1
+    start = glow_with_inpainter.exemplars.fill((image[None].float() + 0.5) / 256,
+                                               mask[None, None])
+    assert torch.equal(exemplar.image[:, mask], (start[0] * 256).floor().clamp(0, 255).to(
+        torch.uint8)[:, mask])
+    inpainter = glow_with_inpainter.conditional
+    glow_with_inpainter.conditional = ()
+    try:
+        fallback = inpaint(glow_with_inpainter, image, mask)
+    finally:
+        glow_with_inpainter.conditional = inpainter
+    assert NO_CONDITIONAL in fallback.message and fallback.steps == 10
+    with pytest.raises(ValueError, match="temperature"):
+        inpaint(glow_with_inpainter, image, mask, method="nice", temperature=0.5)
