@@ -36,8 +36,6 @@ class ConditionalInpainter(nn.Module):
     seed, so that validation numbers are reproducible.
     """
 
-    conditional = True
-
     def __init__(self, image_shape: tuple[int, int, int], config: dict[str, Any], *,
                  steps: int = 8, hidden: int = 64, features: int = 32, width: int = 64,
                  alpha: float = 0.05) -> None:

@@ -50,12 +50,12 @@ class DensityModel(nn.Module):
         self.background: tuple[DensityModel, ...] = ()
         # The conditional inpainting flow (inpaint_app.conditional) that ships beside the
         # checkpoint as inpainter.pt, attached by load_model; in a tuple for the same reason.
-        self.conditional: tuple[nn.Module, ...] = ()
+        self.inpainters: tuple[nn.Module, ...] = ()
 
     @property
     def inpainter(self) -> nn.Module | None:
         """The attached conditional inpainting model, or None."""
-        return self.conditional[0] if self.conditional else None
+        return self.inpainters[0] if self.inpainters else None
 
     @property
     def dim(self) -> int:

@@ -396,7 +396,8 @@ def _conditional_results(model: DensityModel, inpainter: ConditionalInpainter,
                                          else steps, settings["samples"] if n_samples is None
                                          else n_samples, "mean", images.shape, has_bank=False)
     temperature = settings["temperature"] if temperature is None else temperature
-    if isinstance(temperature, bool) or not 0.0 <= float(temperature) <= 2.0:
+    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+            or not 0.0 <= temperature <= 2.0):
         raise ValueError(f"temperature must be a number in [0, 2], got {temperature!r}")
     device = next(inpainter.parameters()).device
     images, masks = images.to(device), masks.to(device)
@@ -408,7 +409,8 @@ def _conditional_results(model: DensityModel, inpainter: ConditionalInpainter,
                              for i in range(batch)]).to(device)
         samples = inpainter.complete(y_obs, masks, n_samples, float(temperature), noise=noise)
         missing = masks.float()
-        context = inpainter.context(y_obs, missing)
+        with torch.no_grad():  # the observation is fixed: only the missing pixels move
+            context = inpainter.context(y_obs, missing)
         dims = missing.flatten(1).sum(dim=1).clamp(min=1)
         fill, trajectories = _climb(
             lambda y: inpainter.conditional_log_prob(y, context),

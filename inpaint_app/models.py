@@ -189,12 +189,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> De
                                   f"{tuple(model.exemplars.images.shape[1:])}, the model "
                                   f"{tuple(model.image_shape)}")
     inpainter = folder / INPAINTER_FILE
-    if inpainter.is_file():
-        model.conditional = (_load_bare(inpainter, map_location),)
-        if (model.conditional[0].config["family"] not in CONDITIONAL_FAMILIES
-                or tuple(model.conditional[0].image_shape) != tuple(model.image_shape)):
-            raise CheckpointError(f"{inpainter} is not a conditional inpainting model of "
-                                  f"images of shape {model.image_shape}")
+    if inpainter.is_file() and inpainter.resolve() != _checkpoint_file(path).resolve():
+        model.inpainters = (_load_inpainter(inpainter, model, map_location),)
     background = folder / BACKGROUND_FILE
     if background.is_file() and background.resolve() != _checkpoint_file(path).resolve():
         model.background = (_load_bare(background, map_location),)
@@ -203,6 +199,21 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> De
                                   f"{model.background[0].image_shape}, the model "
                                   f"{model.image_shape}")
     return model
+
+
+def _load_inpainter(path: Path, model: DensityModel, map_location: str | torch.device
+                    ) -> torch.nn.Module:
+    """The conditional inpainting flow in ``path``, checked against the image model it serves;
+    any failure is a ``CheckpointError`` that names the file."""
+    ckpt = load_checkpoint(path, map_location)
+    family, shape = ckpt["config"].get("family"), ckpt["config"].get("image_shape")
+    if family not in CONDITIONAL_FAMILIES or tuple(shape or ()) != tuple(model.image_shape):
+        raise CheckpointError(f"{path} is not a conditional inpainting model of images of shape "
+                              f"{model.image_shape} (family {family!r}, shape {shape})")
+    try:
+        return _load_bare(path, map_location)
+    except (ConfigError, RuntimeError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: {str(err).splitlines()[0]}") from err
 
 
 def _checkpoint_file(path: str | Path) -> Path:

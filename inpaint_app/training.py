@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .conditional import ConditionalInpainter
 from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
 
 
@@ -111,7 +112,7 @@ class LogProb(nn.Module):
 
     def forward(self, y: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        if getattr(self.density, "conditional", False):
+        if isinstance(self.density, ConditionalInpainter):
             return self.density.nll_terms(y, generator)
         log_prob = self.density.log_prob(y)
         return log_prob, torch.full_like(log_prob, self.density.dim)

@@ -62,7 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"one of {sorted(ALL_FAMILIES)} (cflow: conditional inpainting flow)")
     p.add_argument("--hparams", default="{}",
                    help='JSON of model hyperparameters, e.g. {"steps": 8}')
-    p.add_argument("--out", default=None, help="output folder (default trained/<dataset>-<model>)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default trained/<dataset>-<model>; runs/... for cflow)")
     p.add_argument("--data-root", default=None,
                    help="dataset root (default $FLOWPAINT_DATA or ./data)")
     p.add_argument("--download", action="store_true", help="let torchvision download the dataset")
@@ -104,7 +105,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--perturb must be in [0, 1), got {args.perturb}")
     if args.model not in ALL_FAMILIES:
         p.error(f"unknown model {args.model!r}: choose one of {sorted(ALL_FAMILIES)}")
-    args.out = Path(args.out or f"trained/{args.dataset}-{args.model}")
+    # A conditional model is not an image model the app could serve: it goes to runs/ until
+    # pipelines.tune_inpainter installs it beside one.
+    args.out = Path(args.out or (f"runs/{args.dataset}-{args.model}"
+                                 if args.model in CONDITIONAL_FAMILIES
+                                 else f"trained/{args.dataset}-{args.model}"))
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for the card's command line
     return args
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from inpaint_app.conditional import ConditionalInpainter
 from inpaint_app.data import default_data_root, load_split
 from inpaint_app.inpainting import discrete_bits_per_dim, inpaint_batch
 from inpaint_app.masks import MASK_PRESETS, make_mask
@@ -53,14 +54,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     model = load_model(args.into)
     inpainter = load_model(args.checkpoint)
-    if not getattr(inpainter, "conditional", False):
+    if not isinstance(inpainter, ConditionalInpainter):
         raise SystemExit(f"error: {args.checkpoint} is not a conditional inpainting model")
     dataset = inpainter.card.get("dataset")
     images = load_split(dataset, "val", args.data_root)[: args.limit]
     true_bpd = discrete_bits_per_dim(model, images)
     masks = {preset: torch.stack([make_mask(preset, images.shape[2:], seed=i)
                                   for i in range(len(images))]) for preset in MASK_PRESETS}
-    model.conditional = (inpainter,)
+    model.inpainters = (inpainter,)
     exemplar = statistics.fmean(
         statistics.fmean(masked_psnr(r.image, x, m[None].expand_as(x)) for r, x, m in zip(
             inpaint_batch(model, images, mask, method="exemplar"), images, mask, strict=True))

@@ -270,7 +270,7 @@ def glow_with_inpainter() -> torch.nn.Module:
         for p in inpainter.parameters():
             p.add_(0.1 * torch.randn_like(p))
     inpainter.card = {"inpainting": {"samples": 4, "temperature": 0.7, "ascent_steps": 0}}
-    glow.conditional = (inpainter.eval(),)
+    glow.inpainters = (inpainter.eval(),)
     return glow
 
 
@@ -318,12 +318,51 @@ def test_exemplar_method_and_fallback_without_conditional_model(glow_with_inpain
                                                mask[None, None])
     assert torch.equal(exemplar.image[:, mask], (start[0] * 256).floor().clamp(0, 255).to(
         torch.uint8)[:, mask])
-    inpainter = glow_with_inpainter.conditional
-    glow_with_inpainter.conditional = ()
+    inpainter = glow_with_inpainter.inpainters
+    glow_with_inpainter.inpainters = ()
     try:
         fallback = inpaint(glow_with_inpainter, image, mask)
     finally:
-        glow_with_inpainter.conditional = inpainter
+        glow_with_inpainter.inpainters = inpainter
     assert NO_CONDITIONAL in fallback.message and fallback.steps == 10
     with pytest.raises(ValueError, match="temperature"):
         inpaint(glow_with_inpainter, image, mask, method="nice", temperature=0.5)
+
+
+def test_image_model_with_inpainter_attached_still_trains_unconditionally(
+        glow_with_inpainter) -> None:
+    from inpaint_app.training import LogProb
+
+    y = torch.rand(2, 1, 8, 8) * 0.9 + 0.05
+    log_prob, dims = LogProb(glow_with_inpainter)(y)
+    torch.testing.assert_close(log_prob, glow_with_inpainter.log_prob(y))
+    assert dims.tolist() == [64.0, 64.0]
+
+
+def test_bad_inpainter_file_is_a_clear_checkpoint_error(tmp_path) -> None:
+    from inpaint_app.models import CheckpointError
+
+    torch.manual_seed(0)
+    glow = build_model("glow", image_shape=(1, 8, 8), hidden=8, steps=2)
+    save_model(glow, tmp_path / "model.pt")
+    save_model(build_model("glow", image_shape=(1, 8, 8), hidden=8, steps=2),
+               tmp_path / "inpainter.pt")  # an image model where the inpainter should be
+    with pytest.raises(CheckpointError, match="inpainter.pt is not a conditional"):
+        load_model(tmp_path)
+    save_model(tiny_model().float(), tmp_path / "inpainter.pt")  # 4x4 images, not 8x8
+    with pytest.raises(CheckpointError, match="images of shape"):
+        load_model(tmp_path)
+    save_model(build_model("cflow", (1, 8, 8), steps=2, hidden=8, features=4, width=8),
+               tmp_path / "inpainter.pt")
+    assert isinstance(load_model(tmp_path).inpainter, ConditionalInpainter)
+
+
+def test_app_refuses_to_serve_a_conditional_checkpoint(tmp_path) -> None:
+    import gradio as gr
+
+    from inpaint_app.app.registry import ModelCache
+
+    save_model(tiny_model().float(), tmp_path / "cflow" / "model.pt")
+    cache = ModelCache({"cflow": tmp_path / "cflow" / "model.pt"}, "cflow")
+    with pytest.raises(gr.Error, match="conditional inpainting model"):
+        cache.get("cflow")

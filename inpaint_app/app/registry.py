@@ -66,8 +66,13 @@ class ModelCache:
         with self._lock:
             if name not in self._models:
                 try:
-                    self._models[name] = load_model(self.paths[name])
+                    model = load_model(self.paths[name])
                 except (CheckpointError, ConfigError, RuntimeError) as err:
                     raise gr.Error(f"cannot load model {name!r}: {err}") from err
+                if not isinstance(model, DensityModel):
+                    raise gr.Error(f"cannot serve {name!r}: it is a conditional inpainting "
+                                   "model, not an image model; install it beside one as "
+                                   "inpainter.pt (python -m pipelines.tune_inpainter --install)")
+                self._models[name] = model
                 self.loads += 1
             return self._models[name]
