@@ -53,12 +53,6 @@ class ConditionalInpainter(nn.Module):
         self.prior = nn.Conv2d(features, 2 * channels, 3, padding=1)
         nn.init.zeros_(self.prior.weight)
         nn.init.zeros_(self.prior.bias)
-        self.exemplars = None  # the unconditional models' attachments, absent here
-        self.background: tuple = ()
-
-    @property
-    def dim(self) -> int:
-        return math.prod(self.image_shape)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -139,14 +133,17 @@ class ConditionalInpainter(nn.Module):
     @torch.no_grad()
     def complete(self, y_obs: torch.Tensor, missing: torch.Tensor, n: int = 1,
                  temperature: float = 1.0, *, generator: torch.Generator | None = None,
-                 noise: torch.Tensor | None = None) -> torch.Tensor:
+                 noise: torch.Tensor | None = None, context: Context | None = None
+                 ) -> torch.Tensor:
         """``[B, n, C, H, W]`` completions in [0, 1]: the missing pixels drawn in one pass at
         ``temperature``; the observed pixels are ``y_obs``'s, untouched. ``noise``
-        (``[B, n, *latent_shape]``, standard normal) replaces draws from ``generator``."""
+        (``[B, n, *latent_shape]``, standard normal) replaces draws from ``generator``;
+        ``context`` (``context(y_obs, missing)``) saves the encoder pass when the caller has it."""
         batch = y_obs.shape[0]
         missing = self.missing_mask(missing, batch, y_obs.device)
-        context = self.context(y_obs, missing)
+        context = self.context(y_obs, missing) if context is None else context
         mean, log_sigma = self._prior(context)
+
         def rep(t: torch.Tensor) -> torch.Tensor:
             return t.repeat_interleave(n, dim=0)
 

@@ -407,10 +407,11 @@ def _conditional_results(model: DensityModel, inpainter: ConditionalInpainter,
         noise = torch.stack([torch.randn((n_samples, *inpainter.latent_shape),
                                          generator=torch.Generator().manual_seed(seed + i))
                              for i in range(batch)]).to(device)
-        samples = inpainter.complete(y_obs, masks, n_samples, float(temperature), noise=noise)
         missing = masks.float()
         with torch.no_grad():  # the observation is fixed: only the missing pixels move
             context = inpainter.context(y_obs, missing)
+        samples = inpainter.complete(y_obs, masks, n_samples, float(temperature), noise=noise,
+                                     context=context)
         dims = missing.flatten(1).sum(dim=1).clamp(min=1)
         fill, trajectories = _climb(
             lambda y: inpainter.conditional_log_prob(y, context),
@@ -423,7 +424,7 @@ def _conditional_results(model: DensityModel, inpainter: ConditionalInpainter,
     spread = samples.std(dim=1, unbiased=False).amax(dim=1) if n_samples > 1 else None
     with _eval_mode(model):
         before = discrete_bits_per_dim(model, start_fill).tolist()
-        after = discrete_bits_per_dim(model, shown).tolist()
+        after = discrete_bits_per_dim(model, shown).tolist() if steps else before
     seconds = (time.perf_counter() - start) / batch
     results = []
     for i in range(batch):

@@ -76,9 +76,8 @@ def pattern_mask(kind: str, parity: int, shape: tuple[int, int, int],
     k = torch.arange(channels, device=device)[:, None, None] % 4
     rows = torch.arange(height, device=device)[None, :, None]
     cols = torch.arange(width, device=device)[None, None, :]
-    index = {"checker": rows + cols + 0 * k, "subpixel-checker": k // 2 + k % 2 + 0 * rows * cols,
-             "subpixel-rows": k // 2 + 0 * rows * cols, "subpixel-cols": k % 2 + 0 * rows * cols,
-             }[kind]
+    index = {"checker": rows + cols, "subpixel-checker": k // 2 + k % 2,
+             "subpixel-rows": k // 2, "subpixel-cols": k % 2}[kind]
     return (index.expand(channels, height, width) % 2 == parity).float()[None]
 
 
