@@ -8,7 +8,9 @@ sets each score's threshold at the target false-positive rate, and rewrites ``ca
 both model.pt and card.json (each written to a temporary file, then renamed). ``--background``
 first installs a background model (``python -m pipelines.train --perturb ...``) beside the
 checkpoint as ``background.pt``; the anomaly evidence then includes the likelihood ratio
-against it (``inpaint_app.anomaly``).
+against it (``inpaint_app.anomaly``). The validation images go through the same input
+normalization as uploads (``inpaint_app.normalize``; ``--no-normalize``: as stored), so the
+thresholds hold for what the app and ``score_batch`` actually score; the card records which.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from inpaint_app.models import (
     load_model,
     save_model,
 )
+from inpaint_app.normalize import normalize_images, recipe_for
 from pipelines.evaluate import model_and_split
 
 
@@ -44,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--background", default=None, metavar="CHECKPOINT",
                    help="install this background model beside the checkpoint first")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false",
+                   help="calibrate on the images as stored, not input-normalized")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -53,9 +58,14 @@ def main(argv: list[str] | None = None) -> None:
         install_background(Path(args.background), path)
     model, dataset, images = model_and_split(path, args.dataset, args.split, args.data_root)
     start = time.perf_counter()
+    normalized = args.normalize and model.image_shape[0] == 1
+    if normalized:
+        images = normalize_images(images, dataset)
     anomaly = calibrate(model, images, fpr=args.fpr, batch_size=args.batch_size, progress=True,
                         source=f"{dataset} {args.split} ({len(images):,})")
-    anomaly["command"] = f"python -m pipelines.calibrate {path} --fpr {args.fpr}"
+    anomaly["command"] = (f"python -m pipelines.calibrate {path} --fpr {args.fpr}"
+                          + ("" if normalized else " --no-normalize"))
+    anomaly["input_normalization"] = recipe_for(dataset).name if normalized else "off"
     if model.background:
         card = model.background[0].card
         anomaly["background"] = {"file": BACKGROUND_FILE, **{

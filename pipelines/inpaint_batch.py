@@ -5,7 +5,11 @@
         [--seed S] [--ground-truth truth/]
 
 A mask is a PNG of the image's size paired by file name; white (>= 128) marks missing pixels.
-Writes ``<out>/<name>.png`` (atomically) and ``<out>/metrics.csv``; outputs that exist are
+Grayscale models see each image through their input normalization (``inpaint_app.normalize``:
+polarity, the dataset's framing, levels) and the fill is mapped back, so ``<out>/<name>.png`` has
+the upload's size and polarity with only its missing pixels replaced (``--no-normalize``: the
+model-size image, plainly resized, as before). Ground-truth scores are then taken in the upload's
+frame. Writes ``<out>/<name>.png`` (atomically) and ``<out>/metrics.csv``; outputs that exist are
 skipped. A file that cannot be used (unreadable, mask missing or of the wrong size) gets an
 ``error`` row and no image; the run goes on.
 """
@@ -21,17 +25,11 @@ import torch
 from tqdm import tqdm
 
 from inpaint_app.atomic import atomic_write, ensure_writable_dir
-from inpaint_app.images import (
-    ImageError,
-    describe_fit,
-    open_image,
-    save_png,
-    to_mask,
-    to_model_input,
-)
+from inpaint_app.images import ImageError, open_image, save_png, to_mask, to_model_input, to_pil
 from inpaint_app.inpainting import MASK_PRESETS, METHODS, inpaint, make_mask
 from inpaint_app.metrics import masked_psnr, masked_ssim
 from inpaint_app.models import CheckpointError, ConfigError, load_model
+from inpaint_app.normalize import fit_input
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 FIELDS = ["file", "output", "status", "bpd_before", "bpd_after", "seconds", "psnr_masked",
@@ -48,7 +46,7 @@ def find_pair(folder: Path, stem: str) -> Path | None:
 
 def load_mask(path: Path | None, image_size: tuple[int, int], model_size: tuple[int, int]
               ) -> torch.Tensor:
-    """bool ``[H, W]`` at the model's size from a mask PNG that must have the image's size."""
+    """bool ``[H, W]`` at ``model_size`` from a mask PNG that must have the image's size."""
     if path is None:
         raise ImageError("no mask with this file name in --masks")
     mask_image = open_image(path)
@@ -69,25 +67,33 @@ def process(path: Path, model: torch.nn.Module, args: argparse.Namespace, index:
     """Inpaint one file; returns its metrics row (raises ImageError for unusable input)."""
     image = open_image(path)
     _, h, w = model.image_shape
+    x, framing, note = fit_input(image, model.image_shape, model.card.get("dataset"),
+                                 args.normalize)
+    size = (image.height, image.width) if framing else (h, w)  # where masks and scores live
     if args.mask_preset is not None:
         mask = make_mask(args.mask_preset, (h, w), seed=args.seed + index)
+        user_mask = framing.to_upload_mask(mask) if framing else mask.numpy()
     else:
-        mask_path = find_pair(args.masks, path.stem)
-        mask = load_mask(mask_path, (image.height, image.width), (h, w))
-    note = describe_fit(image, model.image_shape)
-    x = to_model_input(image, model.image_shape)
+        user_mask = load_mask(find_pair(args.masks, path.stem), (image.height, image.width),
+                              size).numpy()
+        mask = framing.to_model_mask(user_mask) if framing else torch.from_numpy(user_mask)
+    if not mask.any():
+        raise ImageError("the mask misses the model's view of the image: nothing to fill")
     result = inpaint(model, x, mask, method=args.method, steps=args.steps, seed=args.seed)
+    output = result.image if framing is None else to_model_input(
+        framing.restore(to_model_input(to_pil(result.image), model.image_shape), image,
+                        user_mask), (1, *size))
     row = {"bpd_before": f"{result.bpd_before:.4f}", "bpd_after": f"{result.bpd_after:.4f}",
            "seconds": f"{result.seconds:.3f}", "missing_fraction": f"{mask.float().mean():.4f}",
-           "note": "; ".join(s for s in (note if "->" in note else "", result.message) if s)}
+           "note": "; ".join(s for s in (note, result.message) if s)}
     if args.ground_truth is not None:
         truth_path = find_pair(args.ground_truth, path.stem)
         if truth_path is None:
             raise ImageError("no ground-truth image with this file name")
-        truth = to_model_input(open_image(truth_path), model.image_shape)
-        psnr, ssim = masked_scores(result.image, truth, mask[None])
+        truth = to_model_input(open_image(truth_path), (output.shape[0], *size))
+        psnr, ssim = masked_scores(output, truth, torch.from_numpy(user_mask)[None])
         row.update(psnr_masked=f"{psnr:.3f}", ssim_masked=f"{ssim:.4f}")
-    save_png(result.image, args.out / f"{path.stem}.png")
+    save_png(output, args.out / f"{path.stem}.png")
     return row
 
 
@@ -112,6 +118,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ground-truth", type=Path, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-normalize", dest="normalize", action="store_false",
+                        help="plain resize to the model's size instead of its input "
+                             "normalization (the output is then at the model's size)")
     return parser.parse_args(argv)
 
 

@@ -11,6 +11,12 @@ stand-in for an unseen handwritten-character set, which this project does not ha
 scribbles (a set made after the default score was chosen, so one that played no part in it). Writes
 ``<out>.json``, ``<out>.md`` and a bits/dim histogram per set with the threshold drawn
 (``docs/ood-histogram.png``), and reports scoring throughput (images/s).
+
+Every set goes through the input normalization first, as uploads do (``--no-normalize``: as
+stored); the inverted set is then left out, since black on white is normalized back by design.
+The nuisance section (``--nuisance-limit``) re-captures every set (``inpaint_app.nuisances``:
+shifts, resampling, JPEG, blur, gamma, contrast, black on white) and reports the default's flag
+rate on the in-distribution images and its AUROC against each out set under the same nuisance.
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from inpaint_app.anomaly import SCORES, base_scores, scores_from_base
 from inpaint_app.data import DatasetNotFound, load_split
+from inpaint_app.images import to_model_input
 from inpaint_app.models import load_model
-from inpaint_app.ood_metrics import summary
+from inpaint_app.normalize import normalize_images, prepare, recipe_for
+from inpaint_app.nuisances import NUISANCES, apply_all
+from inpaint_app.ood_metrics import auroc, summary
 
 MODELS = {"mnist": "trained/mnist-glow/model.pt",
           "fashion-mnist": "trained/fashion-mnist-glow/model.pt"}
@@ -95,15 +104,21 @@ def build_sets(name: str, limit: int, root: str | None, seed: int = 0
             "letters": rendered_letters(len(test), seed), "scribbles": scribbles(len(test), seed)}
 
 
-def evaluate_model(name: str, checkpoint: str, limit: int, root: str | None
-                   ) -> dict[str, Any]:
-    """Scores of every set under one model, the metrics per pair and score, and throughput."""
+def evaluate_model(name: str, checkpoint: str, limit: int, root: str | None,
+                   nuisance_limit: int = 0, normalized: bool = True) -> dict[str, Any]:
+    """Scores of every set under one model, the metrics per pair and score, and throughput.
+
+    ``normalized``: every set goes through the input normalization first, as uploads do; the
+    inverted set is then left out, since black on white is normalized back by design."""
     model = load_model(checkpoint)
     calibration = model.card.get("anomaly")
     if not calibration:
         sys.exit(f"error: {checkpoint} is not calibrated: run python -m pipelines.calibrate "
                  f"{checkpoint}")
     sets = build_sets(name, limit, root)
+    if normalized:
+        del sets["inverted"]
+        sets = {key: normalize_images(images, name) for key, images in sets.items()}
     scores, bpd = {}, {}
     for key, images in sets.items():
         start = time.perf_counter()
@@ -117,10 +132,65 @@ def evaluate_model(name: str, checkpoint: str, limit: int, root: str | None
         if key != "in":
             label = SET_NAMES[key].format(name=name, other=OTHER[name])
             pairs[label] = {s: summary(scores["in"][s], scores[key][s]) for s in SCORES}
-    return {"checkpoint": checkpoint, "n_per_set": limit, "pairs": pairs,
+    nuisance = (nuisance_section(model, build_sets(name, nuisance_limit, root), nuisance_limit)
+                if nuisance_limit else None)
+    return {"checkpoint": checkpoint, "n_per_set": limit, "pairs": pairs, "nuisance": nuisance,
+            "normalized": normalized,
             "throughput_images_per_s": round(throughput, 1), "calibration": {
                 k: calibration[k] for k in ("default_score", "fpr", "source", "n")},
             "bpd_threshold": calibration["scores"]["bpd"]["threshold"], "_bpd": bpd}
+
+
+def model_inputs(model: Any, uploads: list[Image.Image], normalized: bool) -> torch.Tensor:
+    """What the app feeds the model for these uploads: its input normalization (the default) or
+    the plain fit (``--no-normalize``)."""
+    if normalized:
+        recipe = recipe_for(model.card.get("dataset"))
+        return torch.stack([prepare(u, model.image_shape, recipe)[0] for u in uploads])
+    return torch.stack([to_model_input(u, model.image_shape) for u in uploads])
+
+
+def nuisance_section(model: Any, sets: dict[str, torch.Tensor], limit: int) -> dict[str, Any]:
+    """Capture nuisances (``inpaint_app.nuisances``) applied to the first ``limit`` images of every
+    set: the default score's flag rate on the in-distribution images at its calibrated threshold,
+    with the input normalization and without, and its AUROC against every out set under the same
+    nuisance (normalized). The inverted set is left out: black on white is a nuisance here."""
+    calibration = model.card["anomaly"]
+    default = calibration["default_score"]
+    threshold = calibration["scores"][default]["threshold"]
+
+    def score(images: torch.Tensor) -> np.ndarray:
+        return scores_from_base(base_scores(model, images), calibration)[default]
+
+    rows = {}
+    for name in NUISANCES:
+        uploads = {key: apply_all(name, images[:limit]) for key, images in sets.items()
+                   if key != "inverted"}
+        inside = score(model_inputs(model, uploads["in"], True))
+        plain = score(model_inputs(model, uploads["in"], False))
+        rows[name] = {"flag_rate": float(np.mean(inside > threshold)),
+                      "flag_rate_plain": float(np.mean(plain > threshold)),
+                      "auroc": {key: auroc(inside, score(model_inputs(model, images, True)))
+                                for key, images in uploads.items() if key != "in"}}
+        print(f"{name}: flagged {rows[name]['flag_rate']:.1%} normalized, "
+              f"{rows[name]['flag_rate_plain']:.1%} plain", flush=True)
+    return {"n": min(limit, len(sets["in"])), "score": default, "rows": rows}
+
+
+def nuisance_markdown(results: dict[str, Any]) -> str:
+    """Flag rates and the worst AUROC per nuisance, per model."""
+    lines = ["| model | nuisance | flagged (normalized) | flagged (plain fit) | "
+             "worst AUROC (normalized) | against |", "|---|---|---|---|---|---|"]
+    for name, result in results.items():
+        section = result.get("nuisance")
+        if not section:
+            continue
+        for nuisance, row in section["rows"].items():
+            key, worst = min(row["auroc"].items(), key=lambda item: item[1])
+            label = SET_NAMES[key].format(name=name, other=OTHER[name])
+            lines.append(f"| {name} | {nuisance} | {row['flag_rate']:.1%} | "
+                         f"{row['flag_rate_plain']:.1%} | {worst:.3f} | {label} |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(results: dict[str, Any], default: str) -> str:
@@ -195,13 +265,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-root", default=None,
                    help="dataset root (default $FLOWPAINT_DATA or ./data)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false",
+                   help="score the sets as stored, without the input normalization")
+    p.add_argument("--nuisance-limit", type=int, default=300,
+                   help="images per set in the nuisance section (0: skip it)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     results = {}
     try:
         for name, checkpoint in MODELS.items():
-            results[name] = evaluate_model(name, checkpoint, args.limit, args.data_root)
+            results[name] = evaluate_model(name, checkpoint, args.limit, args.data_root,
+                                           args.nuisance_limit, args.normalize)
     except DatasetNotFound as err:
         sys.exit(f"error: {err}")
     default = results["mnist"]["calibration"]["default_score"]
@@ -211,14 +286,24 @@ def main(argv: list[str] | None = None) -> None:
         del result["_bpd"]
     table = markdown(results, default)
     speed = results["mnist"]["throughput_images_per_s"]
-    note = (f"\n{args.limit:,} images per set (a fixed random subset of each test split); "
-            f"default score: {default}; MNIST Glow scoring throughput {speed} images/s "
+    note = (f"\n{args.limit:,} images per set (a fixed random subset of each test split), "
+            + ("each through the input normalization, as uploads are (so the inverted set, "
+               "normalized back by design, is left out); " if args.normalize else "as stored; ")
+            + f"default score: {default}; MNIST Glow scoring throughput {speed} images/s "
             f"(batch 256, {args.threads} CPU thread(s)).\n")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    out.with_suffix(".md").write_text("# OOD evaluation\n\n" + table + note)
-    print(table + note)
+    nuisances = ""
+    if args.nuisance_limit:
+        nuisances = ("\n## Capture nuisances\n\nThe default score's flag rate on in-distribution "
+                     "test images at its calibrated 5 % threshold, after each nuisance, through "
+                     "the app's input normalization (`inpaint_app.normalize`) and through the "
+                     "plain fit; and its lowest AUROC against the out sets under the same "
+                     f"nuisance ({args.nuisance_limit} images per set).\n\n"
+                     + nuisance_markdown(results))
+    out.with_suffix(".md").write_text("# OOD evaluation\n\n" + table + note + nuisances)
+    print(table + note + nuisances)
 
 
 if __name__ == "__main__":

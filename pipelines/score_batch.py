@@ -3,8 +3,10 @@
     python -m pipelines.score_batch --checkpoint trained/mnist-glow/model.pt --images DIR \
         --out scores.csv [--score combined]
 
-Each image is read with ``inpaint_app.images`` (any size and mode: converted to the model's
-channels, resized with Lanczos) and scored with ``inpaint_app.anomaly.score_images``. A file that
+Each image is read with ``inpaint_app.images`` (any size and mode), brought to the model's
+conventions by its input normalization (``inpaint_app.normalize``: polarity, the dataset's
+framing, levels; ``--no-normalize``: a plain Lanczos resize) and scored with
+``inpaint_app.anomaly.score_images``; the ``normalization`` column says what was done. A file that
 cannot be read gets a row with its ``error`` and the run goes on. The CSV is written to a
 temporary file and renamed, so no half-written file is left behind.
 """
@@ -22,27 +24,31 @@ from tqdm import tqdm
 
 from inpaint_app.anomaly import NEEDS_CALIBRATION, SCORES, score_images
 from inpaint_app.atomic import atomic_write, ensure_writable_dir
-from inpaint_app.images import ImageError, open_image, to_model_input
+from inpaint_app.images import ImageError, open_image
 from inpaint_app.models import CheckpointError, ConfigError, load_model
+from inpaint_app.normalize import fit_input
 
 COLUMNS = ["file", "bpd", "score", *(s for s in SCORES if s != "bpd"), "p_value", "flag",
-           "threshold", "error"]
+           "threshold", "normalization", "error"]
 
 
-def read_folder(folder: Path, image_shape: tuple[int, int, int]
-                ) -> tuple[list[str], list[torch.Tensor], dict[str, str]]:
-    """Names and uint8 tensors of the readable files, and an error message for each other one."""
-    names, tensors, errors = [], [], {}
+def read_folder(folder: Path, image_shape: tuple[int, int, int], dataset: str | None = None,
+                normalize: bool = True
+                ) -> tuple[list[str], list[torch.Tensor], dict[str, str], dict[str, str]]:
+    """Names and uint8 tensors of the readable files, an error message for each other one, and
+    what the input normalization did to each readable one."""
+    names, tensors, errors, notes = [], [], {}, {}
     for path in tqdm(sorted(p for p in folder.iterdir() if p.is_file()
                             and not p.name.startswith(".")), desc="read", unit="file"):
         try:
-            tensors.append(to_model_input(open_image(path), image_shape))
+            x, _, notes[path.name] = fit_input(open_image(path), image_shape, dataset, normalize)
+            tensors.append(x)
             names.append(path.name)
         except ImageError as err:
             errors[path.name] = str(err)
         except OSError as err:  # unreadable (permissions, I/O): named, and the run goes on
             errors[path.name] = f"cannot read file: {err.strerror or err}"
-    return names, tensors, errors
+    return names, tensors, errors, notes
 
 
 def _cell(value: Any) -> str:
@@ -70,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--score", default=None, choices=SCORES,
                    help="score for score/p_value/flag (default: the card's default score)")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false",
+                   help="plain resize instead of the model's input normalization")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
@@ -89,13 +97,14 @@ def main(argv: list[str] | None = None) -> None:
         ensure_writable_dir(Path(args.out).parent)
     except OSError as err:
         sys.exit(f"error: cannot write {args.out}: {err.strerror or err}")
-    names, tensors, errors = read_folder(folder, model.image_shape)
+    names, tensors, errors, notes = read_folder(folder, model.image_shape,
+                                                model.card.get("dataset"), args.normalize)
     scored: dict[str, dict[str, Any]] = {}
     for start in tqdm(range(0, len(tensors), args.batch_size), desc="score", unit="batch"):
         batch = torch.stack(tensors[start:start + args.batch_size])
         results = score_images(model, batch, batch_size=args.batch_size, score=args.score)
         scored.update(zip(names[start:start + args.batch_size], results, strict=True))
-    rows = [{"file": name, **scored[name]} if name in scored
+    rows = [{"file": name, **scored[name], "normalization": notes[name]} if name in scored
             else {"file": name, "error": errors[name]} for name in sorted({*scored, *errors})]
     write_csv(rows, Path(args.out))
     flagged = sum(bool(r.get("flag")) for r in rows)

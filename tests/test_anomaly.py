@@ -231,3 +231,4 @@ def test_calibrate_installs_a_background_and_records_it(data_root: Path, tmp_pat
     assert anomaly["background"]["perturb"] == 0.1 and anomaly["background"]["val_bpd"] == 9.0
     assert "likelihood_ratio" in anomaly["scores"]["evidence"]["parts"]
     assert len(load_model(checkpoint).background) == 1
+    assert anomaly["input_normalization"] == "mnist"  # thresholds for what uploads become

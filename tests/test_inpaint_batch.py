@@ -90,7 +90,35 @@ def test_other_size_and_mode_is_converted_and_noted(checkpoint: Path, tmp_path: 
                  "--mask-preset", "center", "--out", str(out), "--steps", "1"]) == 0
     row = read_rows(out)["big.png"]
     assert "resized" in row["note"] and "converted" in row["note"]
-    assert open_image(out / "big.png").size == (8, 8)
+    filled = open_image(out / "big.png")  # back in the upload's frame, observed pixels kept
+    assert filled.size == (16, 16) and filled.mode == "L"
+    gray = Image.new("RGB", (16, 16), (200, 10, 10)).convert("L").getpixel((0, 0))
+    assert filled.getpixel((0, 0)) == gray and filled.getpixel((15, 15)) == gray
+    assert main(["--checkpoint", str(checkpoint), "--images", str(tmp_path / "in"),
+                 "--mask-preset", "center", "--out", str(tmp_path / "plain"), "--steps", "1",
+                 "--no-normalize"]) == 0
+    assert open_image(tmp_path / "plain" / "big.png").size == (8, 8)
+
+
+def test_black_on_white_upload_is_filled_in_its_own_polarity(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("glow", image_shape=(1, 28, 28), hidden=8, steps=1)
+    with torch.no_grad():
+        model.log_prob(torch.rand(8, 1, 28, 28) * 0.9 + 0.05)
+    save_model(model.eval(), tmp_path / "model.pt", card={"dataset": "mnist"})
+    page = Image.new("L", (168, 168), 255)
+    page.paste(0, (30, 12, 54, 72))  # a dark bar on a white page
+    (tmp_path / "in").mkdir()
+    page.save(tmp_path / "in" / "scan.png")
+    assert main(["--checkpoint", str(tmp_path / "model.pt"), "--images", str(tmp_path / "in"),
+                 "--mask-preset", "bottom", "--out", str(tmp_path / "out"), "--steps", "0",
+                 "--method", "exemplar"]) == 0
+    row = read_rows(tmp_path / "out")["scan.png"]
+    assert "light background: inverted" in row["note"]
+    filled = open_image(tmp_path / "out" / "scan.png")
+    assert filled.size == (168, 168)
+    assert filled.getpixel((2, 2)) == 255 and filled.getpixel((42, 20)) == 0  # observed
+    assert filled.getpixel((2, 160)) == 255  # outside the model's 84-pixel view: untouched
 
 
 def test_exemplar_method_runs_without_ascent(checkpoint: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import torch
 from inpaint_app.anomaly import SCORES, calibrate
 from inpaint_app.data import load_split
 from inpaint_app.models import build_model, save_model
+from inpaint_app.nuisances import NUISANCES
 from pipelines import ood_eval
 
 
@@ -45,9 +46,10 @@ def test_evaluate_model_reports_every_pair_and_score(data_root: Path, tmp_path: 
     val = load_split("mnist", "val", str(data_root))[:64]
     card = {"dataset": "mnist", "anomaly": calibrate(model, val, source="mnist val (64)")}
     save_model(model, tmp_path / "model.pt", card=card)
-    result = ood_eval.evaluate_model("mnist", str(tmp_path / "model.pt"), 24, str(data_root))
+    result = ood_eval.evaluate_model("mnist", str(tmp_path / "model.pt"), 24, str(data_root),
+                                     nuisance_limit=6)
     labels = {name.format(name="mnist", other="fashion-mnist")
-              for name in ood_eval.SET_NAMES.values()}
+              for key, name in ood_eval.SET_NAMES.items() if key != "inverted"}
     assert set(result["pairs"]) == labels
     for metrics in result["pairs"].values():
         assert set(metrics) == set(SCORES)
@@ -55,3 +57,12 @@ def test_evaluate_model_reports_every_pair_and_score(data_root: Path, tmp_path: 
     assert result["throughput_images_per_s"] > 0
     table = ood_eval.markdown({"mnist": result}, "evidence")
     assert table.count("\n| mnist |") == len(labels)
+    section = result["nuisance"]
+    assert section["n"] == 6 and set(section["rows"]) == set(NUISANCES)
+    for row in section["rows"].values():
+        assert 0.0 <= row["flag_rate"] <= 1.0 and 0.0 <= row["flag_rate_plain"] <= 1.0
+        assert set(row["auroc"]) == set(ood_eval.SET_NAMES) - {"inverted"}
+    # Black on white is normalized back: flagged as often as the clean images, unlike the plain fit.
+    rows = section["rows"]
+    assert rows["black on white"]["flag_rate"] == rows["none"]["flag_rate"]
+    assert ood_eval.nuisance_markdown({"mnist": result}).count("\n| mnist |") == len(NUISANCES)

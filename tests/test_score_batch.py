@@ -56,7 +56,7 @@ def test_scores_folder_and_reports_bad_files(checkpoint: Path, folder: Path,
                       "--out", str(out)])
     header, rows = _rows(out)
     assert header == ["file", "bpd", "score", *(s for s in SCORES if s != "bpd"), "p_value",
-                      "flag", "threshold", "error"]
+                      "flag", "threshold", "normalization", "error"]
     assert set(rows) == {"black.png", "red_big.jpg", "corrupt.png", "empty.png", "notes.txt"}
     for name in ("black.png", "red_big.jpg"):
         row = rows[name]
@@ -82,3 +82,25 @@ def test_missing_folder_is_a_clear_error(checkpoint: Path, tmp_path: Path) -> No
     with pytest.raises(SystemExit, match="not a folder"):
         score_batch.main(["--checkpoint", str(checkpoint), "--images", str(tmp_path / "nope"),
                           "--out", str(tmp_path / "s.csv")])
+
+
+def test_black_on_white_scores_as_its_inverse_unless_normalization_is_off(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("glow", image_shape=(1, 28, 28), steps=1, hidden=8).eval()
+    with torch.no_grad():
+        model.log_prob(torch.rand(8, 1, 28, 28) * 0.5)
+    save_model(model, tmp_path / "model.pt", card={"dataset": "mnist"})
+    digit = Image.new("L", (28, 28), 0)
+    digit.paste(255, (12, 6, 16, 22))
+    images = tmp_path / "images"
+    images.mkdir()
+    digit.save(images / "white_on_black.png")
+    Image.eval(digit, lambda v: 255 - v).save(images / "black_on_white.png")
+    for flag, same in (([], True), (["--no-normalize"], False)):
+        out = tmp_path / f"scores{len(flag)}.csv"
+        score_batch.main(["--checkpoint", str(tmp_path / "model.pt"), "--images", str(images),
+                          "--out", str(out), "--score", "bpd", *flag])
+        rows = _rows(out)[1]
+        bpd = [float(rows[name]["bpd"]) for name in ("white_on_black.png", "black_on_white.png")]
+        assert (bpd[0] == pytest.approx(bpd[1])) is same
+        assert ("inverted" in rows["black_on_white.png"]["normalization"]) is same

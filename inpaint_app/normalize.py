@@ -1,0 +1,262 @@
+"""Input normalization: meet real uploads halfway before a model sees them.
+
+A model trained on MNIST has seen white strokes on an exactly black background, fitted into
+20x20 and centred by mass; a scan, a photo or a drawing is none of those. ``prepare`` brings an
+upload into the dataset's own conventions, records what it did (the app shows it), and keeps the
+geometry so that ``Framing.restore`` can paste a fill back into the user's frame and polarity.
+
+Steps, each recorded when it changes something:
+
+1. polarity (datasets of light content on black): a light background (median of the outermost
+   pixel ring above mid-grey) is inverted;
+2. background level (the same datasets): the ring's median is subtracted, so a grey or noisy
+   page becomes black;
+3. framing, by the dataset's recipe (``RECIPES``):
+   - ``mnist`` (LeCun et al. 1998): content fitted into 20x20 with its aspect kept, then placed so
+     that its centre of mass is the centre of the 28x28 field;
+   - ``fashion-mnist`` (Xiao et al. 2017): content trimmed, longest edge resized to 28, centred;
+   - ``resize``: a plain resize to the model's size (datasets without a known recipe).
+   An image already at the model's size is only re-centred (by an integer shift), never resampled;
+4. levels (``mnist`` only): pixels at most ``BLACK_LEVEL`` become 0, as in the dataset, whose
+   background is exactly black (JPEG ringing and blur halos live there); ink whose upper quartile
+   is below ``WHITE_LEVEL`` (a faded scan, a blurred or low-contrast photo) is stretched up to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .images import describe_fit, to_8bit, to_model_input
+
+BLACK_LEVEL = 24  # MNIST: below ~10 % of full scale is JPEG ringing or blur halo, not stroke
+WHITE_LEVEL = 250  # MNIST: the upper quartile of its ink is 250 (strokes saturate in their core)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a dataset frames its content: box (longest edge), centring rule, black level."""
+
+    name: str
+    box: int | None  # longest content edge in model pixels; None: plain resize
+    centre: str = "box"  # "mass" (centre of mass) or "box" (bounding box centre)
+    black_level: int = 0
+    content_level: float = 0.05  # share of the brightest pixel that counts as content (trimming)
+    white_level: int = 0  # the ink's upper quartile is stretched up to this level (0: off)
+    dark_background: bool = True  # the data is light content on black: polarity and page level
+
+
+RECIPES = {"mnist": Recipe("mnist", box=20, centre="mass", black_level=BLACK_LEVEL,
+                         content_level=0.2, white_level=WHITE_LEVEL),
+           "fashion-mnist": Recipe("fashion-mnist", box=28, centre="box"),
+           "resize": Recipe("resize", box=None, dark_background=False)}
+DATASET_RECIPES = {"mnist": "mnist", "fashion-mnist": "fashion-mnist"}
+
+
+def recipe_for(dataset: str | None) -> Recipe:
+    """The framing recipe of a model's dataset (plain resize when none is known)."""
+    return RECIPES[DATASET_RECIPES.get(dataset or "", "resize")]
+
+
+@dataclass
+class Framing:
+    """What ``prepare`` did: the steps in words and the map from the upload to model pixels.
+
+    Model pixel (u, v) = scale * (x, y) + offset, for upload pixel (x, y) (pixel centres).
+    """
+
+    size: tuple[int, int]  # the upload's (width, height)
+    shape: tuple[int, int]  # the model's (height, width)
+    inverted: bool = False
+    background: int = 0
+    gain: float = 1.0
+    scale: tuple[float, float] = (1.0, 1.0)
+    offset: tuple[float, float] = (0.0, 0.0)
+    steps: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return "; ".join(self.steps) if self.steps else "unchanged"
+
+    def _affine(self) -> tuple[float, ...]:
+        """PIL's AFFINE data mapping an upload pixel to the model pixel it came from."""
+        (sx, sy), (ox, oy) = self.scale, self.offset
+        return (sx, 0.0, ox + 0.5 * sx - 0.5, 0.0, sy, oy + 0.5 * sy - 0.5)
+
+    def to_model_mask(self, mask: np.ndarray) -> torch.Tensor:
+        """A bool ``[H, W]`` mask in the upload's frame, in model pixels (a model pixel is
+        missing when a quarter of it is)."""
+        height, width = self.shape
+        inverse = _inverse(self._affine())
+        image = Image.fromarray(np.where(mask, 255, 0).astype(np.uint8))
+        moved = image.transform((width, height), Image.Transform.AFFINE, inverse,
+                                resample=Image.Resampling.BILINEAR)
+        return torch.from_numpy(np.asarray(moved) >= 64)
+
+    def to_upload_mask(self, mask: torch.Tensor) -> np.ndarray:
+        """A bool model-space mask in the upload's frame (nearest model pixel)."""
+        image = Image.fromarray(mask.numpy().astype(np.uint8) * 255)
+        moved = image.transform(self.size, Image.Transform.AFFINE, self._affine(),
+                                resample=Image.Resampling.NEAREST)
+        return np.asarray(moved) >= 128
+
+    def restore(self, completed: torch.Tensor, upload: Image.Image, mask: np.ndarray
+                ) -> Image.Image:
+        """The upload (grayscale) with its ``mask`` pixels taken from the model-space image
+        ``completed`` (uint8 ``[1, H, W]``), mapped back into the upload's frame and polarity."""
+        model = Image.fromarray(completed[0].numpy())
+        back = np.asarray(model.transform(self.size, Image.Transform.AFFINE, self._affine(),
+                                          resample=Image.Resampling.BICUBIC), dtype=np.float64)
+        back = np.clip(back / self.gain + self.background, 0, 255)
+        if self.inverted:
+            back = 255.0 - back
+        original = np.asarray(to_8bit(upload, 1), dtype=np.float64)
+        out = np.where(mask, back, original)
+        return Image.fromarray((out + 0.5).clip(0, 255).astype(np.uint8))
+
+
+def _inverse(affine: tuple[float, ...]) -> tuple[float, ...]:
+    a, b, c, d, e, f = affine
+    return (1 / a, 0.0, -c / a, 0.0, 1 / e, -f / e) if b == 0 and d == 0 else affine
+
+
+def _ring(array: np.ndarray) -> np.ndarray:
+    """The outermost pixel ring of a 2-D array."""
+    if min(array.shape) < 3:
+        return array.ravel()
+    return np.concatenate([array[0], array[-1], array[1:-1, 0], array[1:-1, -1]])
+
+
+def prepare(image: Image.Image, image_shape: tuple[int, int, int], recipe: Recipe | str
+            ) -> tuple[torch.Tensor, Framing]:
+    """uint8 ``[1, H, W]`` model input from a grayscale-convertible upload, and its ``Framing``.
+
+    Only single-channel models are normalized; for others use ``images.to_model_input``.
+    """
+    recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
+    channels, height, width = image_shape
+    if channels != 1:
+        raise ValueError("input normalization handles grayscale models only")
+    array = np.asarray(to_8bit(image, 1), dtype=np.float64)
+    framing = Framing(size=(array.shape[1], array.shape[0]), shape=(height, width))
+    if recipe.dark_background and np.median(_ring(array)) > 127:
+        array = 255.0 - array
+        framing.inverted = True
+        framing.steps.append("light background: inverted")
+    background = int(np.median(_ring(array))) if recipe.dark_background else 0
+    if background > 0:
+        array = np.clip(array - background, 0, None)
+        framing.background = background
+        framing.steps.append(f"background level {background} subtracted")
+    placed = _frame(array, recipe, framing)
+    if recipe.black_level:
+        dark = (placed > 0) & (placed <= recipe.black_level)
+        if dark.any():
+            placed = np.where(dark, 0.0, placed)
+            framing.steps.append(f"{int(dark.sum())} near-black pixels (<= {recipe.black_level}) "
+                                 "set to black")
+    if recipe.white_level:
+        ink = placed[placed > recipe.black_level]
+        upper = np.quantile(ink, 0.75) if ink.size else 0.0
+        if 0 < upper < recipe.white_level:
+            placed = placed * (recipe.white_level / upper)
+            framing.gain = recipe.white_level / upper
+            framing.steps.append(f"contrast x{framing.gain:.2f} (ink's upper quartile "
+                                 f"{upper:.0f} -> {recipe.white_level})")
+    out = np.clip(placed + 0.5, 0, 255).astype(np.uint8)
+    return torch.from_numpy(out)[None], framing
+
+
+def _content_box(array: np.ndarray, level: float) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1), exclusive ends, of the pixels above ``level`` of the maximum."""
+    top = array.max()
+    if top <= 0:
+        return None
+    ys, xs = np.nonzero(array > level * top)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def _frame(array: np.ndarray, recipe: Recipe, framing: Framing) -> np.ndarray:
+    """The content placed in the model's field by ``recipe``; sets the framing's map."""
+    height, width = framing.shape
+    same_size = array.shape == (height, width)
+    box = _content_box(array, recipe.content_level)
+    if recipe.box is None or box is None:
+        if same_size:
+            return array
+        resized = Image.fromarray(array.astype(np.float32), mode="F").resize(
+            (width, height), Image.Resampling.LANCZOS)
+        framing.scale = (width / array.shape[1], height / array.shape[0])
+        framing.steps.append(f"resized to {width}x{height}")
+        return np.asarray(resized, dtype=np.float64).clip(0, 255)
+    if same_size:
+        content, scale = array, 1.0
+    else:
+        x0, y0, x1, y1 = box
+        scale = recipe.box / max(x1 - x0, y1 - y0)
+        crop = Image.fromarray(array[y0:y1, x0:x1].astype(np.float32), mode="F")
+        size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+        content = np.asarray(crop.resize(size, Image.Resampling.LANCZOS), dtype=np.float64)
+        content = content.clip(0, 255)
+        framing.steps.append(f"content {x1 - x0}x{y1 - y0} fitted into {size[0]}x{size[1]}")
+        array, box = content, (0, 0, size[0], size[1])
+        framing.scale = (size[0] / (x1 - x0), size[1] / (y1 - y0))
+        framing.offset = (-x0 * framing.scale[0], -y0 * framing.scale[1])
+    cx, cy = _centre(content, box, recipe.centre)
+    # Where each dataset puts that point, in pixel indices: MNIST's mean centre of mass is
+    # (14.0, 14.0) on its test set; Fashion-MNIST's boxes are centred at 13.5.
+    target_x, target_y = (width / 2, height / 2) if recipe.centre == "mass" else (
+        (width - 1) / 2, (height - 1) / 2)
+    shift_x, shift_y = int(np.floor(target_x - cx + 0.5)), int(np.floor(target_y - cy + 0.5))
+    placed = np.zeros((height, width))
+    _paste(placed, content, shift_x, shift_y)
+    framing.offset = (framing.offset[0] + shift_x, framing.offset[1] + shift_y)
+    if same_size and (shift_x or shift_y):
+        framing.steps.append(f"content re-centred by {recipe.centre} (shifted {shift_x:+d}, "
+                             f"{shift_y:+d} px)")
+    elif not same_size:
+        framing.steps.append(f"centred by {recipe.centre} in {width}x{height}")
+    return placed
+
+
+def _centre(array: np.ndarray, box: tuple[int, int, int, int], rule: str) -> tuple[float, float]:
+    """The point to put at the field's centre: centre of mass, or the content box's centre."""
+    if rule == "mass" and array.sum() > 0:
+        ys, xs = np.indices(array.shape)
+        total = array.sum()
+        return float((xs * array).sum() / total), float((ys * array).sum() / total)
+    x0, y0, x1, y1 = box
+    return (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2
+
+
+def _paste(field_: np.ndarray, content: np.ndarray, dx: int, dy: int) -> None:
+    """Copy ``content`` into ``field_`` shifted by (dx, dy), clipping what falls outside."""
+    h, w = content.shape
+    fh, fw = field_.shape
+    ys, xs = slice(max(0, dy), min(fh, h + dy)), slice(max(0, dx), min(fw, w + dx))
+    field_[ys, xs] = content[ys.start - dy:ys.stop - dy, xs.start - dx:xs.stop - dx]
+
+
+def fit_input(image: Image.Image, image_shape: tuple[int, int, int], dataset: str | None,
+              normalize: bool = True) -> tuple[torch.Tensor, Framing | None, str]:
+    """The one path from an upload to a model's input (app, batch scripts, API): the dataset's
+    input normalization for grayscale models when ``normalize``, else the plain fit
+    (``images.to_model_input``). Returns the input, the framing (None for the plain fit) and
+    a line saying what was done."""
+    if normalize and image_shape[0] == 1:
+        x, framing = prepare(image, image_shape, recipe_for(dataset))
+        mode = "" if image.mode == "L" else ", converted to grayscale"
+        return x, framing, (f"{image.width}x{image.height} {image.mode}{mode}; "
+                            f"{recipe_for(dataset).name} normalization: {framing.describe()}")
+    return to_model_input(image, image_shape), None, describe_fit(image, image_shape)
+
+
+def normalize_images(images: torch.Tensor, dataset: str | None) -> torch.Tensor:
+    """The input normalization of uint8 ``[N, 1, H, W]`` images at the model's size (e.g. the
+    validation split that calibrates thresholds for normalized uploads)."""
+    recipe = recipe_for(dataset)
+    shape = tuple(images.shape[1:])
+    return torch.stack([prepare(Image.fromarray(x[0].numpy()), shape, recipe)[0]
+                        for x in images]) if len(images) else images

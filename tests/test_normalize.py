@@ -1,0 +1,126 @@
+"""Input normalization: polarity, framing by the dataset's recipe, levels, and the way back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from inpaint_app.normalize import RECIPES, prepare, recipe_for
+from inpaint_app.nuisances import NUISANCES, apply_all
+
+SHAPE = (1, 28, 28)
+
+
+def digit(size: int = 28, offset: tuple[int, int] = (0, 0)) -> Image.Image:
+    """A white-on-black '7'-like stroke pattern, MNIST-framed at 28 px (scaled for larger)."""
+    k = size / 28
+    image = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(image)
+    dx, dy = offset
+    draw.line([((8 + dx) * k, (6 + dy) * k), ((20 + dx) * k, (6 + dy) * k),
+               ((12 + dx) * k, (23 + dy) * k)], fill=255, width=max(2, round(2.5 * k)))
+    return image
+
+
+def mass_centre(image: torch.Tensor) -> tuple[float, float]:
+    array = image[0].double().numpy()
+    ys, xs = np.indices(array.shape)
+    return (xs * array).sum() / array.sum(), (ys * array).sum() / array.sum()
+
+
+def test_black_on_white_is_inverted_and_recorded() -> None:
+    plain, framing = prepare(digit(), SHAPE, "mnist")
+    assert not framing.inverted
+    inverted = Image.fromarray(255 - np.asarray(digit()))
+    x, framing = prepare(inverted, SHAPE, "mnist")
+    assert framing.inverted and "light background: inverted" in framing.describe()
+    assert torch.equal(x, plain)
+
+
+def test_grey_page_is_brought_to_black() -> None:
+    page = Image.fromarray(np.clip(np.asarray(digit(), dtype=np.int32) + 60, 0, 255)
+                           .astype(np.uint8))
+    x, framing = prepare(page, SHAPE, "mnist")
+    assert framing.background == 60
+    assert x[0, 0].max() == 0 and x.max() >= 190
+
+
+@pytest.mark.parametrize("offset", [(2, 0), (0, -2), (2, 2), (-1, 1)])
+def test_a_shifted_image_is_recentred_by_mass(offset: tuple[int, int]) -> None:
+    reference, _ = prepare(digit(), SHAPE, "mnist")
+    x, framing = prepare(digit(offset=offset), SHAPE, "mnist")
+    assert torch.equal(x, reference)
+    cx, cy = mass_centre(x)
+    assert abs(cx - 14) <= 0.5 and abs(cy - 14) <= 0.5
+
+
+def test_a_large_upload_is_fitted_into_20_pixels_and_centred() -> None:
+    x, framing = prepare(digit(size=400), SHAPE, "mnist")
+    ys, xs = np.nonzero(x[0].numpy() > 0.2 * 255)
+    assert max(ys.max() - ys.min(), xs.max() - xs.min()) + 1 in (19, 20, 21)
+    cx, cy = mass_centre(x)  # placed before the levels, which move it a little
+    assert abs(cx - 14) <= 0.6 and abs(cy - 14) <= 0.6
+    assert "fitted into" in framing.describe()
+
+
+def test_fashion_recipe_centres_the_box_and_keeps_intensities() -> None:
+    item = np.zeros((28, 28), dtype=np.uint8)
+    item[4:20, 2:14] = 90  # a dark garment, off-centre
+    x, framing = prepare(Image.fromarray(item), SHAPE, "fashion-mnist")
+    ys, xs = np.nonzero(x[0].numpy())
+    assert (xs.min() + xs.max()) / 2 == pytest.approx(13.5, abs=0.5)
+    assert (ys.min() + ys.max()) / 2 == pytest.approx(13.5, abs=0.5)
+    assert x.max() == 90  # no contrast stretch: intensity is content for clothes
+
+
+def test_faded_ink_is_stretched_and_faint_pixels_cleared() -> None:
+    faded = Image.fromarray((np.asarray(digit(), dtype=np.float64) * 0.8).astype(np.uint8))
+    noisy = np.asarray(faded).copy()
+    noisy[1, 1] = 10
+    x, framing = prepare(Image.fromarray(noisy), SHAPE, "mnist")
+    assert framing.gain == pytest.approx(250 / 204, rel=0.02)
+    assert x[0, 1, 1] == 0 and x.max() >= 249
+
+
+def test_restore_pastes_the_fill_in_the_uploads_frame_and_polarity() -> None:
+    upload = Image.fromarray(255 - np.asarray(digit(size=112)))  # black on white, 4x larger
+    x, framing = prepare(upload, SHAPE, "mnist")
+    mask = np.zeros((112, 112), dtype=bool)
+    mask[56:, :] = True  # the bottom half is missing
+    model_mask = framing.to_model_mask(mask)
+    assert model_mask[20:].any() and not model_mask[:8].any()
+    back = np.asarray(framing.restore(x, upload, mask)).astype(int)
+    original = np.asarray(upload).astype(int)
+    assert np.array_equal(back[~mask], original[~mask])  # observed pixels untouched
+    assert np.abs(back[mask] - original[mask]).mean() < 25  # the digit comes back dark on light
+    assert back[mask].min() < 80 and np.median(back[mask]) > 200
+    upload_mask = framing.to_upload_mask(model_mask)
+    assert upload_mask.shape == (112, 112)  # the model's field covers the content's box only
+    assert upload_mask[60:90, 30:80].mean() > 0.9 and upload_mask[:50].mean() < 0.05
+
+
+def test_plain_resize_recipe_and_unknown_datasets() -> None:
+    assert recipe_for("cifar10") is RECIPES["resize"] and recipe_for(None) is RECIPES["resize"]
+    x, framing = prepare(digit(size=56), SHAPE, "resize")
+    assert x.shape == SHAPE and "resized to 28x28" in framing.describe()
+    with pytest.raises(ValueError, match="grayscale"):
+        prepare(digit(), (3, 28, 28), "resize")
+
+
+def test_blank_image_passes_through() -> None:
+    x, framing = prepare(Image.new("L", (40, 30), 255), SHAPE, "mnist")
+    assert x.shape == SHAPE and x.max() == 0 and framing.inverted
+
+
+def test_nuisances_make_uploads_of_the_documented_kind() -> None:
+    images = torch.stack([torch.from_numpy(np.asarray(digit()).copy())[None]] * 3)
+    for name in NUISANCES:
+        uploads = apply_all(name, images)
+        assert len(uploads) == 3 and all(u.mode == "L" for u in uploads)
+    assert apply_all("upscaled to 400 px", images)[0].size == (400, 400)
+    assert np.array_equal(np.asarray(apply_all("none", images)[0]), images[0, 0].numpy())
+    shifted = np.asarray(apply_all("shifted 2 px", images)[0])
+    assert np.array_equal(shifted[:, 2:], images[0, 0].numpy()[:, :-2])
+    assert np.asarray(apply_all("black on white", images)[0])[0, 0] == 255
