@@ -4,6 +4,7 @@ Every entry point (web app, batch scripts, Python API) goes through ``open_image
 ``to_model_input``, so an upload is handled the same way everywhere:
 
 1. open with Pillow, refusing non-images, truncated files, empty files and decompression bombs;
+   size and pixel count come from the header, so an oversized image is refused before decoding;
 2. first frame only (animated GIF/WebP), EXIF orientation applied;
 3. mode: 16-bit grayscale scaled to 8 bits; alpha composited on black (MNIST-style backgrounds);
    palette/CMYK/other modes converted to L (1 channel models) or RGB (3 channel models);
@@ -33,33 +34,46 @@ class ImageError(ValueError):
 
 def open_image(source: str | Path | bytes | BinaryIO | Image.Image, *,
                max_bytes: int = MAX_FILE_BYTES, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """A fully decoded, upright, single-frame PIL image, or ``ImageError``."""
+    """A fully decoded, upright, single-frame PIL image, or ``ImageError``; file size, format and
+    pixel count are checked (``peek_image``) before a single pixel is decoded."""
     if isinstance(source, Image.Image):
-        image = source
+        image = _check_pixels(source, max_pixels)
     else:
-        data = _read_bytes(source, max_bytes)
-        if not data:
-            raise ImageError("empty file: no image data")
-        try:
-            image = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError:
-            raise ImageError(f"not an image this app reads (formats: {', '.join(FORMATS)})"
-                             ) from None
-        except Image.DecompressionBombError as err:
-            raise ImageError(f"image too large to decode safely: {err}") from None
-        if image.format not in FORMATS:
-            raise ImageError(f"unsupported format {image.format}: use {', '.join(FORMATS)}")
-    width, height = image.size
-    if width * height > max_pixels:
-        raise ImageError(f"image is {width}x{height}; at most {max_pixels:,} pixels are accepted")
-    if width < 1 or height < 1:
-        raise ImageError("image has no pixels")
+        image = peek_image(source, max_bytes=max_bytes, max_pixels=max_pixels)
     try:
         image.seek(0)
         image.load()
         image = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageError(f"truncated or corrupt image: {err}") from None
+    return image
+
+
+def peek_image(source: str | Path | bytes | BinaryIO, *, max_bytes: int = MAX_FILE_BYTES,
+               max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The image opened but not decoded, or ``ImageError``: Pillow reads only the header, so an
+    oversized image is refused in milliseconds (a 7000 x 7000 PNG of 47 KB included)."""
+    data = _read_bytes(source, max_bytes)
+    if not data:
+        raise ImageError("empty file: no image data")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(f"not an image this app reads (formats: {', '.join(FORMATS)})"
+                         ) from None
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"image too large to decode safely: {err}") from None
+    if image.format not in FORMATS:
+        raise ImageError(f"unsupported format {image.format}: use {', '.join(FORMATS)}")
+    return _check_pixels(image, max_pixels)
+
+
+def _check_pixels(image: Image.Image, max_pixels: int) -> Image.Image:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(f"image is {width}x{height}; at most {max_pixels:,} pixels are accepted")
+    if width < 1 or height < 1:
+        raise ImageError("image has no pixels")
     return image
 
 

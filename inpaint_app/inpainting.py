@@ -352,6 +352,8 @@ def _results(model, images, masks, y0, samples, trajectories, method, steps, sec
         shown, spread = filled[0], None
     before = discrete_bits_per_dim(model, _to_uint8(y0, images, masks)).tolist()
     after = discrete_bits_per_dim(model, shown).tolist()
+    label = ("bits/dim of the chains' images, their mean (unconditional model)"
+             if method == "langevin" else InpaintResult.trajectory_label)
     results = []
     for i in range(images.shape[0]):
         empty = not bool(masks[i].any())
@@ -363,7 +365,8 @@ def _results(model, images, masks, y0, samples, trajectories, method, steps, sec
         results.append(InpaintResult(
             image=shown[i].cpu(), samples=filled[:, i].cpu(), uncertainty=uncertainty,
             bpd_trajectory=trajectories[i], bpd_before=before[i], bpd_after=after[i],
-            method=method, steps=0 if empty else steps, seconds=seconds, message=message))
+            method=method, steps=0 if empty else steps, seconds=seconds, message=message,
+            trajectory_label=label))
     return results
 
 

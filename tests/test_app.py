@@ -6,21 +6,35 @@ test is fast; the API test starts the real server on a free loopback port.
 
 from __future__ import annotations
 
+import logging
 import socket
+import time
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from PIL import Image
+from gradio.components.image_editor import EditorData
+from gradio.data_classes import FileData
+from PIL import Image, ImageFont
 
 from inpaint_app.__main__ import main
 from inpaint_app.anomaly import DEFAULT_SCORE, calibrate
 from inpaint_app.app import create_app, launch_kwargs
-from inpaint_app.app.handlers import MAX_FILES, TABLE_COLUMNS, Handlers, painted_mask
+from inpaint_app.app.handlers import (
+    DEFAULT_MASK,
+    DISPLAY_SIDE,
+    MAX_FILES,
+    TABLE_COLUMNS,
+    Handlers,
+    painted_mask,
+)
+from inpaint_app.app.layout import check_sizes
+from inpaint_app.app.pictures import mark_layout
 from inpaint_app.app.registry import DEFAULT_MODEL, ModelCache, checkpoints_for, discover
+from inpaint_app.app.wording import EXAMPLE_FILES, plain_verdict
+from inpaint_app.masks import MASK_PRESETS
 from inpaint_app.models import CheckpointError, build_model, save_model
 
 SHAPE = (1, 8, 8)
@@ -47,6 +61,12 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def handlers(root: Path) -> Handlers:
     paths, default = checkpoints_for(None, root)
     return Handlers(ModelCache(paths, default))
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Handlers:
+    """Handlers over the checkpoints in trained/ (loaded only when a test asks for a model)."""
+    return Handlers(ModelCache(*checkpoints_for(None)))
 
 
 def _digit(size: int = 8) -> Image.Image:
@@ -101,18 +121,64 @@ def test_inpaint_changes_only_painted_pixels(handlers: Handlers) -> None:
     assert after.shape == before.shape
     assert (after[~mask] == before[~mask]).all()
     assert samples == [] and uncertainty is None
-    assert isinstance(trajectory, pd.DataFrame)
-    assert list(trajectory.columns) == ["step", "bits/dim"]
+    assert list(trajectory["value"].columns) == ["step", "bits/dim"]
     assert (np.asarray(view)[mask] == (255, 0, 255)).all()
     assert metrics["missing_pixels"] == 12 and "bits/dim" in summary
-    assert {"bpd_before", "bpd_after", "steps", "seconds", "fit"} <= set(metrics)
+    assert {"plot", "bpd_before", "bpd_after", "steps", "seconds", "fit"} <= set(metrics)
+
+
+@pytest.mark.parametrize(("method", "steps"), [("default", 20), ("nice", 5), ("langevin", 5)])
+def test_plot_and_summary_show_one_quantity(handlers: Handlers, method: str, steps: int) -> None:
+    """Issue 18.5: the summary's numbers are the plot's first and last values, under its name."""
+    *_, plot, _, summary, metrics = handlers.inpaint(_editor(_digit()), "tiny-glow", "center",
+                                                     method, steps, 2, 0)
+    values = plot["value"]["bits/dim"].tolist()
+    assert len(values) == steps + 1 and plot["y_title"] in summary
+    assert f"{values[0]:.3f} at step 0 → {values[-1]:.3f} at step {steps}" in summary
+    assert metrics["plot"]["start"] == values[0] and metrics["plot"]["end"] == values[-1]
+    assert metrics["plot"]["quantity"] == plot["y_title"]
+    assert "gradient ascent" not in summary
+
+
+def test_a_run_without_steps_says_so(handlers: Handlers) -> None:
+    """Issue 18.5: one value draws no line; the plot's label gives it instead."""
+    *_, plot, _, summary, _ = handlers.inpaint(_editor(_digit()), "tiny-glow", "center",
+                                               "exemplar", 0, 0, 0)
+    value = plot["value"]["bits/dim"].tolist()
+    assert len(value) == 1 and f"one value, {value[0]:.3f}" in plot["label"]
+    assert f"{value[0]:.3f} (no steps ran)" in summary
 
 
 def test_inpaint_langevin_gives_samples_and_uncertainty(handlers: Handlers) -> None:
-    out = handlers.inpaint(_editor(_digit()), "tiny-glow", "center", "langevin", 10, 3, 1)
+    shown = []
+    out = handlers.inpaint(_editor(_digit()), "tiny-glow", "center", "langevin", 10, 3, 1,
+                           progress=lambda done, desc, unit: shown.append(desc))
     filled, samples, uncertainty = out[:3]
     assert len(samples) == 3 and all(s.size == (8, 8) for s in samples)
     assert uncertainty is not None and uncertainty.size == (8, 8)
+    assert shown and all("Langevin sampling" in d and "ascent" not in d for d in shown)
+
+
+def test_controls_show_only_what_the_method_reads(handlers: Handlers) -> None:
+    """Issue 18.8: samples and seed only where used; poor methods say so beside them."""
+    def shown(method: str) -> tuple:
+        steps, samples, seed, info = handlers.controls(method, "tiny-glow")
+        return samples["visible"], seed["visible"], steps["info"], info["info"]
+
+    assert shown("exemplar")[:2] == (False, False)
+    assert shown("default")[:2] == (False, False)  # no conditional model: a deterministic climb
+    assert shown("nice")[:2] == (False, True) and "poor fills" in shown("nice")[3]
+    samples, seed, steps, info = shown("langevin")
+    assert samples and seed and "not an ascent" in steps and "3 dB" not in info
+    assert "Langevin sampling" in info and "poor fills" in info and "10 dB" in info
+    with pytest.raises(gr.Error, match="unknown method"):
+        handlers.controls("magic", "tiny-glow")
+
+
+def test_controls_of_the_conditional_default(shipped: Handlers) -> None:
+    steps, samples, seed, info = shipped.controls("default", "mnist-glow")
+    assert samples["visible"] and seed["visible"] and "poor" not in info["info"]
+    assert "(16)" in samples["info"]
 
 
 def test_inpaint_resizes_a_large_rgb_upload(handlers: Handlers) -> None:
@@ -150,12 +216,47 @@ def test_score_gives_a_verdict_per_image_and_keeps_going(handlers: Handlers,
     table, histogram, note = handlers.score([str(good), str(noise), str(fake), str(huge)],
                                             "tiny-glow")
     assert list(table.columns) == TABLE_COLUMNS and len(table) == 4
-    assert set(table["verdict"][:2]) <= {"anomalous", "in distribution"}
+    for verdict in table["verdict"][:2]:
+        assert verdict.startswith(("anomalous: unlike the noise images",
+                                   "in distribution: like the noise images"))
     assert table["verdict"][2] == "unreadable" and "not an image" in table["note"][2]
     assert table["verdict"][3] == "unreadable" and "larger than" in table["note"][3]
     assert 0 < table["p-value"][0] <= 1 and "resized to 8x8" in table["note"][0]
+    assert table["model input"][0].startswith('<img src="data:image/png;base64,')
+    assert table["model input"][2] == ""
     assert histogram is not None and histogram.size[0] > 100
-    assert DEFAULT_SCORE in note and "mislead" in note
+    assert DEFAULT_SCORE in note and "mislead" in note and "**p-value**" in note
+
+
+@pytest.mark.parametrize(("flag", "p", "words"), [
+    (True, 1 / 5001, "anomalous: unlike the MNIST images it learned; none of 5,000 of them "
+                     "scores this high"),
+    (True, 0.0005, "anomalous: unlike the MNIST images it learned; only 1 in 2,000 of them "
+                   "scores this high"),
+    (False, 0.3, "in distribution: like the MNIST images it learned; only 1 in 3 of them "
+                 "scores this high"),
+    (False, 0.8, "in distribution: like the MNIST images it learned; 80% of them score at "
+                 "least this high"),
+    (None, None, "no verdict: this model is not calibrated"),
+])
+def test_verdicts_in_plain_words(flag: bool | None, p: float | None, words: str) -> None:
+    """Issue 18.9: the verdict says how rare the score is among held-out images."""
+    assert plain_verdict(flag, p, 5000, "mnist") == words
+
+
+def test_every_upload_is_on_the_histogram(handlers: Handlers) -> None:
+    """Issue 18.4: ten uploads, eight beyond the axis and two at one score: each is found."""
+    calibration = handlers.cache.get("tiny-glow").card["anomaly"]
+    lo, hi = calibration["histogram"]["edges"][0], calibration["histogram"]["edges"][-1]
+    scores = [hi + 1 + i for i in range(7)] + [lo - 1, (lo + hi) / 2, (lo + hi) / 2]
+    marks = [(f"#{i}", score) for i, score in enumerate(scores, start=1)]
+    font = ImageFont.load_default(size=12)
+    placed, below, above = mark_layout(marks, lo, hi, lambda s: 100 + s, font.getlength, 640)
+    assert [m for m, *_ in placed] == ["#9", "#10"] and placed[0][3] != placed[1][3]
+    assert below == [marks[7]] and above == marks[:7]
+    one = Handlers._histogram(calibration, marks[-1:])
+    ten = Handlers._histogram(calibration, marks)
+    assert ten.height > one.height  # a second label row and the lists below the axis
 
 
 def test_score_refuses_no_files_and_too_many(handlers: Handlers) -> None:
@@ -166,6 +267,7 @@ def test_score_refuses_no_files_and_too_many(handlers: Handlers) -> None:
 
 
 def test_sample_and_card(handlers: Handlers) -> None:
+    assert len(handlers.sample("tiny-glow", 16, 0.0, 0)) == 1  # every draw would be the same
     images = handlers.sample("tiny-glow", 3, 0.7, 0)
     assert len(images) == 3 and images[0].size == (8, 8)
     assert [np.asarray(i).tolist() for i in handlers.sample("tiny-glow", 3, 0.7, 0)] == \
@@ -176,10 +278,80 @@ def test_sample_and_card(handlers: Handlers) -> None:
     assert "noise" in card and "8.1" in card and f"{DEFAULT_SCORE} (flag)" in card
 
 
-def test_shipped_card_renders(handlers: Handlers) -> None:
-    cache = ModelCache(*checkpoints_for(None))
-    card = Handlers(cache).card("mnist-glow")
+def test_shipped_card_renders(shipped: Handlers) -> None:
+    card = shipped.card("mnist-glow")
     assert "mnist" in card and "test bits/dim" in card and "training" in card
+
+
+@pytest.mark.parametrize(("name", "model", "preset"), [
+    ("fashion-test-0000.png", "fashion-mnist-glow", "center"),
+    ("mnist-test-0000.png", "mnist-glow", "bottom"),
+])
+def test_an_example_selects_its_model_and_mask(shipped: Handlers, name: str, model: str,
+                                               preset: str) -> None:
+    """Issue 18.6: a Fashion-MNIST example brings the Fashion-MNIST model and a preset."""
+    index = [p.name for p in EXAMPLE_FILES].index(name)
+    chosen, mask, note = shipped.example(gr.SelectData(None, {"index": index, "value": None}))
+    data = "Fashion-MNIST" if name.startswith("fashion") else "MNIST"
+    assert (chosen, mask) == (model, preset) and f"the {data} test set" in note
+
+
+def test_the_default_mask_is_a_preset(handlers: Handlers) -> None:
+    """Issue 18.7: an example followed by Inpaint works without painting."""
+    assert DEFAULT_MASK in MASK_PRESETS
+    out = handlers.inpaint(_editor(_digit()), "tiny-glow", DEFAULT_MASK, "exemplar", 0, 0, 0)
+    assert out[6]["missing_pixels"] > 0 and "strokes were not used" not in out[5]
+    strokes = _editor(_digit(), _strokes(8, slice(0, 2), slice(0, 2)))
+    out = handlers.inpaint(strokes, "tiny-glow", DEFAULT_MASK, "exemplar", 0, 0, 0)
+    assert "strokes were not used: choose the mask *painted*" in out[5]
+
+
+def test_an_upload_is_checked_before_the_editor_sees_it(handlers: Handlers,
+                                                        tmp_path: Path) -> None:
+    """Issue 18.2/18.3: a non-image gets a clear error; a huge one is refused from its header;
+    a large one reaches the editor at display size."""
+    fake, huge, large = tmp_path / "fake.png", tmp_path / "huge.png", tmp_path / "large.png"
+    fake.write_bytes(b"plain text, renamed to .png")
+    Image.new("1", (7000, 7000)).save(huge)
+    _digit(2000).save(large)
+    with pytest.raises(gr.Error, match="fake.png: not an image this app reads"):
+        handlers.upload(str(fake), "tiny-glow")
+    start = time.perf_counter()
+    with pytest.raises(gr.Error, match="huge.png: image is 7000x7000; at most 40,000,000"):
+        handlers.upload(str(huge), "tiny-glow")
+    assert time.perf_counter() - start < 0.5
+    box, editor, note = handlers.upload(str(large), "tiny-glow")
+    assert box is None and editor["background"].size == (DISPLAY_SIDE, DISPLAY_SIDE)
+    assert "2000x2000 L, shown at 512x512" in note and "noise images" in note
+
+
+def test_the_editor_refuses_a_huge_image_before_decoding(tmp_path: Path) -> None:
+    """Issue 18.3: an API call sending a 7000 x 7000 image to the editor is refused quickly."""
+    huge = tmp_path / "huge.png"
+    Image.new("1", (7000, 7000)).save(huge)
+    editor = check_sizes(gr.ImageEditor(type="pil", image_mode="RGBA"))
+    start = time.perf_counter()
+    with pytest.raises(gr.Error, match="7000x7000") as err:
+        editor.preprocess(EditorData(background=FileData(path=str(huge)), layers=[],
+                                     composite=None))
+    assert time.perf_counter() - start < 0.5 and not err.value.print_exception
+
+
+def test_user_errors_log_one_line_and_bugs_keep_their_traceback(
+        handlers: Handlers, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18.10: Gradio prints a traceback only for errors with print_exception set."""
+    with caplog.at_level(logging.WARNING), pytest.raises(gr.Error) as err:
+        handlers.inpaint(None, "tiny-glow", "top", "default", 0, 0, 0)
+    assert not err.value.print_exception
+    assert [r.getMessage() for r in caplog.records] == [
+        "inpaint refused: no image: pick an example or upload one first"]
+    with pytest.raises(gr.Error) as err:
+        handlers.score([], "tiny-glow")
+    assert not err.value.print_exception
+    monkeypatch.setattr("inpaint_app.app.handlers.inpaint", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # a bug: not dressed up as the user's error
+        handlers.inpaint(_editor(_digit()), "tiny-glow", "top", "default", 0, 0, 0)
 
 
 def test_cli_reports_a_missing_checkpoint() -> None:

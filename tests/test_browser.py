@@ -1,7 +1,9 @@
 """The app in a real browser: Playwright drives Debian's Chromium against a live server.
 
-Paints a mask with the mouse on an example, inpaints, and checks that the fill changed pixels only
-inside the mask; scores an upload in the Anomaly tab; draws samples in the Models tab. Screenshots
+Refuses an oversized and a non-image upload with clear errors; picks an example (its model and
+mask follow); paints a mask with the mouse on an example, inpaints, and checks that the fill
+changed pixels only inside the mask; scores an upload in the Anomaly tab; draws samples in the
+Models tab. Screenshots
 of each tab go to a temporary folder, or to $FLOWPAINT_SCREENSHOTS (``make screenshots`` sets it to
 docs/screenshots/, so that ``make test`` never rewrites tracked files). Skipped only when Chromium
 or Playwright is missing (``make test`` installs both).
@@ -85,23 +87,56 @@ def _paint_stroke(page: sync_api.Page) -> None:
     page.mouse.up()
 
 
+def _choose(page: sync_api.Page, dropdown: str, option: str) -> None:
+    page.locator(f"{dropdown} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_uploads_and_examples_tell_the_user_what_happens(page: sync_api.Page,
+                                                         tmp_path: Path) -> None:
+    """Issue 18.1, 18.2, 18.6: an oversized upload and a non-image get clear errors; a
+    Fashion-MNIST example selects its model and a mask, and says what it shows."""
+    from inpaint_app.app.wording import EXAMPLE_FILES
+
+    big, fake = tmp_path / "big.png", tmp_path / "fake.png"
+    big.write_bytes(b"\0" * (21 * 2**20))  # the browser checks the size before uploading
+    fake.write_bytes(b"plain text, renamed to .png")
+    toasts = page.locator(".toast-body")
+    upload = page.locator("#inpaint-file input[type=file]")
+    upload.set_input_files(str(big))
+    sync_api.expect(toasts.filter(has_text="exceed the maximum allowed size")).to_contain_text(
+        "big.png")
+    upload.set_input_files(str(fake))
+    sync_api.expect(toasts.filter(has_text="fake.png")).to_contain_text(
+        "not an image this app reads")
+    names = [p.name for p in EXAMPLE_FILES]
+    page.locator(".gallery-item").nth(names.index("fashion-test-0000.png")).click()
+    sync_api.expect(page.locator("#image-note")).to_contain_text("ankle boot from the "
+                                                                 "Fashion-MNIST test set")
+    sync_api.expect(page.locator("#model input")).to_have_value("fashion-mnist-glow")
+    sync_api.expect(page.locator("#mask input")).to_have_value("center")
+
+
 def test_paint_inpaint_and_score(page: sync_api.Page, tmp_path: Path) -> None:
-    from inpaint_app.app.handlers import VERDICTS
-    from inpaint_app.app.layout import EXAMPLES_DIR
+    from inpaint_app.app.wording import EXAMPLES_DIR, VERDICTS
 
     shots = Path(os.environ.get(SHOTS_ENV) or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
+    page.reload(wait_until="networkidle")
     examples = sorted(p.name for p in EXAMPLES_DIR.glob("*.png"))
     zoom = page.locator("#editor .zoom-number")
     before = zoom.inner_text()
     page.locator(".gallery-item").nth(examples.index(EXAMPLE)).click()
     sync_api.expect(zoom).not_to_have_text(before)  # the canvas took the example's size
+    sync_api.expect(page.locator("#model input")).to_have_value("mnist-glow")
+    _choose(page, "#mask", "painted")
     _paint_stroke(page)
     page.locator("#steps input[type=number]").fill(str(STEPS))
     page.locator("#steps input[type=number]").press("Enter")
     page.locator("#inpaint-button").click()
     page.locator("#filled img").wait_for(timeout=110_000)
-    sync_api.expect(page.locator("#inpaint-summary")).to_contain_text("after")
+    sync_api.expect(page.locator("#inpaint-summary")).to_contain_text(
+        f"at step {STEPS}")
     page.screenshot(path=str(shots / "inpaint.png"), full_page=True)
 
     original = np.asarray(Image.open(EXAMPLES_DIR / EXAMPLE).convert("RGB"))
@@ -123,6 +158,7 @@ def test_paint_inpaint_and_score(page: sync_api.Page, tmp_path: Path) -> None:
         sync_api.expect(row).to_be_visible(timeout=60_000)
         verdicts = [v for v in VERDICTS.values() if v in row.inner_text()]
         assert verdicts, f"no verdict in the row of {name}: {row.inner_text()!r}"
+        assert row.locator("img").count() == 1, "no thumbnail of what the model saw"
     page.screenshot(path=str(shots / "anomaly.png"), full_page=True)
 
     page.get_by_role("tab", name="Models").click()

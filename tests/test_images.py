@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 
 from inpaint_app.images import (
     ImageError,
     describe_fit,
     open_image,
+    peek_image,
     save_png,
     to_mask,
     to_model_input,
@@ -64,6 +65,20 @@ def test_decompression_bomb_is_refused() -> None:
     assert len(bomb) < 200_000
     with pytest.raises(ImageError, match="too large|pixels"):
         open_image(bomb)
+
+
+def test_too_many_pixels_are_refused_from_the_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    """7000 x 7000 (over the limit, under Pillow's own) is refused without decoding a pixel."""
+    png = encode(Image.new("1", (7000, 7000)))
+
+    def no_decoding(*args: object) -> None:
+        raise AssertionError("decoded before the size check")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    for read in (open_image, peek_image):
+        with pytest.raises(ImageError, match="7000x7000; at most 40,000,000 pixels"):
+            read(png)
+    assert peek_image(encode(digit())).size == (28, 28)
 
 
 def test_oversized_file_is_refused_before_decoding() -> None:

@@ -1,13 +1,17 @@
 """What each button does: plain methods that validate input, call the library and shape outputs.
 
 Kept apart from the layout so that tests call them directly, without a browser or a server. Bad
-input raises ``gr.Error`` with the reason; the Gradio UI shows it and API clients receive it.
+input raises ``gr.Error`` with the reason; the Gradio UI shows it and API clients receive it. An
+error the user caused is logged as one line (``user_errors``); only real bugs log a traceback.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +22,54 @@ import torch
 from PIL import Image
 
 from ..anomaly import explain, score_images
-from ..images import ImageError, describe_fit, open_image, to_mask, to_model_input, to_pil
-from ..inpainting import METHODS, inpaint
+from ..images import (
+    ImageError,
+    describe_fit,
+    open_image,
+    to_8bit,
+    to_mask,
+    to_model_input,
+    to_pil,
+)
+from ..inpainting import DEFAULT_STEPS, METHODS, conditional_settings, inpaint
 from ..masks import MASK_PRESETS, make_mask
+from . import wording
 from .cards import card_markdown
-from .pictures import heat_map, score_histogram, show_missing
+from .pictures import heat_map, score_histogram, show_missing, thumbnail_html
 from .registry import ModelCache
+from .runview import plot, plotted, summary
 
 PAINTED = "painted"  # mask source: the strokes painted in the editor
-MASK_SOURCES = (PAINTED, *MASK_PRESETS)
+MASK_SOURCES = (*MASK_PRESETS, PAINTED)
+DEFAULT_MASK = "bottom"  # a preset, so that an example followed by Inpaint just works
 MAX_FILES = 64  # images per anomaly request
 MAX_SAMPLES = 16  # inpainting samples per request
 MAX_STEPS = 5000
 MAX_DRAWS = 64  # model samples per request
-VERDICTS = {True: "anomalous", False: "in distribution", None: "no threshold (uncalibrated)"}
-TABLE_COLUMNS = ["#", "file", "bits/dim", "score", "p-value", "verdict", "note"]
+DISPLAY_SIDE = 512  # an upload is shown in the editor at most this wide and high
+TABLE_COLUMNS = ["#", "model input", "file", "verdict", "p-value", "score", "bits/dim", "note"]
+TABLE_TYPES = ["number", "html", "str", "str", "number", "number", "number", "str"]
+log = logging.getLogger(__name__)
+
+
+def refuse(action: str, message: str) -> gr.Error:
+    """A ``gr.Error`` for input the user got wrong: one log line, no server-side traceback."""
+    log.warning("%s refused: %s", action, message)
+    return gr.Error(message, print_exception=False)
+
+
+def user_errors(action: Callable) -> Callable:
+    """Turn the user's errors (``gr.Error``, ``ImageError``) raised by ``action`` into quiet
+    ``refuse`` errors; anything else is a bug and keeps Gradio's full traceback."""
+    @functools.wraps(action)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return action(*args, **kwargs)
+        except gr.Error as err:
+            raise refuse(action.__name__, err.message) from None
+        except ImageError as err:
+            raise refuse(action.__name__, str(err)) from None
+    return run
 
 
 def _own(image: Image.Image | None) -> Image.Image | None:
@@ -59,14 +96,6 @@ def _int(value: Any, name: str, lo: int, hi: int) -> int:
     return int(number)
 
 
-def _image(source: Any) -> Image.Image:
-    """An upload (path or PIL image) opened with the shared validation; ``gr.Error`` if refused."""
-    try:
-        return open_image(source)
-    except ImageError as err:
-        raise gr.Error(str(err)) from None
-
-
 def painted_mask(layers: list[Image.Image] | None, size: tuple[int, int]) -> torch.Tensor:
     """bool ``[H, W]``: a pixel is missing when brush strokes cover at least a quarter of it.
 
@@ -85,18 +114,9 @@ def painted_mask(layers: list[Image.Image] | None, size: tuple[int, int]) -> tor
     return torch.from_numpy(covered)
 
 
-def _trajectory(values: list[float]) -> pd.DataFrame:
-    finite = [v if math.isfinite(v) else None for v in values]
-    return pd.DataFrame({"step": list(range(len(finite))), "bits/dim": finite})
-
-
 def _cell(value: float | None) -> float | None:
     """A table number: rounded, and empty when missing or not finite (JSON has no inf)."""
     return None if value is None or not math.isfinite(value) else round(value, 4)
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
 class Handlers:
@@ -105,11 +125,13 @@ class Handlers:
     def __init__(self, cache: ModelCache) -> None:
         self.cache = cache
 
+    @user_errors
     def inpaint(self, editor: dict[str, Any] | None, model_name: str, mask_source: str,
                 method: str, steps: float, n_samples: float, seed: float,
                 progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008 - Gradio's idiom
         """Fill the missing pixels of the editor's image; returns the fill, the samples, the
-        uncertainty map, the bits/dim trajectory, the model's view, a summary and metrics."""
+        uncertainty map, the plot of what the method climbs, the model's view, a summary and
+        metrics."""
         if not editor or editor.get("background") is None:
             raise gr.Error("no image: pick an example or upload one first")
         if method not in METHODS:
@@ -122,42 +144,105 @@ class Handlers:
         seed = _int(seed, "seed", 0, 2**31 - 1)
         model = self.cache.get(model_name)
         shape = model.image_shape
-        picture = _image(editor["background"])
+        picture = open_image(editor["background"])
         x = to_model_input(picture, shape)
-        if mask_source == PAINTED:
-            mask = painted_mask(editor.get("layers"), shape[1:])
-        else:
-            mask = make_mask(mask_source, shape[1:], seed=seed)
+        strokes = painted_mask(editor.get("layers"), shape[1:])
+        mask = strokes if mask_source == PAINTED else make_mask(mask_source, shape[1:], seed=seed)
         if not mask.any():
             raise gr.Error("the mask is empty: paint over the pixels to fill, or choose a preset")
+        runs = self._method(method, model).runs
 
         def report(done: int, total: int) -> None:
-            progress((done, total), desc=f"{method}: gradient ascent", unit="steps")
+            progress((done, total), desc=f"{method}: {runs}", unit="steps")
 
         try:
             result = inpaint(model, x, mask, method=method, steps=steps or None, seed=seed,
                              n_samples=n_samples, progress=report)
-        except (ValueError, ImageError) as err:
+        except ValueError as err:
             raise gr.Error(str(err)) from None
         fit = describe_fit(picture, shape)
+        name = model_name or self.cache.default
+        numbers = plotted(result)
+        text = summary(result, numbers, int(mask.sum()), fit, name, model.card.get("dataset"),
+                       ignored_strokes=mask_source != PAINTED and bool(strokes.any()))
         samples = [_own(to_pil(s)) for s in result.samples] if len(result.samples) > 1 else []
         uncertainty = (None if result.uncertainty is None
                        else _own(heat_map(result.uncertainty)))
-        metrics = {"bpd_before": result.bpd_before, "bpd_after": result.bpd_after,
-                   "method": result.method, "steps": result.steps,
+        metrics = {"plot": numbers, "method": result.method, "steps": result.steps,
                    "seconds": round(result.seconds, 3), "missing_pixels": int(mask.sum()),
-                   "model": model_name or self.cache.default, "fit": fit,
-                   "message": result.message, "trajectory": result.trajectory_label}
-        summary = (f"**bits/dim** {_fmt(result.bpd_before)} before → **{_fmt(result.bpd_after)}** "
-                   f"after · {result.method}, {result.steps} steps, {result.seconds:.1f} s · "
-                   f"{int(mask.sum())} missing pixels  \n**model input**: {fit}  \n"
-                   f"**plot**: {result.trajectory_label} at each step (last: "
-                   f"{_fmt(result.bpd_trajectory[-1])})"
-                   + (f"  \n{result.message}" if result.message else ""))
-        return (_own(to_pil(result.image)), samples, uncertainty,
-                _trajectory(result.bpd_trajectory), _own(show_missing(to_pil(x), mask)), summary,
-                metrics)
+                   "model": name, "fit": fit, "message": result.message,
+                   "bpd_before": result.bpd_before, "bpd_after": result.bpd_after,
+                   "bpd_note": "bpd_before/after: the unconditional model's bits/dim of the "
+                               "whole quantized image, start fill and shown fill"}
+        return (_own(to_pil(result.image)), samples, uncertainty, plot(result),
+                _own(show_missing(to_pil(x), mask)), text, metrics)
 
+    @user_errors
+    def upload(self, path: str | None, model_name: str) -> tuple:
+        """An uploaded file, checked from its header and decoded here on the server, as the
+        editor's background (at most ``DISPLAY_SIDE`` pixels a side, so the browser never paints
+        a huge canvas), and a note on it; the upload box is emptied for the next file. A file
+        that is no image gets a clear error (and stays in the box, named)."""
+        if not path:
+            return None, gr.update(), ""
+        name = Path(str(path)).name
+        try:
+            picture = open_image(path)
+        except ImageError as err:
+            raise gr.Error(f"{name}: {err}") from None
+        shown = to_8bit(picture, 3)
+        shown.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.LANCZOS)
+        model = self.cache.get(model_name)
+        size = f"{picture.width}x{picture.height}"
+        note = (f"**Upload**: {name}, {size} {picture.mode}"
+                + (f", shown at {shown.width}x{shown.height}" if shown.size != picture.size
+                   else "")
+                + f". The model **{model_name or self.cache.default}** learned "
+                f"{wording.dataset_name(model.card.get('dataset'))} images: fills of pictures "
+                "unlike those are poor.")
+        return None, {"background": shown, "layers": [], "composite": shown}, note
+
+    @user_errors
+    def example(self, selected: gr.SelectData) -> tuple:
+        """Picking an example selects the model trained on its dataset and a mask preset, and
+        says what the example shows."""
+        filename = wording.EXAMPLE_FILES[selected.index].name
+        model = self._model_for(wording.example_dataset(filename))
+        preset, note = wording.describe_example(filename, model)
+        return gr.update() if model is None else model, preset, note
+
+    def _model_for(self, dataset: str) -> str | None:
+        """The model trained on ``dataset``: the default when it is, else the first whose name
+        starts with the dataset's (``mnist-glow``); None when none is installed."""
+        names = [self.cache.default, *self.cache.names]
+        return next((n for n in names if n == dataset or n.startswith(f"{dataset}-")), None)
+
+    def _method(self, method: str, model: Any) -> wording.Method:
+        """How ``method`` runs on ``model``: the default falls back without a conditional flow."""
+        if method == "default" and model.inpainter is None:
+            return wording.FALLBACK
+        return wording.METHODS[method]
+
+    @user_errors
+    def controls(self, method: str, model_name: str) -> tuple:
+        """Method-dependent controls: steps, samples and seed shown only where the method reads
+        them, each saying what it does, and the method's own note (a warning where it fills
+        poorly)."""
+        if method not in METHODS:
+            raise gr.Error(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+        model = self.cache.get(model_name)
+        text = self._method(method, model)
+        steps, samples = DEFAULT_STEPS[method], 1
+        if method == "default" and model.inpainter is not None:
+            settings = conditional_settings(model.inpainter)
+            steps, samples = int(settings["ascent_steps"]), int(settings["samples"])
+        return (gr.update(info=f"{text.steps}; 0 = the method's default ({steps})"),
+                gr.update(visible=text.samples, info=f"0 = the method's default ({samples})"),
+                gr.update(visible=text.seed),
+                gr.update(info=f"Runs: {text.runs}."
+                          + (f" Warning: {text.warning}." if text.warning else "")))
+
+    @user_errors
     def score(self, files: list[str] | str | None, model_name: str) -> tuple:
         """Score uploaded images; returns the verdict table, the histogram and an explanation."""
         paths = [files] if isinstance(files, str) else list(files or [])
@@ -172,25 +257,30 @@ class Handlers:
             try:
                 picture = open_image(path)
             except ImageError as err:
-                rows.append([i, name, None, None, None, "unreadable", str(err)])
+                rows.append([i, "", name, "unreadable", None, None, None, str(err)])
                 continue
-            readable.append((len(rows), to_model_input(picture, model.image_shape)))
-            rows.append([i, name, None, None, None, "", describe_fit(picture, model.image_shape)])
+            x = to_model_input(picture, model.image_shape)
+            readable.append((len(rows), x))
+            rows.append([i, thumbnail_html(to_pil(x)), name, "", None, None, None,
+                         describe_fit(picture, model.image_shape)])
         calibration = model.card.get("anomaly")
+        dataset = model.card.get("dataset")
         results = score_images(model, torch.stack([x for _, x in readable])) if readable else []
         marks = []
         for (row, _), result in zip(readable, results, strict=True):
-            rows[row][2:6] = [_cell(result["bpd"]), _cell(result["score"]),
-                              _cell(result["p_value"]), VERDICTS[result["flag"]]]
+            rows[row][3:7] = [wording.plain_verdict(result["flag"], result["p_value"],
+                                                    (calibration or {}).get("n", 0), dataset),
+                              _cell(result["p_value"]), _cell(result["score"]),
+                              _cell(result["bpd"])]
             if not math.isfinite(result["bpd"]):
-                rows[row][6] += "; bits/dim not finite (numerical blow-up far from the data)"
+                rows[row][7] += "; bits/dim not finite (numerical blow-up far from the data)"
             marks.append((f"#{rows[row][0]}", result["score"]))
         table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
         histogram = _own(self._histogram(calibration, marks))
         name = results[0]["score_name"] if results else (calibration or {}).get("default_score")
-        note = f"Score: **{name}** (higher = more anomalous). " + explain()
-        if calibration is None:
-            note += "  \nThis model has no calibration yet: run `python -m pipelines.calibrate`."
+        threshold = results[0]["threshold"] if results else None
+        note = (wording.reading_guide(name, threshold, calibration, dataset)
+                + "  \n**Why not bits/dim alone?** " + explain())
         return table, histogram, note
 
     @staticmethod
@@ -203,9 +293,11 @@ class Handlers:
         return score_histogram(hist["edges"], hist["counts"], hist.get("threshold"), marks,
                                title=f"{hist.get('score', 'score')} on {source}")
 
+    @user_errors
     def sample(self, model_name: str, n: float, temperature: float, seed: float
                ) -> list[Image.Image]:
-        """``n`` images drawn from the model at ``temperature`` (latent scale)."""
+        """``n`` images drawn from the model at ``temperature`` (latent scale); at temperature
+        0 every draw is the same image, so one is returned."""
         n = _int(n, "number of samples", 1, MAX_DRAWS)
         seed = _int(seed, "seed", 0, 2**31 - 1)
         try:
@@ -217,9 +309,10 @@ class Handlers:
         model = self.cache.get(model_name)
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            images = model.sample(n, temperature, generator=generator)
+            images = model.sample(1 if temperature == 0 else n, temperature, generator=generator)
         return [_own(to_pil(torch.nan_to_num(x, nan=0.0).clamp(0, 1))) for x in images]
 
+    @user_errors
     def card(self, model_name: str) -> str:
         """The model card as Markdown: data, quality, thresholds, training cost."""
         model = self.cache.get(model_name)

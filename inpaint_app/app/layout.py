@@ -6,49 +6,86 @@ page does.
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import gradio as gr
+from gradio.data_classes import FileData
 
+from ..images import MAX_FILE_BYTES, ImageError, peek_image
 from ..inpainting import METHODS
-from .handlers import MASK_SOURCES, MAX_DRAWS, MAX_SAMPLES, MAX_STEPS, TABLE_COLUMNS, Handlers
+from .handlers import (
+    DEFAULT_MASK,
+    MASK_SOURCES,
+    MAX_DRAWS,
+    MAX_SAMPLES,
+    MAX_STEPS,
+    TABLE_COLUMNS,
+    TABLE_TYPES,
+    Handlers,
+    refuse,
+)
+from .wording import EXAMPLE_FILES
+from .wording import METHODS as METHOD_TEXTS
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"]
-METHOD_LABELS = {"default": "default (conditional flow: samples and their mean)",
-                 "exemplar": "exemplar start (nearest training images, no flow)",
-                 "nice": "NICE (the paper's projected noisy ascent: noise on these models)",
-                 "langevin": "Langevin (samples + uncertainty)"}
 # 28x28 images fill their boxes and stay crisp (no smoothing) when scaled up.
 CSS = """.pixelated img { image-rendering: pixelated; width: 100%; height: 100%;
-                      object-fit: contain; }"""
+                      object-fit: contain; }
+#verdicts img { width: 42px; height: 42px; image-rendering: pixelated;
+               border: 1px solid #ccc; }"""
 
 
-def build_inpaint(handlers: Handlers, model: gr.Dropdown) -> None:
-    """Editor with brush and eraser, examples, options; fill, samples, uncertainty, plot."""
+def check_sizes(editor: gr.ImageEditor) -> gr.ImageEditor:
+    """Make ``editor`` read each image's size from its header (``peek_image``) before Gradio
+    decodes it: an API call can send any image, and decoding a huge one takes seconds. Patched
+    on the instance, since subclassing a Gradio component writes a .pyi stub beside this file."""
+    convert = editor.convert_and_format_image
+
+    def checked(file: FileData | bytes | None, flatten_on_white: bool = False) -> Any:
+        if file is not None:
+            try:
+                peek_image(file.path if isinstance(file, FileData) else bytes(file)).close()
+            except ImageError as err:
+                raise refuse("inpaint", f"editor image: {err}") from None
+        return convert(file, flatten_on_white)
+
+    editor.convert_and_format_image = checked
+    return editor
+
+
+def build_inpaint(handlers: Handlers, model: gr.Dropdown) -> tuple[gr.Dropdown, list]:
+    """Upload box, editor with brush and eraser, examples, options; fill, samples, uncertainty,
+    plot. Returns the method picker and the controls it sets (for the page's first load)."""
     with gr.Row():
         with gr.Column():
-            editor = gr.ImageEditor(
-                type="pil", image_mode="RGBA", format="png", sources=("upload", "clipboard"),
+            upload = gr.File(file_count="single", file_types=IMAGE_TYPES, type="filepath",
+                             label=f"Upload an image (at most {MAX_FILE_BYTES // 2**20} MB), "
+                                   "or pick an example below", height=150,
+                             elem_id="inpaint-file")
+            editor = check_sizes(gr.ImageEditor(
+                type="pil", image_mode="RGBA", format="png", sources=(),
                 brush=gr.Brush(colors=["#ff00ff"], default_color="#ff00ff", color_mode="fixed",
                                default_size=2),
                 eraser=gr.Eraser(default_size=2), layers=False, transforms=(), height=420,
                 label="Image: paint over the pixels to fill (brush), eraser to undo",
-                elem_id="editor", elem_classes="pixelated")
-            gr.Examples([[str(p)] for p in sorted(EXAMPLES_DIR.glob("*.png"))], inputs=[editor],
-                        label="Examples: MNIST and Fashion-MNIST test images",
-                        examples_per_page=12)
+                elem_id="editor", elem_classes="pixelated"))
+            note = gr.Markdown(elem_id="image-note")
+            examples = gr.Examples([[str(p)] for p in EXAMPLE_FILES], inputs=[editor],
+                                   label="Examples: MNIST and Fashion-MNIST test images "
+                                         "(each selects its model and a mask)",
+                                   examples_per_page=12)
             with gr.Row():
-                mask = gr.Dropdown(list(MASK_SOURCES), value=MASK_SOURCES[0], label="Mask",
-                                   info="painted strokes, or a preset")
-                method = gr.Dropdown([(METHOD_LABELS.get(m, m), m) for m in METHODS],
-                                     value=METHODS[0], label="Method")
+                mask = gr.Dropdown(list(MASK_SOURCES), value=DEFAULT_MASK, label="Mask",
+                                   info="a preset, or painted: your brush strokes",
+                                   elem_id="mask")
+                method = gr.Dropdown([(METHOD_TEXTS[m].label, m) for m in METHODS],
+                                     value=METHODS[0], label="Method", elem_id="method")
             with gr.Row():
-                steps = gr.Slider(0, MAX_STEPS, value=0, step=5, label="Steps",
+                steps = gr.Slider(0, MAX_STEPS, value=0, step=5, label="Steps", scale=2,
                                   info="0 = the method's default", elem_id="steps")
                 n_samples = gr.Slider(0, MAX_SAMPLES, value=0, step=1, label="Samples",
                                       info="0 = the method's default", elem_id="n-samples")
-                seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+                seed = gr.Number(0, precision=0, minimum=0, label="Seed", elem_id="seed")
             run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
         with gr.Column():
             with gr.Row():
@@ -61,14 +98,20 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown) -> None:
                                  elem_classes="pixelated", format="png")
             uncertainty = gr.Image(label="Uncertainty: per-pixel std of the samples",
                                    height=200, elem_classes="pixelated", format="png")
-    trajectory = gr.LinePlot(x="step", y="bits/dim",
-                             label="bits/dim of what the fill climbs (see the summary)",
-                             height=240)
+    trajectory = gr.LinePlot(x="step", y="bits/dim", label="what the method climbs, per step",
+                             height=240, elem_id="trajectory")
     with gr.Accordion("Metrics (JSON)", open=False):
         metrics = gr.JSON(label="metrics")
+    upload.upload(handlers.upload, [upload, model], [upload, editor, note], api_name="load_image")
+    examples.dataset.select(handlers.example, None, [model, mask, note],
+                            api_visibility="private")
+    controls = [steps, n_samples, seed, method]
+    for source in (method, model):
+        source.change(handlers.controls, [method, model], controls, api_visibility="private")
     run.click(handlers.inpaint, [editor, model, mask, method, steps, n_samples, seed],
               [filled, samples, uncertainty, trajectory, view, summary, metrics],
               api_name="inpaint")
+    return method, controls
 
 
 def build_anomaly(handlers: Handlers, model: gr.Dropdown) -> None:
@@ -76,9 +119,11 @@ def build_anomaly(handlers: Handlers, model: gr.Dropdown) -> None:
     files = gr.File(file_count="multiple", file_types=IMAGE_TYPES, type="filepath",
                     label="Images (one or many)", elem_id="anomaly-files")
     run = gr.Button("Score", variant="primary", elem_id="score-button")
-    table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, label="Verdicts",
-                         elem_id="verdicts")
-    histogram = gr.Image(label="Validation scores (bars), threshold (red), uploads (orange)",
+    table = gr.Dataframe(headers=TABLE_COLUMNS, datatype=TABLE_TYPES, interactive=False,
+                         label="Verdicts", elem_id="verdicts", wrap=True, max_height=640,
+                         column_widths=["4%", "8%", "14%", "34%", "8%", "8%", "8%", "16%"])
+    histogram = gr.Image(label="Validation scores (bars), threshold (red), uploads by row # "
+                         "(orange; beyond the axis: listed under it)",
                          elem_id="histogram", format="png")
     note = gr.Markdown(label="explanation")
     run.click(handlers.score, [files, model], [table, histogram, note], api_name="score")
@@ -88,7 +133,7 @@ def build_models(handlers: Handlers, model: gr.Dropdown) -> gr.Markdown:
     """The selected model's card and samples at a chosen temperature."""
     card = gr.Markdown(label="card", elem_id="model-card")
     with gr.Row():
-        temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature",
+        temperature = gr.Slider(0.05, 1.5, value=0.7, step=0.05, label="Temperature",
                                 info="scales the latent: lower = cleaner, less varied")
         count = gr.Slider(1, MAX_DRAWS, value=16, step=1, label="Samples")
         seed = gr.Number(0, precision=0, minimum=0, label="Seed")
@@ -112,10 +157,11 @@ def build_app(handlers: Handlers) -> gr.Blocks:
                             info="every checkpoint in trained/", elem_id="model")
         with gr.Tabs():
             with gr.Tab("Inpaint", id="inpaint"):
-                build_inpaint(handlers, model)
+                method, controls = build_inpaint(handlers, model)
             with gr.Tab("Anomaly", id="anomaly"):
                 build_anomaly(handlers, model)
             with gr.Tab("Models", id="models"):
                 card = build_models(handlers, model)
         demo.load(handlers.card, model, card, api_visibility="private")
+        demo.load(handlers.controls, [method, model], controls, api_visibility="private")
     return demo

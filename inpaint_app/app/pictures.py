@@ -1,5 +1,5 @@
 """Pictures the app shows, drawn with Pillow: the uncertainty heat map, the histogram of
-calibration scores with the uploads marked, and the missing pixels of an input.
+calibration scores with the uploads marked, the missing pixels of an input, and thumbnails.
 
 Pillow instead of a plotting library keeps the install small, and an image is equally easy to
 return through the API.
@@ -7,7 +7,10 @@ return through the API.
 
 from __future__ import annotations
 
+import base64
+import io
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -46,51 +49,107 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 def score_histogram(edges: list[float], counts: list[int], threshold: float | None,
                     marks: list[tuple[str, float]], *, title: str = "validation scores",
-                    size: tuple[int, int] = (640, 260)) -> Image.Image:
+                    width: int = 640, plot_height: int = 190) -> Image.Image:
     """Bars of ``counts`` between ``edges``, a red line at ``threshold`` and an orange line per
-    ``(label, score)`` mark; marks outside the range sit at the edge with an arrow."""
-    width, height = size
-    left, right, top, bottom = 48, 16, 28, 40
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
+    ``(label, score)`` mark, its label in the first row where it hides no other label; marks
+    beyond the axis get an arrow at that edge and are listed, with their scores, under the axis.
+    The picture grows with the rows and lists, so every mark can be found."""
     font = _font(12)
     lo, hi = float(edges[0]), float(edges[-1])
+    left, right = 48, 16
     span = hi - lo if hi > lo else 1.0
-    tallest = max(max(counts, default=1), 1)
 
     def x_of(value: float) -> float:
         return left + (min(max(value, lo), hi) - lo) / span * (width - left - right)
 
-    def y_of(count: float) -> float:
-        return height - bottom - count / tallest * (height - top - bottom)
-
+    placed, below, above = mark_layout(marks, lo, hi, x_of, font.getlength, width - right)
+    rows = max((row for *_, row in placed), default=-1) + 1
+    footer = _beyond_lines(below, above, font, width - 16)
+    top = 28 + _ROW * rows
+    bottom = top + plot_height
+    image = Image.new("RGB", (width, bottom + 40 + _ROW * len(footer)), "white")
+    draw = ImageDraw.Draw(image)
+    tallest = max(max(counts, default=1), 1)
     for start, stop, count in zip(edges[:-1], edges[1:], counts, strict=False):
-        draw.rectangle([x_of(start), y_of(count), max(x_of(stop) - 1, x_of(start)),
-                        height - bottom], fill=_BAR)
-    draw.line([left, height - bottom, width - right, height - bottom], fill=_INK)
-    for value in np.linspace(lo, hi, 5):
-        x = x_of(float(value))
-        draw.line([x, height - bottom, x, height - bottom + 4], fill=_INK)
-        draw.text((x, height - bottom + 6), f"{value:.3g}", fill=_INK, font=font, anchor="mt")
-    draw.text((width // 2, height - 14), "score (higher = more anomalous)", fill=_INK,
-              font=font, anchor="mm")
+        y = bottom - count / tallest * (plot_height - 20)
+        draw.rectangle([x_of(start), y, max(x_of(stop) - 1, x_of(start)), bottom], fill=_BAR)
+    _axis(draw, lo, hi, x_of, bottom, width, font)
     draw.text((left, 6), f"{title}: {sum(counts):,} images", fill=_INK, font=font)
     if threshold is not None and math.isfinite(threshold):
         x = x_of(threshold)
-        draw.line([x, top, x, height - bottom], fill=_THRESHOLD, width=2)
+        draw.line([x, top, x, bottom], fill=_THRESHOLD, width=2)
         draw.text((x + 3, top), "threshold", fill=_THRESHOLD, font=font)
-    for label, score in marks:
-        _mark(draw, x_of(score), top + 14, height - bottom, label, score, lo, hi, font)
+    for label, x, anchor, row in placed:
+        y = 28 + _ROW * row
+        draw.line([x, y, x, bottom], fill=_UPLOAD, width=2)
+        draw.text((x + 3 if anchor == "la" else x - 3, y), label, fill=_UPLOAD, font=font,
+                  anchor=anchor)
+    for edge, group, sign in ((left, below, -1), (width - right, above, 1)):
+        if group:
+            y = (top + bottom) / 2
+            draw.polygon([(edge + 8 * sign, y), (edge, y - 7), (edge, y + 7)], fill=_UPLOAD)
+    for i, line in enumerate(footer):
+        draw.text((8, bottom + 40 + _ROW * i), line, fill=_UPLOAD, font=font)
     return image
 
 
-def _mark(draw: ImageDraw.ImageDraw, x: float, top: float, bottom: float, label: str,
-          score: float, lo: float, hi: float, font: ImageFont.ImageFont) -> None:
-    """One upload's line; an arrow says when its score lies beyond the histogram's range."""
-    draw.line([x, top, x, bottom], fill=_UPLOAD, width=2)
-    beyond, below = score > hi, score < lo
-    text = f"{label} >" if beyond else f"< {label}" if below else label
-    anchor = "ra" if beyond else "la"
-    position = (x - 4 if beyond else x + 4, top)
-    draw.rectangle(draw.textbbox(position, text, font=font, anchor=anchor), fill="white")
-    draw.text(position, text, fill=_UPLOAD, font=font, anchor=anchor)
+_ROW = 15  # pixels per label row
+
+
+def mark_layout(marks: list[tuple[str, float]], lo: float, hi: float,
+                x_of: Callable[[float], float], text_width: Callable[[str], float],
+                right_edge: float) -> tuple[list[tuple[str, float, str, int]],
+                                            list[tuple[str, float]], list[tuple[str, float]]]:
+    """Where each mark goes: ``(label, x, anchor, row)`` for marks on the axis, each label in the
+    first row where it overlaps no other; then the marks below and above the axis (non-finite
+    scores count as above)."""
+    below = [(label, score) for label, score in marks if score < lo]
+    above = [(label, score) for label, score in marks if score > hi or math.isnan(score)]
+    inside = sorted(((x_of(score), label) for label, score in marks if lo <= score <= hi),
+                    key=lambda mark: mark[0])  # stable: ties keep the upload order
+    placed, ends = [], []  # ends[row]: where the last label in that row stops
+    for x, label in inside:
+        size = text_width(label) + 3
+        start, stop, anchor = (x, x + size, "la") if x + size <= right_edge else (
+            x - size, x, "ra")
+        row = next((r for r, end in enumerate(ends) if end + 4 <= start), len(ends))
+        ends[row:row + 1] = [stop]
+        placed.append((label, x, anchor, row))
+    return placed, below, above
+
+
+def _beyond_lines(below: list[tuple[str, float]], above: list[tuple[str, float]],
+                  font: ImageFont.ImageFont, width: float) -> list[str]:
+    """The marks beyond each edge as wrapped text lines: '< below the axis: #3 (-4.1), ...'."""
+    lines = []
+    for group, head in ((below, "< below the axis:"), (above, "> beyond the axis:")):
+        line = head
+        for label, score in group:
+            item = f" {label} ({score:.3g})"
+            if font.getlength(line + item) > width:
+                lines.append(line)
+                line = "   "
+            line += item
+        if group:
+            lines.append(line)
+    return lines
+
+
+def _axis(draw: ImageDraw.ImageDraw, lo: float, hi: float, x_of: Callable[[float], float],
+          bottom: float, width: int, font: ImageFont.ImageFont) -> None:
+    draw.line([x_of(lo), bottom, x_of(hi), bottom], fill=_INK)
+    for value in np.linspace(lo, hi, 5):
+        x = x_of(float(value))
+        draw.line([x, bottom, x, bottom + 4], fill=_INK)
+        draw.text((x, bottom + 6), f"{value:.3g}", fill=_INK, font=font, anchor="mt")
+    draw.text((width // 2, bottom + 26), "score (higher = more anomalous)", fill=_INK,
+              font=font, anchor="mm")
+
+
+def thumbnail_html(image: Image.Image, size: int = 42) -> str:
+    """An ``<img>`` holding ``image`` as a PNG data URL (a table cell can show it)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return (f'<img src="data:image/png;base64,{data}" width="{size}" height="{size}" '
+            'alt="the image as the model saw it">')
