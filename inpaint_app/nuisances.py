@@ -10,8 +10,11 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from PIL import Image, ImageFilter
+
+from .normalize import prepare, recipe_for
 
 DIRECTIONS = ((1, 0), (0, 1), (-1, 0), (0, -1), (1, 1), (-1, 1), (1, -1), (-1, -1))
 
@@ -87,3 +90,31 @@ def apply_all(name: str, images: torch.Tensor) -> list[Image.Image]:
     """The uploads made from ``images`` (uint8 ``[N, 1, H, W]``) by nuisance ``name``."""
     nuisance = NUISANCES[name]
     return [nuisance(image, i) for i, image in enumerate(images)]
+
+
+def random_capture(image: torch.Tensor, rng: np.random.Generator) -> Image.Image:
+    """One capture of random kind and strength, for training on what uploads look like: a
+    resample from a random size, JPEG of random quality, a blur, a contrast or gamma change, or
+    a small shift, each at least as strong as the evaluation's version of it."""
+    kind = int(rng.integers(6))
+    if kind == 0:
+        return upscaled(int(rng.integers(40, 513)))(image, 0)
+    if kind == 1:
+        return jpeg(int(rng.integers(60, 96)))(image, 0)
+    if kind == 2:
+        return blurred(float(rng.uniform(0.3, 0.9)))(image, 0)
+    if kind == 3:
+        return contrast(float(rng.uniform(0.6, 1.0)))(image, 0)
+    if kind == 4:
+        return gamma(float(rng.uniform(0.7, 1.4)))(image, 0)
+    return shifted(int(rng.integers(1, 3)))(image, int(rng.integers(8)))
+
+
+def captured_copies(images: torch.Tensor, dataset: str | None, copies: int, seed: int = 0
+                    ) -> torch.Tensor:
+    """``copies`` random captures of every uint8 ``[N, 1, H, W]`` image, each brought back by the
+    input normalization, as the model will see uploads (``pipelines.train --capture``)."""
+    rng = np.random.default_rng(seed)
+    recipe, shape = recipe_for(dataset), tuple(images.shape[1:])
+    return torch.stack([prepare(random_capture(x, rng), shape, recipe)[0]
+                        for _ in range(copies) for x in images])

@@ -40,6 +40,7 @@ from inpaint_app.models import (
     load_checkpoint,
     save_model,
 )
+from inpaint_app.nuisances import captured_copies
 from inpaint_app.training import (
     EMA,
     LogProb,
@@ -76,6 +77,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--perturb", type=float, default=0.0, metavar="RATE",
                    help="replace each training pixel by a random level with this probability: "
                         "a background model for the anomaly likelihood ratio (0: off)")
+    p.add_argument("--capture", type=int, default=0, metavar="COPIES",
+                   help="add COPIES randomly captured copies of the training set (resampled, "
+                        "JPEG, blurred, contrast, gamma, shifted; then input-normalized, as "
+                        "uploads are: inpaint_app.nuisances); validation stays clean")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N images")
     p.add_argument("--limit-val", type=int, default=None, help="validate on the first N images")
     p.add_argument("--max-minutes", type=float, default=None,
@@ -101,6 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.set_defaults(**{k: (json.dumps(v) if k == "hparams" else v)
                           for k, v in defaults.items()})
         args = p.parse_args(argv)
+    if args.capture < 0:
+        p.error(f"--capture must be >= 0, got {args.capture}")
     if not 0.0 <= args.perturb < 1.0:
         p.error(f"--perturb must be in [0, 1), got {args.perturb}")
     if args.model not in ALL_FAMILIES:
@@ -161,6 +168,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {err}")
     train = train[: args.limit_train] if args.limit_train else train
     val = val[: args.limit_val] if args.limit_val else val
+    if args.capture:
+        captured = captured_copies(train, args.dataset, args.capture, seed=args.seed)
+        train = torch.cat([train, captured])
+        print(f"training on {len(train):,} images: {args.capture} captured cop"
+              f"{'y' if args.capture == 1 else 'ies'} of each")
 
     source = None
     if args.init_from:  # read once: its weights and architecture below, its summary in every card
@@ -370,6 +382,7 @@ def make_card(args: argparse.Namespace, history: list[dict], elapsed: float,
         "commit": git_commit(), "history": history,
         **({"init_from": args.init_source} if args.init_from else {}),
         **({"perturb": args.perturb} if args.perturb else {}),
+        **({"capture": args.capture} if args.capture else {}),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 

@@ -184,7 +184,39 @@ def test_controls_of_the_conditional_default(shipped: Handlers) -> None:
 def test_inpaint_resizes_a_large_rgb_upload(handlers: Handlers) -> None:
     big = _digit(64).convert("RGB")
     out = handlers.inpaint(_editor(big), "tiny-glow", "bottom", "nice", 5, 1, 0)
-    assert out[0].size == (8, 8) and "resized to 8x8" in out[6]["fit"]
+    assert out[0].size == (64, 64) and "resized to 8x8" in out[6]["fit"]  # back in its frame
+    top = np.asarray(big.convert("L"))[:32]
+    assert np.array_equal(np.asarray(out[0])[:24], top[:24])  # observed rows untouched
+    plain = handlers.inpaint(_editor(big), "tiny-glow", "bottom", "nice", 5, 1, 0, False)
+    assert plain[0].size == (8, 8) and "resized to 8x8" in plain[6]["fit"]
+
+
+def _scan(size: int = 140) -> Image.Image:
+    """A dark '1' on a white page, as a scan or a drawing would be."""
+    page = Image.new("L", (size, size), 255)
+    page.paste(0, (size // 2 - 6, size // 5, size // 2 + 6, size * 4 // 5))
+    return page
+
+
+def test_a_black_on_white_upload_is_filled_on_its_own_page(shipped: Handlers) -> None:
+    out = shipped.inpaint(_editor(_scan()), "mnist-glow", "bottom", "default", 0, 0, 0)
+    assert "light background: inverted" in out[6]["fit"] and "fitted into" in out[6]["fit"]
+    filled = np.asarray(out[0])
+    assert out[0].size == (140, 140) and filled[2, 2] == 255  # the page stays white
+    assert filled[100:112, 64:76].mean() < 128  # the bar's missing lower part comes back dark
+    view = np.asarray(out[4].convert("L"))
+    assert view[0, 0] < 30  # the model saw white on black
+
+
+def test_a_black_on_white_upload_scores_as_its_inverse(shipped: Handlers, tmp_path: Path) -> None:
+    _scan().save(tmp_path / "scan.png")
+    Image.eval(_scan(), lambda v: 255 - v).save(tmp_path / "negative.png")
+    table, _, _ = shipped.score([str(tmp_path / "scan.png"), str(tmp_path / "negative.png")],
+                                "mnist-glow")
+    assert table["bits/dim"][0] == pytest.approx(table["bits/dim"][1])
+    assert "inverted" in table["note"][0] and "inverted" not in table["note"][1]
+    plain, _, _ = shipped.score([str(tmp_path / "scan.png")], "mnist-glow", False)
+    assert plain["bits/dim"][0] > table["bits/dim"][0] + 5
 
 
 @pytest.mark.parametrize(("editor", "mask", "method", "steps", "message"), [

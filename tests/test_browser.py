@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
+
+from inpaint_app.normalize import prepare
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -140,11 +142,12 @@ def test_paint_inpaint_and_score(page: sync_api.Page, tmp_path: Path) -> None:
     page.screenshot(path=str(shots / "inpaint.png"), full_page=True)
 
     original = np.asarray(Image.open(EXAMPLES_DIR / EXAMPLE).convert("RGB"))
+    seen = prepare(Image.open(EXAMPLES_DIR / EXAMPLE), (1, 28, 28), "mnist")[0][0].numpy()
     view, filled = _fetch(page, "#model-view"), _fetch(page, "#filled")
     mask = (view == (255, 0, 255)).all(axis=-1)
     assert filled.shape == original.shape == view.shape
     assert 0 < mask.sum() < mask.size / 2, "the painted stroke should mark some pixels"
-    assert (view[~mask] == original[~mask]).all(), "the model saw the example unchanged"
+    assert (view[~mask][:, 0] == seen[~mask]).all(), "the model saw the normalized example"
     assert (filled[~mask] == original[~mask]).all(), "the fill changed a pixel outside the mask"
     assert (filled[mask] != original[mask]).any(), "nothing was filled inside the mask"
 
@@ -160,6 +163,21 @@ def test_paint_inpaint_and_score(page: sync_api.Page, tmp_path: Path) -> None:
         assert verdicts, f"no verdict in the row of {name}: {row.inner_text()!r}"
         assert row.locator("img").count() == 1, "no thumbnail of what the model saw"
     page.screenshot(path=str(shots / "anomaly.png"), full_page=True)
+
+    page.get_by_role("tab", name="Inpaint").click()  # a scan: black on a white page
+    scan = Image.new("L", (140, 140), 255)
+    ImageDraw.Draw(scan).line([(50, 30), (90, 30), (62, 112)], fill=0, width=10)
+    scan.save(tmp_path / "scan.png")
+    page.locator("#inpaint-file input[type=file]").set_input_files(str(tmp_path / "scan.png"))
+    sync_api.expect(page.locator("#image-note")).to_contain_text("scan.png")
+    _choose(page, "#mask", "bottom")
+    page.locator("#inpaint-button").click()
+    sync_api.expect(page.locator("#inpaint-summary")).to_contain_text("light background: "
+                                                                      "inverted")
+    filled = _fetch(page, "#filled")
+    assert filled.shape[:2] == (140, 140) and (filled[:10, :10] == 255).all(), \
+        "the fill is pasted back on the white page"
+    page.screenshot(path=str(shots / "inpaint-scan.png"), full_page=True)
 
     page.get_by_role("tab", name="Models").click()
     sync_api.expect(page.locator("#model-card")).to_contain_text("test bits/dim")

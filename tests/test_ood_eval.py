@@ -62,7 +62,7 @@ def test_evaluate_model_reports_every_pair_and_score(data_root: Path, tmp_path: 
     for row in section["rows"].values():
         assert 0.0 <= row["flag_rate"] <= 1.0 and 0.0 <= row["flag_rate_plain"] <= 1.0
         assert set(row["auroc"]) == set(ood_eval.SET_NAMES) - {"inverted"}
-    # Black on white is normalized back: flagged as often as the clean images, unlike the plain fit.
+    # Black on white is normalized back: flagged as often as the clean images.
     rows = section["rows"]
     assert rows["black on white"]["flag_rate"] == rows["none"]["flag_rate"]
     assert ood_eval.nuisance_markdown({"mnist": result}).count("\n| mnist |") == len(NUISANCES)

@@ -204,6 +204,31 @@ def test_train_perturb_makes_a_background_model(data_root: Path, tmp_path: Path)
         train.parse_args(["--perturb", "1.0"])
 
 
+@pytest.mark.data
+def test_train_capture_adds_normalized_captured_copies(data_root: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    train.main(train_args(tmp_path, data_root, "--capture", "1", "--limit-train", "64",
+                          "--limit-val", "32", "--epochs", "1", "--batch-size", "32"))
+    assert "training on 128 images: 1 captured copy of each" in capsys.readouterr().out
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert card["capture"] == 1 and "--capture 1" in card["command"]
+    with pytest.raises(SystemExit):
+        train.parse_args(["--capture", "-1"])
+
+
+def test_captured_copies_are_seeded_normalized_and_differ_from_the_originals() -> None:
+    from inpaint_app.normalize import normalize_images
+    from inpaint_app.nuisances import captured_copies
+
+    images = torch.zeros(6, 1, 28, 28, dtype=torch.uint8)
+    images[:, :, 6:22, 12:16] = 255  # a bar, MNIST-framed
+    copies = captured_copies(images, "mnist", 2, seed=3)
+    assert copies.shape == (12, 1, 28, 28) and copies.dtype == torch.uint8
+    assert torch.equal(copies, captured_copies(images, "mnist", 2, seed=3))
+    assert (copies != normalize_images(images, "mnist").repeat(2, 1, 1, 1)).any()
+    assert copies[:, :, :3].max() < 40  # the page stays dark at the top (JPEG ringing aside)
+
+
 def test_train_without_the_dataset_says_where_it_looked(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as info:
         train.main(train_args(tmp_path / "out", tmp_path, "--epochs", "1"))

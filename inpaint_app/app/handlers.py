@@ -24,7 +24,6 @@ from PIL import Image
 from ..anomaly import explain, score_images
 from ..images import (
     ImageError,
-    describe_fit,
     open_image,
     to_8bit,
     to_mask,
@@ -33,6 +32,7 @@ from ..images import (
 )
 from ..inpainting import DEFAULT_STEPS, METHODS, conditional_settings, inpaint
 from ..masks import MASK_PRESETS, make_mask
+from ..normalize import fit_input
 from . import wording
 from .cards import card_markdown
 from .pictures import heat_map, score_histogram, show_missing, thumbnail_html
@@ -128,10 +128,12 @@ class Handlers:
     @user_errors
     def inpaint(self, editor: dict[str, Any] | None, model_name: str, mask_source: str,
                 method: str, steps: float, n_samples: float, seed: float,
+                normalize: bool = True,
                 progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008 - Gradio's idiom
         """Fill the missing pixels of the editor's image; returns the fill, the samples, the
         uncertainty map, the plot of what the method climbs, the model's view, a summary and
-        metrics."""
+        metrics. With ``normalize`` (the default) the model sees the image through its input
+        normalization and the fill is pasted back into the image's own frame and polarity."""
         if not editor or editor.get("background") is None:
             raise gr.Error("no image: pick an example or upload one first")
         if method not in METHODS:
@@ -145,11 +147,17 @@ class Handlers:
         model = self.cache.get(model_name)
         shape = model.image_shape
         picture = open_image(editor["background"])
-        x = to_model_input(picture, shape)
-        strokes = painted_mask(editor.get("layers"), shape[1:])
+        x, framing, fit = fit_input(picture, shape, model.card.get("dataset"), bool(normalize))
+        if framing is None:
+            strokes = painted_mask(editor.get("layers"), shape[1:])
+        else:  # strokes are painted on the picture: moved into model pixels with it
+            strokes = framing.to_model_mask(
+                painted_mask(editor.get("layers"), (picture.height, picture.width)).numpy())
         mask = strokes if mask_source == PAINTED else make_mask(mask_source, shape[1:], seed=seed)
         if not mask.any():
-            raise gr.Error("the mask is empty: paint over the pixels to fill, or choose a preset")
+            raise gr.Error("the mask is empty: paint over the pixels to fill, or choose a preset"
+                           + (" (the strokes miss the model's view of the image)"
+                              if framing is not None and mask_source == PAINTED else ""))
         runs = self._method(method, model).runs
 
         def report(done: int, total: int) -> None:
@@ -160,7 +168,6 @@ class Handlers:
                              n_samples=n_samples, progress=report)
         except ValueError as err:
             raise gr.Error(str(err)) from None
-        fit = describe_fit(picture, shape)
         name = model_name or self.cache.default
         numbers = plotted(result)
         text = summary(result, numbers, int(mask.sum()), fit, name, model.card.get("dataset"),
@@ -174,7 +181,13 @@ class Handlers:
                    "bpd_before": result.bpd_before, "bpd_after": result.bpd_after,
                    "bpd_note": "bpd_before/after: the unconditional model's bits/dim of the "
                                "whole quantized image, start fill and shown fill"}
-        return (_own(to_pil(result.image)), samples, uncertainty, plot(result),
+        filled = to_pil(result.image)
+        if framing is not None:  # back into the picture's frame and polarity
+            upload_mask = (framing.to_upload_mask(mask) if mask_source != PAINTED else
+                           painted_mask(editor.get("layers"),
+                                        (picture.height, picture.width)).numpy())
+            filled = framing.restore(to_model_input(filled, shape), picture, upload_mask)
+        return (_own(filled), samples, uncertainty, plot(result),
                 _own(show_missing(to_pil(x), mask)), text, metrics)
 
     @user_errors
@@ -243,8 +256,11 @@ class Handlers:
                           + (f" Warning: {text.warning}." if text.warning else "")))
 
     @user_errors
-    def score(self, files: list[str] | str | None, model_name: str) -> tuple:
-        """Score uploaded images; returns the verdict table, the histogram and an explanation."""
+    def score(self, files: list[str] | str | None, model_name: str,
+              normalize: bool = True) -> tuple:
+        """Score uploaded images; returns the verdict table, the histogram and an explanation.
+        With ``normalize`` (the default) each image goes through the model's input
+        normalization first (the table's note says what it did)."""
         paths = [files] if isinstance(files, str) else list(files or [])
         if not paths:
             raise gr.Error("no images: upload one or more image files")
@@ -259,10 +275,10 @@ class Handlers:
             except ImageError as err:
                 rows.append([i, "", name, "unreadable", None, None, None, str(err)])
                 continue
-            x = to_model_input(picture, model.image_shape)
+            x, _, fit = fit_input(picture, model.image_shape, model.card.get("dataset"),
+                                  bool(normalize))
             readable.append((len(rows), x))
-            rows.append([i, thumbnail_html(to_pil(x)), name, "", None, None, None,
-                         describe_fit(picture, model.image_shape)])
+            rows.append([i, thumbnail_html(to_pil(x)), name, "", None, None, None, fit])
         calibration = model.card.get("anomaly")
         dataset = model.card.get("dataset")
         results = score_images(model, torch.stack([x for _, x in readable])) if readable else []

@@ -28,6 +28,9 @@ from .wording import EXAMPLE_FILES
 from .wording import METHODS as METHOD_TEXTS
 
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"]
+NORMALIZE_INFO = ("bring the image to the model's conventions first: a light background is "
+                  "inverted, the content framed as in the training set (MNIST: fitted into "
+                  "20x20, centred by mass), faded ink stretched; off: a plain resize")
 # 28x28 images fill their boxes and stay crisp (no smoothing) when scaled up.
 CSS = """.pixelated img { image-rendering: pixelated; width: 100%; height: 100%;
                       object-fit: contain; }
@@ -86,6 +89,8 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown) -> tuple[gr.Dropdown, 
                 n_samples = gr.Slider(0, MAX_SAMPLES, value=0, step=1, label="Samples",
                                       info="0 = the method's default", elem_id="n-samples")
                 seed = gr.Number(0, precision=0, minimum=0, label="Seed", elem_id="seed")
+            normalize = gr.Checkbox(True, label="Normalize the input", elem_id="inpaint-normalize",
+                                    info=NORMALIZE_INFO)
             run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
         with gr.Column():
             with gr.Row():
@@ -108,7 +113,7 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown) -> tuple[gr.Dropdown, 
     controls = [steps, n_samples, seed, method]
     for source in (method, model):
         source.change(handlers.controls, [method, model], controls, api_visibility="private")
-    run.click(handlers.inpaint, [editor, model, mask, method, steps, n_samples, seed],
+    run.click(handlers.inpaint, [editor, model, mask, method, steps, n_samples, seed, normalize],
               [filled, samples, uncertainty, trajectory, view, summary, metrics],
               api_name="inpaint")
     return method, controls
@@ -118,6 +123,8 @@ def build_anomaly(handlers: Handlers, model: gr.Dropdown) -> None:
     """Upload images; a verdict per image and the calibration histogram with the uploads."""
     files = gr.File(file_count="multiple", file_types=IMAGE_TYPES, type="filepath",
                     label="Images (one or many)", elem_id="anomaly-files")
+    normalize = gr.Checkbox(True, label="Normalize the input", elem_id="score-normalize",
+                            info=NORMALIZE_INFO)
     run = gr.Button("Score", variant="primary", elem_id="score-button")
     table = gr.Dataframe(headers=TABLE_COLUMNS, datatype=TABLE_TYPES, interactive=False,
                          label="Verdicts", elem_id="verdicts", wrap=True, max_height=640,
@@ -126,7 +133,8 @@ def build_anomaly(handlers: Handlers, model: gr.Dropdown) -> None:
                          "(orange; beyond the axis: listed under it)",
                          elem_id="histogram", format="png")
     note = gr.Markdown(label="explanation")
-    run.click(handlers.score, [files, model], [table, histogram, note], api_name="score")
+    run.click(handlers.score, [files, model, normalize], [table, histogram, note],
+              api_name="score")
 
 
 def build_models(handlers: Handlers, model: gr.Dropdown) -> gr.Markdown:

@@ -122,4 +122,4 @@ def reading_guide(score: str | None, threshold: float | None, calibration: dict 
             f"{fpr:.0%} of ordinary {data} images are. **p-value**: the share of {n:,} held-out "
             f"{data} images that score at least as high: 0.5 is ordinary, 0.001 is 1 in 1,000. "
             "**bits/dim**: the model's raw likelihood (lower = likelier). **model input**: the "
-            "image as the model saw it (grayscale, resized).")
+            "image as the model saw it (after the input normalization the note describes).")
