@@ -61,7 +61,7 @@ class Method:
 
 
 _POOR = ("gives poor fills on the shipped models: {what} (about {db} dB PSNR in the masked "
-         "region, against 18.5 for default; benchmarks/inpainting.md)")
+         "region, against 19-20 for default; benchmarks/inpainting.md)")
 METHODS = {
     "default": Method("default: conditional flow (samples given the visible pixels)",
                       "conditional flow sampling, then Adam ascent if steps > 0",
