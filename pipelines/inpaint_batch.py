@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from inpaint_app.atomic import atomic_write, ensure_writable_dir
-from inpaint_app.images import ImageError, open_image, save_png, to_mask, to_model_input, to_pil
+from inpaint_app.images import ImageError, open_image, save_png, to_mask, to_model_input
 from inpaint_app.inpainting import MASK_PRESETS, METHODS, inpaint, make_mask
 from inpaint_app.metrics import masked_psnr, masked_ssim
 from inpaint_app.models import CheckpointError, ConfigError, load_model
@@ -81,8 +81,7 @@ def process(path: Path, model: torch.nn.Module, args: argparse.Namespace, index:
         raise ImageError("the mask misses the model's view of the image: nothing to fill")
     result = inpaint(model, x, mask, method=args.method, steps=args.steps, seed=args.seed)
     output = result.image if framing is None else to_model_input(
-        framing.restore(to_model_input(to_pil(result.image), model.image_shape), image,
-                        user_mask), (1, *size))
+        framing.restore(result.image, image, user_mask), (1, *size))
     row = {"bpd_before": f"{result.bpd_before:.4f}", "bpd_after": f"{result.bpd_after:.4f}",
            "seconds": f"{result.seconds:.3f}", "missing_fraction": f"{mask.float().mean():.4f}",
            "note": "; ".join(s for s in (note, result.message) if s)}

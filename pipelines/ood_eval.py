@@ -34,9 +34,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from inpaint_app.anomaly import SCORES, base_scores, scores_from_base
 from inpaint_app.data import DatasetNotFound, load_split
-from inpaint_app.images import to_model_input
 from inpaint_app.models import load_model
-from inpaint_app.normalize import normalize_images, prepare, recipe_for
+from inpaint_app.normalize import fit_input, normalize_images
 from inpaint_app.nuisances import NUISANCES, apply_all
 from inpaint_app.ood_metrics import auroc, summary
 
@@ -144,10 +143,9 @@ def evaluate_model(name: str, checkpoint: str, limit: int, root: str | None,
 def model_inputs(model: Any, uploads: list[Image.Image], normalized: bool) -> torch.Tensor:
     """What the app feeds the model for these uploads: its input normalization (the default) or
     the plain fit (``--no-normalize``)."""
-    if normalized:
-        recipe = recipe_for(model.card.get("dataset"))
-        return torch.stack([prepare(u, model.image_shape, recipe)[0] for u in uploads])
-    return torch.stack([to_model_input(u, model.image_shape) for u in uploads])
+    dataset = model.card.get("dataset")
+    return torch.stack([fit_input(u, model.image_shape, dataset, normalized)[0]
+                        for u in uploads])
 
 
 def nuisance_section(model: Any, sets: dict[str, torch.Tensor], limit: int) -> dict[str, Any]:

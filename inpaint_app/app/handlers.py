@@ -27,7 +27,6 @@ from ..images import (
     open_image,
     to_8bit,
     to_mask,
-    to_model_input,
     to_pil,
 )
 from ..inpainting import DEFAULT_STEPS, METHODS, conditional_settings, inpaint
@@ -148,11 +147,10 @@ class Handlers:
         shape = model.image_shape
         picture = open_image(editor["background"])
         x, framing, fit = fit_input(picture, shape, model.card.get("dataset"), bool(normalize))
-        if framing is None:
-            strokes = painted_mask(editor.get("layers"), shape[1:])
-        else:  # strokes are painted on the picture: moved into model pixels with it
-            strokes = framing.to_model_mask(
-                painted_mask(editor.get("layers"), (picture.height, picture.width)).numpy())
+        # Strokes are painted on the picture: with a framing they move into model pixels with it.
+        painted = painted_mask(editor.get("layers"), (picture.height, picture.width)
+                               if framing else shape[1:])
+        strokes = painted if framing is None else framing.to_model_mask(painted.numpy())
         mask = strokes if mask_source == PAINTED else make_mask(mask_source, shape[1:], seed=seed)
         if not mask.any():
             raise gr.Error("the mask is empty: paint over the pixels to fill, or choose a preset"
@@ -183,10 +181,9 @@ class Handlers:
                                "whole quantized image, start fill and shown fill"}
         filled = to_pil(result.image)
         if framing is not None:  # back into the picture's frame and polarity
-            upload_mask = (framing.to_upload_mask(mask) if mask_source != PAINTED else
-                           painted_mask(editor.get("layers"),
-                                        (picture.height, picture.width)).numpy())
-            filled = framing.restore(to_model_input(filled, shape), picture, upload_mask)
+            upload_mask = (framing.to_upload_mask(mask) if mask_source != PAINTED
+                           else painted.numpy())
+            filled = framing.restore(result.image, picture, upload_mask)
         return (_own(filled), samples, uncertainty, plot(result),
                 _own(show_missing(to_pil(x), mask)), text, metrics)
 
