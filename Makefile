@@ -4,12 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench screenshots lint clean
+.PHONY: install run test test-fast bench screenshots lint lock clean
 
-$(STAMP): requirements.txt
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	@# The package in editable mode with its test extra, every version pinned by the lock.
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
 	@# Debian's Chromium for the browser test (as root, e.g. in CI); without it that test skips.
 	command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
@@ -31,12 +32,18 @@ screenshots: $(STAMP)
 	FLOWPAINT_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/test_browser.py
 
 bench: $(STAMP)
-	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"
 	$(PY) -m pipelines.benchmark
 
 lint: $(STAMP)
-	$(PY) -m pip install --quiet ruff
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	$(PY) -m ruff check inpaint_app pipelines tests
+
+# Pins what this venv holds (after a passing `make test`) as the new lock.
+lock: $(STAMP)
+	( echo "# The tested set of every package, pinned: make installs with '-c constraints.txt'."; \
+	  echo "# Regenerate from a venv that passes 'make test' with 'make lock'."; \
+	  $(PY) -m pip freeze --exclude-editable | grep -iv '^flowpaint' ) > constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache

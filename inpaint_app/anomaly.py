@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .density import DensityModel, bits_per_dim_from_log_prob
+from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
 from .exemplars import ExemplarBank
 
 SCORES: tuple[str, ...] = ("bpd", "typicality", "complexity", "orientation", "combined",
@@ -80,11 +80,6 @@ def png_bits_per_dim(image: torch.Tensor) -> float:
     return 8.0 * len(buffer.getvalue()) / image.numel()
 
 
-def _noise(model: DensityModel, seed: int) -> torch.Tensor:
-    """One fixed U[0, 1) dequantization pattern shared by every image."""
-    return torch.rand(model.image_shape, generator=torch.Generator().manual_seed(seed))
-
-
 def base_scores(model: DensityModel, images: torch.Tensor, *, batch_size: int = 256,
                 seed: int = SEED, progress: bool = False) -> dict[str, np.ndarray]:
     """Per-image evidence for uint8 ``[B, C, H, W]`` images at the model's shape: ``bpd``,
@@ -100,7 +95,6 @@ def base_scores(model: DensityModel, images: torch.Tensor, *, batch_size: int = 
         raise ValueError(f"expected uint8 images of shape [B, {shape}], got {images.dtype} "
                          f"{tuple(images.shape)}")
     device = next(model.parameters()).device
-    u = _noise(model, seed).to(device)
     parts: dict[str, list[torch.Tensor]] = {"bpd": [], "z_fine": [], "z_coarse": [],
                                             "orientation": []}
     background = model.background[0].to(device) if model.background else None
@@ -110,9 +104,9 @@ def base_scores(model: DensityModel, images: torch.Tensor, *, batch_size: int = 
         for start in tqdm(range(0, len(images), batch_size), disable=not progress,
                           desc="score", unit="batch"):
             batch = images[start:start + batch_size].to(device)
-            z, bpd = _latent_and_bpd(model, batch, u)
+            z, bpd = _latent_and_bpd(model, batch, seed)
             parts["bpd"].append(bpd)
-            turned = [_latent_and_bpd(model, torch.rot90(batch, k, (2, 3)), u)[1]
+            turned = [_latent_and_bpd(model, torch.rot90(batch, k, (2, 3)), seed)[1]
                       for k in _turns(batch)]
             parts["orientation"].append(bpd - torch.stack(turned).min(0).values)
             energy = 0.5 * z.reshape(len(z), -1).double() ** 2
@@ -120,7 +114,7 @@ def base_scores(model: DensityModel, images: torch.Tensor, *, batch_size: int = 
             parts["z_fine"].append(energy[:, :half].mean(1))
             parts["z_coarse"].append(energy[:, half:].mean(1))
             if background is not None:
-                parts["likelihood_ratio"].append(bpd - _latent_and_bpd(background, batch, u)[1])
+                parts["likelihood_ratio"].append(bpd - _latent_and_bpd(background, batch, seed)[1])
     out = {}
     for name, chunks in parts.items():
         values = torch.cat(chunks).double().cpu().numpy() if chunks else np.zeros(0)
@@ -132,11 +126,11 @@ def base_scores(model: DensityModel, images: torch.Tensor, *, batch_size: int = 
     return out
 
 
-def _latent_and_bpd(model: DensityModel, images: torch.Tensor, u: torch.Tensor
+def _latent_and_bpd(model: DensityModel, images: torch.Tensor, seed: int
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """z and bits/dim with the fixed dequantization pattern u."""
-    z, logdet = model.to_latent((images.float() + u) / 256.0)
-    return z, bits_per_dim_from_log_prob(model.prior.log_prob(z) + logdet, model.dim)
+    """z and bits/dim, dequantized with the fixed pattern of ``seed`` shared by every image."""
+    z, log_prob = model.latent_and_log_prob(dequantize(images, noise="fixed", seed=seed))
+    return z, bits_per_dim_from_log_prob(log_prob, model.dim)
 
 
 def _turns(images: torch.Tensor) -> tuple[int, ...]:

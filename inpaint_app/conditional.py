@@ -132,11 +132,13 @@ class ConditionalInpainter(nn.Module):
 
     @torch.no_grad()
     def complete(self, y_obs: torch.Tensor, missing: torch.Tensor, n: int = 1,
-                 temperature: float = 1.0, *, generator: torch.Generator | None = None,
+                 temperature: float | torch.Tensor = 1.0, *,
+                 generator: torch.Generator | None = None,
                  noise: torch.Tensor | None = None, context: Context | None = None
                  ) -> torch.Tensor:
         """``[B, n, C, H, W]`` completions in [0, 1]: the missing pixels drawn in one pass at
-        ``temperature``; the observed pixels are ``y_obs``'s, untouched. ``noise``
+        ``temperature`` (a number, or ``[B]``: one per image); the observed pixels are
+        ``y_obs``'s, untouched. ``noise``
         (``[B, n, *latent_shape]``, standard normal) replaces draws from ``generator``;
         ``context`` (``context(y_obs, missing)``) saves the encoder pass when the caller has it."""
         batch = y_obs.shape[0]
@@ -152,6 +154,8 @@ class ConditionalInpainter(nn.Module):
             noise = torch.randn((batch * n, *mean.shape[1:]), generator=generator,
                                 device=y_obs.device if generator is None else generator.device)
         noise = noise.reshape(batch * n, *mean.shape[1:])
+        if torch.is_tensor(temperature):
+            temperature = rep(temperature.to(y_obs).reshape(batch, *[1] * (mean.dim() - 1)))
         z = (rep(mean) + temperature * rep(log_sigma).exp() * noise.to(y_obs)) * context.missing
         u = self.squeeze.inverse(self.flow.inverse(z, context))
         y = self.preprocess.inverse(u).clamp(0.0, 1.0)

@@ -16,11 +16,29 @@ from torch import nn
 
 from .flows.base import Flow
 
+NOISE_MODES = ("random", "fixed", "centre")
 
-def dequantize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """y = (x + u) / 256 with u ~ U[0, 1)^D: uint8 pixels to a continuous point of their bin."""
-    u = torch.rand(x.shape, generator=generator, device=x.device if generator is None else
-                   generator.device).to(x.device)
+
+def dequantize(x: torch.Tensor, generator: torch.Generator | None = None, *,
+               noise: str = "random", seed: int = 0) -> torch.Tensor:
+    """y = (x + u) / 256: uint8 pixels ``[B, C, H, W]`` to a continuous point of their bin. The
+    one place pixels become continuous; ``noise`` names how u is chosen:
+
+    - ``"random"``: u ~ U[0, 1)^D, fresh from ``generator`` (training; seeded for evaluation);
+    - ``"fixed"``: one U[0, 1)^D pattern drawn with ``seed``, the same for every image, so an
+      image's number never depends on its batch or position (anomaly scores, inpainting);
+    - ``"centre"``: u = 1/2, the bin's midpoint (observed pixels held fixed while inpainting).
+
+    All three have the same mean, (x + 1/2) / 256."""
+    if noise == "random":
+        u = torch.rand(x.shape, generator=generator, device=x.device if generator is None else
+                       generator.device).to(x.device)
+    elif noise == "fixed":
+        u = torch.rand(x.shape[1:], generator=torch.Generator().manual_seed(seed)).to(x.device)
+    elif noise == "centre":
+        u = torch.tensor(0.5, device=x.device)
+    else:
+        raise ValueError(f"unknown dequantization noise {noise!r}: one of {NOISE_MODES}")
     return (x.float() + u) / 256.0
 
 
@@ -69,8 +87,12 @@ class DensityModel(nn.Module):
 
     def log_prob(self, y: torch.Tensor) -> torch.Tensor:
         """Exact log-density of pixels y in [0, 1]^D (float, ``[B, C, H, W]``), one per image."""
+        return self.latent_and_log_prob(y)[1]
+
+    def latent_and_log_prob(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z and the exact log-density of y, from one pass (scores that read the latent too)."""
         z, logdet = self.to_latent(y)
-        return self.prior.log_prob(z) + logdet
+        return z, self.prior.log_prob(z) + logdet
 
     def bits_per_dim(self, x: torch.Tensor, *, generator: torch.Generator | None = None
                      ) -> torch.Tensor:

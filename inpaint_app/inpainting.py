@@ -7,7 +7,8 @@ that training and evaluation use (preprocessing Jacobian included), over the mis
   a_i = 10 / (100 + i), from a mean fill.
 - ``default``: with a conditional inpainting flow beside the checkpoint
   (``inpaint_app.conditional``, ``inpainter.pt``), K completions sampled in one pass from
-  p(x_missing | x_observed) at a validated temperature; the fill is their mean, or the
+  p(x_missing | x_observed) at a temperature validated per mask kind (compact holes or
+  scattered pixels, ``masks.mask_kind``); the fill is their mean, or the
   conditional mode reached by Adam ascent on that exact conditional log-likelihood from the mean,
   as the model's card says validated better. Without one it falls back, and says so, to the
   exemplar start plus a few projected Adam steps on the unconditional log p.
@@ -33,10 +34,10 @@ from dataclasses import dataclass
 import torch
 
 from .conditional import ConditionalInpainter
-from .density import DensityModel, bits_per_dim_from_log_prob
+from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
 from .exemplars import ExemplarBank
 from .fills import FILLS, biharmonic_fill, mean_fill, noise_fill
-from .masks import MASK_PRESETS, make_mask
+from .masks import MASK_KINDS, MASK_PRESETS, make_mask, mask_kind
 
 __all__ = ["METHODS", "MASK_PRESETS", "InpaintResult", "inpaint", "inpaint_batch", "make_mask"]
 
@@ -116,7 +117,7 @@ def inpaint_batch(model: DensityModel, images: torch.Tensor, masks: torch.Tensor
     images, masks = images.to(device), masks.to(device)
     generators = [torch.Generator().manual_seed(seed + i) for i in range(images.shape[0])]
     with _eval_mode(model), _seeded_global_rng(seed, device):
-        y_obs = (images.to(torch.float32) + 0.5) / 256.0
+        y_obs = dequantize(images, noise="centre")
         y0 = _start(y_obs, masks, init, generators, model.exemplars)
         run = {"default": _ascend_adam, "exemplar": _ascend_adam, "nice": _ascend_nice,
                "langevin": _langevin}[method]
@@ -190,7 +191,7 @@ def _check_options(method: str, steps: int | None, n_samples: int, init: object,
         raise ValueError(f"init image must have the image's shape {tuple(shape[1:])}, got "
                          f"{_shape(init)}")
     if init.dtype == torch.uint8:
-        return steps, n_samples, (init.float() + 0.5) / 256.0
+        return steps, n_samples, dequantize(init, noise="centre")
     if not init.is_floating_point() or not torch.isfinite(init).all():
         raise ValueError("init image must be uint8 or finite float in [0, 1]")
     return steps, n_samples, init.float().clamp(0.0, 1.0)
@@ -252,7 +253,8 @@ def _climb(log_prob_fn: Callable[[torch.Tensor], torch.Tensor],
     each image's best iterate by that log-likelihood and its bits/dim at every step."""
     y = y0.clone()
     best, best_lp = y0.clone(), torch.full((y.shape[0],), -math.inf, device=y.device)
-    state = (torch.zeros_like(y), torch.zeros_like(y))
+    # Adam is elementwise, so one optimizer over the batch never lets image i move image j.
+    optimizer = torch.optim.Adam([y], lr=lr, maximize=True)
     trajectories: list[list[float]] = [[] for _ in range(y.shape[0])]
     for i in range(steps + 1):
         log_prob, grad = _log_prob_and_grad(log_prob_fn, y)
@@ -262,20 +264,11 @@ def _climb(log_prob_fn: Callable[[torch.Tensor], torch.Tensor],
         best_lp = torch.where(better, log_prob, best_lp)
         if i == steps:
             break
-        y = torch.where(masks, (y + _adam_step(grad, state, i + 1, lr)).clamp(0.0, 1.0), y_obs)
+        y.grad = grad
+        optimizer.step()
+        y.copy_(torch.where(masks, y.clamp(0.0, 1.0), y_obs))  # the projection
         _report(progress, i + 1, steps)
     return best, trajectories
-
-
-def _adam_step(grad: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], t: int,
-               lr: float = ADAM_LR, betas: tuple[float, float] = (0.9, 0.999)) -> torch.Tensor:
-    """One Adam ascent step, elementwise (so image i never depends on the others)."""
-    first, second = state
-    first.mul_(betas[0]).add_(grad, alpha=1 - betas[0])
-    second.mul_(betas[1]).addcmul_(grad, grad, value=1 - betas[1])
-    first_hat = first / (1 - betas[0] ** t)
-    second_hat = second / (1 - betas[1] ** t)
-    return lr * first_hat / (second_hat.sqrt() + 1e-8)
 
 
 def _ascend_nice(model, y0, y_obs, masks, steps, generators, n_samples, progress):
@@ -333,12 +326,10 @@ def _to_uint8(y: torch.Tensor, images: torch.Tensor, masks: torch.Tensor) -> tor
 
 
 def discrete_bits_per_dim(model: DensityModel, images: torch.Tensor) -> torch.Tensor:
-    """Bits/dim of uint8 images ``[B, C, H, W]``, dequantized with one fixed-seed draw per image
-    (seed 0 for each, so a number never depends on the batch it was computed in)."""
-    u = torch.stack([torch.rand(images.shape[1:], generator=torch.Generator().manual_seed(0))
-                     for _ in range(images.shape[0])]).to(images.device)
+    """Bits/dim of uint8 images ``[B, C, H, W]``, dequantized with the fixed seed-0 pattern, so
+    a number never depends on the batch it was computed in."""
     with torch.no_grad():
-        return model.bits_per_dim((images.float() + u) / 256.0)
+        return model.bits_per_dim(dequantize(images, noise="fixed"))
 
 
 def _results(model, images, masks, y0, samples, trajectories, method, steps, seconds
@@ -378,10 +369,24 @@ NO_CONDITIONAL = ("no conditional inpainting model beside this checkpoint: exemp
 CONDITIONAL_DEFAULTS = {"samples": 8, "temperature": 0.8, "ascent_steps": 0}
 
 
-def conditional_settings(inpainter: ConditionalInpainter) -> dict[str, float]:
-    """K, temperature and ascent steps of the default method: the card's validated choice."""
+def conditional_settings(inpainter: ConditionalInpainter) -> dict:
+    """K, ascent steps and the sampling temperature per mask kind (``masks.mask_kind``) of the
+    default method: the card's validated choice. A card with one ``temperature`` uses it for
+    every kind."""
     card = getattr(inpainter, "card", {}) or {}
-    return {**CONDITIONAL_DEFAULTS, **card.get("inpainting", {})}
+    settings = {**CONDITIONAL_DEFAULTS, **card.get("inpainting", {})}
+    by_kind = settings.get("temperature_by_mask") or {}
+    settings["temperature_by_mask"] = {kind: float(by_kind.get(kind, settings["temperature"]))
+                                       for kind in MASK_KINDS}
+    return settings
+
+
+def describe_temperatures(by_kind: dict[str, float]) -> str:
+    """"temperature 0.6" or "temperature 0.6 (compact masks) / 0.45 (scattered masks)"."""
+    values = set(by_kind.values())
+    if len(values) == 1:
+        return f"temperature {values.pop():g}"
+    return "temperature " + " / ".join(f"{t:g} ({kind} masks)" for kind, t in by_kind.items())
 
 
 def _conditional_results(model: DensityModel, inpainter: ConditionalInpainter,
@@ -398,23 +403,26 @@ def _conditional_results(model: DensityModel, inpainter: ConditionalInpainter,
     steps, n_samples, _ = _check_options("default", settings["ascent_steps"] if steps is None
                                          else steps, settings["samples"] if n_samples is None
                                          else n_samples, "mean", images.shape, has_bank=False)
-    temperature = settings["temperature"] if temperature is None else temperature
-    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+    if temperature is not None and (
+            isinstance(temperature, bool) or not isinstance(temperature, (int, float))
             or not 0.0 <= temperature <= 2.0):
         raise ValueError(f"temperature must be a number in [0, 2], got {temperature!r}")
+    kinds = mask_kind(masks)
+    temperatures = [float(temperature) if temperature is not None
+                    else settings["temperature_by_mask"][kind] for kind in kinds]
     device = next(inpainter.parameters()).device
     images, masks = images.to(device), masks.to(device)
     batch = images.shape[0]
     with _eval_mode(inpainter):
-        y_obs = (images.to(torch.float32) + 0.5) / 256.0
+        y_obs = dequantize(images, noise="centre")
         noise = torch.stack([torch.randn((n_samples, *inpainter.latent_shape),
                                          generator=torch.Generator().manual_seed(seed + i))
                              for i in range(batch)]).to(device)
         missing = masks.float()
         with torch.no_grad():  # the observation is fixed: only the missing pixels move
             context = inpainter.context(y_obs, missing)
-        samples = inpainter.complete(y_obs, masks, n_samples, float(temperature), noise=noise,
-                                     context=context)
+        samples = inpainter.complete(y_obs, masks, n_samples, torch.tensor(temperatures),
+                                     noise=noise, context=context)
         dims = missing.flatten(1).sum(dim=1).clamp(min=1)
         fill, trajectories = _climb(
             lambda y: inpainter.conditional_log_prob(y, context),
@@ -439,8 +447,9 @@ def _conditional_results(model: DensityModel, inpainter: ConditionalInpainter,
             bpd_after=after[i], method="default", steps=0 if empty else steps, seconds=seconds,
             message=("mask is empty: image returned unchanged" if empty else
                      f"conditional flow: {n_samples} samples at temperature "
-                     f"{float(temperature):g}, " + (f"mean climbed {steps} steps" if steps
-                                                   else "fill = their mean")),
+                     f"{temperatures[i]:g}" + ("" if temperature is not None else
+                                               f" ({kinds[i]} mask)") + ", "
+                     + (f"mean climbed {steps} steps" if steps else "fill = their mean")),
             trajectory_label="bits per missing dim (conditional model)"))
     return results
 
@@ -451,10 +460,12 @@ def _conditional_results(model: DensityModel, inpainter: ConditionalInpainter,
 def _eval_mode(model: DensityModel) -> Iterator[None]:
     """Eval mode (no ActNorm re-initialisation, deterministic layers) and frozen weights, both
     restored afterwards. The ascent needs gradients for the pixels only: with the weights frozen
-    autograd records nothing for them, and cached layers (the LU 1x1 convolution) apply."""
+    autograd records nothing for them, and cached layers (the LU 1x1 convolution) apply. A model
+    from ``load_model`` is already both, and is left untouched: concurrent requests share it."""
     was_training = model.training
     trainable = [p for p in model.parameters() if p.requires_grad]
-    model.eval()
+    if was_training:
+        model.eval()
     for param in trainable:
         param.requires_grad_(False)
     try:
@@ -462,7 +473,8 @@ def _eval_mode(model: DensityModel) -> Iterator[None]:
     finally:
         for param in trainable:
             param.requires_grad_(True)
-        model.train(was_training)
+        if was_training:
+            model.train()
 
 
 @contextlib.contextmanager

@@ -138,14 +138,22 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         torch.save(obj, f)
 
 
+MODEL_FILE = "model.pt"
+BACKGROUND_FILE = "background.pt"
+INPAINTER_FILE = "inpainter.pt"
+
+
 def save_model(model: DensityModel, path: str | Path, card: dict[str, Any] | None = None) -> None:
-    """Write ``{config, state_dict, card}`` and a readable ``card.json`` beside it, atomically."""
+    """Write ``{config, state_dict, card}`` and a readable card beside it, atomically:
+    ``card.json`` for ``model.pt``, ``<name>-card.json`` for any other file (``inpainter.pt``
+    shares a folder with a ``model.pt`` whose card it must not overwrite)."""
     path = Path(path)
     atomic_save({"config": model.config, "state_dict": model.state_dict(), "card": card or {}},
                 path)
-    tmp = path.with_name(".card.json.tmp")
+    readable = path.with_name("card.json" if path.name == MODEL_FILE else f"{path.stem}-card.json")
+    tmp = readable.with_name(f".{readable.name}.tmp")
     tmp.write_text(json.dumps(card or {}, indent=2) + "\n")
-    tmp.replace(path.with_name("card.json"))
+    tmp.replace(readable)
 
 
 class CheckpointError(RuntimeError):
@@ -154,7 +162,7 @@ class CheckpointError(RuntimeError):
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The checkpoint dict, loaded with ``weights_only=True`` (a checkpoint never runs code)."""
-    path = _checkpoint_file(path)
+    path = checkpoint_file(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -167,17 +175,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-BACKGROUND_FILE = "background.pt"
-INPAINTER_FILE = "inpainter.pt"
-
-
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> DensityModel:
-    """Rebuild a model from a checkpoint file (or a folder holding ``model.pt``), in eval mode,
-    with what ships beside it, if present: the exemplar bank (``exemplars.npz``), the
-    background model of the anomaly likelihood ratio (``background.pt``) and the conditional
-    inpainting flow of the default fill (``inpainter.pt``)."""
+    """Rebuild a model from a checkpoint file (or a folder holding ``model.pt``), in eval mode
+    with frozen weights, with what ships beside it, if present: the exemplar bank
+    (``exemplars.npz``), the background model of the anomaly likelihood ratio
+    (``background.pt``) and the conditional inpainting flow of the default fill
+    (``inpainter.pt``)."""
     model = _load_bare(path, map_location)
-    folder = _checkpoint_file(path).parent
+    folder = checkpoint_file(path).parent
     bank = folder / BANK_FILE
     if bank.is_file():
         try:
@@ -189,10 +194,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> De
                                   f"{tuple(model.exemplars.images.shape[1:])}, the model "
                                   f"{tuple(model.image_shape)}")
     inpainter = folder / INPAINTER_FILE
-    if inpainter.is_file() and inpainter.resolve() != _checkpoint_file(path).resolve():
+    if inpainter.is_file() and inpainter.resolve() != checkpoint_file(path).resolve():
         model.inpainters = (_load_inpainter(inpainter, model, map_location),)
     background = folder / BACKGROUND_FILE
-    if background.is_file() and background.resolve() != _checkpoint_file(path).resolve():
+    if background.is_file() and background.resolve() != checkpoint_file(path).resolve():
         model.background = (_load_bare(background, map_location),)
         if model.background[0].image_shape != model.image_shape:
             raise CheckpointError(f"{background} models images of shape "
@@ -216,15 +221,18 @@ def _load_inpainter(path: Path, model: DensityModel, map_location: str | torch.d
         raise CheckpointError(f"{path}: {str(err).splitlines()[0]}") from err
 
 
-def _checkpoint_file(path: str | Path) -> Path:
+def checkpoint_file(path: str | Path) -> Path:
+    """``path`` itself, or the ``model.pt`` inside it when it is a folder."""
     path = Path(path)
-    return path / "model.pt" if path.is_dir() else path
+    return path / MODEL_FILE if path.is_dir() else path
 
 
 def _load_bare(path: str | Path, map_location: str | torch.device) -> DensityModel:
-    """The model of one checkpoint file alone, in eval mode, with its card."""
+    """The model of one checkpoint file alone, in eval mode with its weights frozen (a loaded
+    model serves requests, which must never change it; ``requires_grad_(True)`` to fine-tune),
+    with its card."""
     ckpt = load_checkpoint(path, map_location)
     model = build_model(ckpt["config"])
     model.load_state_dict(ckpt["state_dict"])
     model.card = ckpt.get("card", {})
-    return model.to(map_location).eval()
+    return model.to(map_location).eval().requires_grad_(False)

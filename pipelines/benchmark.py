@@ -1,7 +1,7 @@
 """Side-by-side benchmark: our flows against the same architectures built with normflows.
 
     python -m pipelines.benchmark [--threads 1] [--families nice realnvp glow] [--quick]
-    pip install -r requirements-bench.txt   # the peer library, only needed for the peer column
+    pip install -e ".[bench]"   # the peer library, only needed for the peer column
 
 One run on one machine writes ``benchmarks/latest.json`` (rows ``{name, unit, ours, peer,
 ratio, better}`` plus the machine's description) and ``benchmarks/latest.md``. Rows: training
@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -34,11 +33,12 @@ from torch import nn
 
 from inpaint_app.density import DensityModel
 from inpaint_app.models import build_model, load_model
+from inpaint_app.runs import machine as runs_machine
 from inpaint_app.training import LogProb, initialize_actnorm, train_step
 
 SHAPE = (1, 28, 28)
 DEFAULT_MODEL = Path("trained/mnist-glow")
-INSTALL_HINT = "pip install -r requirements-bench.txt"
+INSTALL_HINT = 'pip install -e ".[bench]"'
 # The configurations we train: NICE as in the paper, RealNVP's defaults, Glow as shipped.
 RECIPES = {"nice": {"hidden": 1000, "depth": 5}, "realnvp": {},
            "glow": {"steps": 8, "hidden": 128}}
@@ -393,16 +393,8 @@ def inpaint_rows(model: DensityModel, args: argparse.Namespace) -> list[dict]:
 
 # ---------------------------------------------------------------- report
 def machine(nf: object | None) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
-                 .splitlines() if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "normflows": getattr(nf, "__version__", None), "load_average": os.getloadavg()}
+    """The machine (``inpaint_app.runs.machine``) and the peer's version."""
+    return {**runs_machine(), "normflows": getattr(nf, "__version__", None)}
 
 
 def to_markdown(report: dict) -> str:

@@ -27,12 +27,13 @@ from inpaint_app.atomic import atomic_write
 from inpaint_app.models import (
     BACKGROUND_FILE,
     CheckpointError,
+    checkpoint_file,
     load_checkpoint,
     load_model,
     save_model,
 )
 from inpaint_app.normalize import normalize_images, recipe_for
-from pipelines.evaluate import model_and_split
+from inpaint_app.runs import model_and_split
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,8 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    path = Path(args.checkpoint)
-    path = path / "model.pt" if path.is_dir() else path
+    path = checkpoint_file(args.checkpoint)
     if args.background:
         install_background(Path(args.background), path)
     model, dataset, images = model_and_split(path, args.dataset, args.split, args.data_root)

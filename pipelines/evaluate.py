@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from inpaint_app.data import DATASETS, DatasetNotFound, load_split
 from inpaint_app.density import dequantize
-from inpaint_app.models import CheckpointError, ConfigError, load_model, save_model
+from inpaint_app.models import checkpoint_file, save_model
+from inpaint_app.runs import model_and_split
 from inpaint_app.training import bpd_summary, evaluate_bpd, select_device
 
 
@@ -77,26 +77,6 @@ def main(argv: list[str] | None = None) -> None:
         update_card(args.checkpoint, model, args.split, result, args.seed)
 
 
-def model_and_split(checkpoint: str | Path, dataset: str | None, split: str,
-                    data_root: str | None, *, download: bool = False,
-                    device: torch.device | str = "cpu"
-                    ) -> tuple[torch.nn.Module, str, torch.Tensor]:
-    """A checkpoint and the images of ``split`` of its dataset (the card's unless given); a bad
-    checkpoint, unknown dataset or missing data exits with a one-line error."""
-    try:
-        model = load_model(checkpoint, map_location=device)
-    except (CheckpointError, ConfigError) as err:
-        sys.exit(f"error: {err}")
-    dataset = dataset or model.card.get("dataset")
-    if dataset not in DATASETS:
-        sys.exit(f"error: unknown dataset {dataset!r}: pass --dataset, one of {sorted(DATASETS)}")
-    try:
-        images = load_split(dataset, split, data_root, download=download)
-    except DatasetNotFound as err:
-        sys.exit(f"error: {err}")
-    return model, dataset, images
-
-
 @torch.inference_mode()
 def round_trip_error(model: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 500,
                      seed: int = 0) -> torch.Tensor:
@@ -115,8 +95,7 @@ def round_trip_error(model: torch.nn.Module, images: torch.Tensor, *, batch_size
 def update_card(checkpoint: str, model: torch.nn.Module, split: str, result: dict,
                 seed: int) -> None:
     """Write ``<split>_bpd`` into the checkpoint's card (and so into card.json)."""
-    path = Path(checkpoint)
-    path = path / "model.pt" if path.is_dir() else path
+    path = checkpoint_file(checkpoint)
     card = dict(model.card)
     card[f"{split}_bpd"] = result["bpd"]
     card[f"{split}_bpd_stderr"] = result["bpd_stderr"]

@@ -11,13 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 
 from inpaint_app.data import DatasetNotFound, load_split
 from inpaint_app.exemplars import BANK_FILE, save_bank
-from inpaint_app.models import CheckpointError, load_checkpoint, load_model, save_model
+from inpaint_app.models import (
+    CheckpointError,
+    checkpoint_file,
+    load_checkpoint,
+    load_model,
+    save_model,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,8 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-root", default=None, help="dataset root (default $FLOWPAINT_DATA)")
     p.add_argument("--download", action="store_true", help="let torchvision download the dataset")
     args = p.parse_args(argv)
-    path = Path(args.checkpoint)
-    path = path / "model.pt" if path.is_dir() else path
+    path = checkpoint_file(args.checkpoint)
     try:
         dataset = load_checkpoint(path)["card"]["dataset"]
         train = load_split(dataset, "train", args.data_root, download=args.download)

@@ -35,7 +35,7 @@ from inpaint_app.data import DatasetNotFound, load_split
 from inpaint_app.density import DensityModel
 from inpaint_app.flows.ffjord import cnf_blocks, total_nfe
 from inpaint_app.models import build_model, load_model
-from pipelines import benchmark
+from inpaint_app.runs import machine
 
 PAPER_CARD = Path("docs/mnist-nice-paper.card.json")
 SHAPE = (1, 28, 28)
@@ -197,13 +197,6 @@ def to_markdown(report: dict) -> str:
                      f"{_num(r['sample_images_per_s'], '.4g')} | "
                      f"{_num(r['score_images_per_s'], '.4g')} | {nfe} |")
     return "\n".join(lines) + "\n"
-
-
-def machine() -> dict:
-    """The benchmark's machine description (no peer library here)."""
-    info = benchmark.machine(None)
-    info.pop("normflows")
-    return info
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -31,8 +31,8 @@ import torch
 
 from inpaint_app.data import DatasetNotFound, load_split
 from inpaint_app.models import FAMILIES, CheckpointError, atomic_save, load_model
+from inpaint_app.runs import git_commit
 from inpaint_app.training import bpd_summary, evaluate_bpd
-from pipelines.train import git_commit
 
 PART = re.compile(r"^(?P<name>.+)\.part(?P<k>\d+)\.pt$")
 SHIP_FAMILIES = {"glow"}

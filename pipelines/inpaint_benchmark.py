@@ -28,11 +28,13 @@ from torch import nn
 from tqdm import tqdm
 
 from inpaint_app.data import default_data_root, load_split
+from inpaint_app.density import dequantize
 from inpaint_app.fills import biharmonic_fill, mean_fill
 from inpaint_app.images import save_png, to_pil
 from inpaint_app.inpainting import (
     MASK_PRESETS,
     conditional_settings,
+    describe_temperatures,
     discrete_bits_per_dim,
     inpaint,
     inpaint_batch,
@@ -76,7 +78,7 @@ def run_methods(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, slo
     """Filled uint8 images and seconds per image for every method column (``sample``: the
     default's first sample, when the default samples a conditional model)."""
     out = {}
-    y = (images.float() + 0.5) / 256.0
+    y = dequantize(images, noise="centre")
     m4 = masks[:, None].expand_as(images)
     # "exemplar" is the default's start alone (the shipped bank, no flow): the gap between it
     # and "default" is what the likelihood ascent adds.
@@ -160,8 +162,8 @@ def evaluate(dataset: str, args: argparse.Namespace) -> dict:
 def default_description(inpainter: nn.Module) -> str:
     """What the default method ran: the conditional model's validated settings."""
     settings = conditional_settings(inpainter)
-    return (f"conditional flow, {settings['samples']} samples at temperature "
-            f"{settings['temperature']:g}, fill = their mean"
+    return (f"conditional flow, {settings['samples']} samples at "
+            f"{describe_temperatures(settings['temperature_by_mask'])}, fill = their mean"
             + (f" climbed {settings['ascent_steps']} steps" if settings["ascent_steps"] else ""))
 
 
@@ -235,7 +237,7 @@ def figure(examples: dict, path: Path, scale: int = 3) -> None:
     save_png(canvas, path)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(CHECKPOINTS),
                         choices=list(CHECKPOINTS))
@@ -248,7 +250,7 @@ def main() -> None:
     parser.add_argument("--cache", default="runs/inpaint-benchmark")
     parser.add_argument("--out", default="benchmarks/inpainting")
     parser.add_argument("--figure", default="docs/inpainting-examples.png")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     results = {d: evaluate(d, args) for d in args.datasets}
     figure(results[args.datasets[0]].pop("examples"), Path(args.figure))

@@ -16,10 +16,8 @@ import copy
 import json
 import math
 import os
-import platform
 import shlex
 import signal
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -41,6 +39,7 @@ from inpaint_app.models import (
     save_model,
 )
 from inpaint_app.nuisances import captured_copies
+from inpaint_app.runs import git_commit, hardware
 from inpaint_app.training import (
     EMA,
     LogProb,
@@ -133,21 +132,6 @@ def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
     return rank, world, device
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def hardware(device: torch.device, world: int) -> str:
-    if device.type == "cuda":
-        return f"{world} x {torch.cuda.get_device_name(device)}"
-    return (f"{world} process(es) x {torch.get_num_threads()} CPU thread(s), "
-            f"{platform.processor() or platform.machine()}")
 
 
 def main(argv: list[str] | None = None) -> None:

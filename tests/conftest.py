@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,3 +21,13 @@ def data_root() -> Path:
     if not (root / "MNIST" / "raw").is_dir():
         pytest.skip(f"MNIST not found under {root}: set FLOWPAINT_DATA to run data tests")
     return root
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """A function that returns a loopback port free at the time of the call (app servers, DDP)."""
+    def pick() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    return pick

@@ -7,7 +7,6 @@ test is fast; the API test starts the real server on a free loopback port.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from pathlib import Path
 
@@ -397,18 +396,12 @@ def test_launch_is_loopback_without_share() -> None:
     assert settings["max_file_size"] == 20 * 2**20
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_every_action_through_gradio_client(root: Path, tmp_path: Path) -> None:
+def test_every_action_through_gradio_client(root: Path, tmp_path: Path, free_port) -> None:
     from gradio_client import Client, handle_file
 
     demo = create_app(root=root)
-    demo.launch(**{**launch_kwargs(port=_free_port()), "prevent_thread_lock": True,
+    demo.launch(**{**launch_kwargs(port=free_port()), "prevent_thread_lock": True,
                    "quiet": True})
     try:
         client = Client(demo.local_url, verbose=False)
@@ -431,14 +424,14 @@ def test_every_action_through_gradio_client(root: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_no_user_path_reaches_the_filesystem(root: Path, tmp_path: Path) -> None:
+def test_no_user_path_reaches_the_filesystem(root: Path, tmp_path: Path, free_port) -> None:
     """A raw API call naming a server-side file (not uploaded) is refused before the handler."""
     import httpx
 
     secret = tmp_path / "secret.png"
     _digit().save(secret)
     demo = create_app(root=root)
-    demo.launch(**{**launch_kwargs(port=_free_port()), "prevent_thread_lock": True,
+    demo.launch(**{**launch_kwargs(port=free_port()), "prevent_thread_lock": True,
                    "quiet": True})
     try:
         url = demo.local_url.rstrip("/") + "/gradio_api/call/score"

@@ -30,7 +30,7 @@ def test_quick_run_without_peer_writes_our_rows(tmp_path, monkeypatch, capsys) -
     monkeypatch.setattr(bench, "import_peer", lambda: None)
     bench.main(["--quick", "--families", "nice", "--no-default-model", "--threads", "1",
                 "--out", str(tmp_path)])
-    assert "pip install -r requirements-bench.txt" in capsys.readouterr().err
+    assert 'pip install -e ".[bench]"' in capsys.readouterr().err
     rows = {r["name"]: r for r in _report(tmp_path)["rows"]}
     assert all(r["peer"] is None and r["ratio"] is None for r in rows.values())
     assert rows["nice training (batch 8)"]["unit"] == "images/s"

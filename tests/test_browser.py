@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,19 +42,13 @@ if not shutil.which(CHROMIUM):
                 allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def url() -> Iterator[str]:
+def url(free_port) -> Iterator[str]:
     """The app on the shipped checkpoints, on a free loopback port, for this module."""
     from inpaint_app.app import create_app, launch_kwargs
 
     demo = create_app()
-    demo.launch(**{**launch_kwargs(port=_free_port()), "prevent_thread_lock": True,
+    demo.launch(**{**launch_kwargs(port=free_port()), "prevent_thread_lock": True,
                    "quiet": True})
     yield demo.local_url
     demo.close()

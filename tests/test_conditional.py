@@ -329,6 +329,87 @@ def test_exemplar_method_and_fallback_without_conditional_model(glow_with_inpain
         inpaint(glow_with_inpainter, image, mask, method="nice", temperature=0.5)
 
 
+def test_mask_kind_tells_holes_from_scattered_pixels() -> None:
+    from inpaint_app.masks import MASK_PRESETS, border_share, make_mask, mask_kind
+
+    masks = {p: torch.stack([make_mask(p, (28, 28), seed=i) for i in range(8)])
+             for p in MASK_PRESETS}
+    kinds = {p: set(mask_kind(m)) for p, m in masks.items()}
+    assert kinds == {p: {"scattered" if p.startswith("random") else "compact"}
+                     for p in MASK_PRESETS}
+    assert border_share(make_mask("bottom", (28, 28))).item() == pytest.approx(28 / 392)
+    assert border_share(torch.ones(28, 28, dtype=torch.bool)).item() == 0  # nothing observed
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 == 0
+    assert border_share(checker).item() == 1 and mask_kind(checker[None]) == ["scattered"]
+
+
+def test_per_image_temperature_matches_one_image_at_a_time() -> None:
+    torch.manual_seed(0)
+    inpainter = build_model("cflow", (1, 8, 8), steps=2, hidden=8, features=4, width=8).eval()
+    y = torch.rand(2, 1, 8, 8)
+    missing = torch.zeros(2, 8, 8, dtype=torch.bool)
+    missing[:, 4:] = True
+    noise = torch.randn(2, 3, *inpainter.latent_shape)
+    with torch.no_grad():
+        both = inpainter.complete(y, missing, 3, torch.tensor([0.3, 0.9]), noise=noise)
+        for i, temperature in enumerate((0.3, 0.9)):
+            alone = inpainter.complete(y[i:i + 1], missing[i:i + 1], 3, temperature,
+                                       noise=noise[i:i + 1])
+            assert torch.allclose(both[i], alone[0], atol=1e-6)
+
+
+def test_default_samples_at_the_card_temperature_of_each_mask_kind(glow_with_inpainter
+                                                                   ) -> None:
+    from inpaint_app.inpainting import conditional_settings, inpaint_batch
+    from inpaint_app.masks import make_mask
+
+    inpainter = glow_with_inpainter.inpainter
+    card = inpainter.card
+    inpainter.card = {"inpainting": {"samples": 4, "ascent_steps": 0,
+                                     "temperature_by_mask": {"compact": 0.8, "scattered": 0.0}}}
+    try:
+        assert conditional_settings(inpainter)["temperature_by_mask"] == {
+            "compact": 0.8, "scattered": 0.0}
+        images = torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8,
+                               generator=torch.Generator().manual_seed(5))
+        masks = torch.stack([make_mask("bottom", (8, 8)), make_mask("random50", (8, 8))])
+        hole, scattered = inpaint_batch(glow_with_inpainter, images, masks)
+        forced = inpaint_batch(glow_with_inpainter, images, masks, temperature=0.8)[1]
+    finally:
+        inpainter.card = card
+    assert "temperature 0.8 (compact mask)" in hole.message
+    assert "temperature 0 (scattered mask)" in scattered.message
+    assert not torch.equal(hole.samples[0], hole.samples[1])
+    assert all(torch.equal(s, scattered.samples[0]) for s in scattered.samples)  # T = 0
+    assert "temperature 0.8," in forced.message  # an explicit temperature applies to every mask
+    assert not torch.equal(forced.samples[0], forced.samples[1])
+    old_card = conditional_settings(inpainter)  # one "temperature": every kind
+    assert old_card["temperature_by_mask"] == {"compact": 0.7, "scattered": 0.7}
+
+
+def test_tuner_chooses_a_temperature_per_mask_kind_within_the_gap() -> None:
+    from pipelines.tune_inpainter import choose
+
+    kinds = {"top": "compact", "center": "compact", "random50": "scattered"}
+
+    def entry(t: float, steps: int, psnr: dict, gap: dict) -> dict:
+        return {"temperature": t, "ascent_steps": steps, "psnr_by_preset": psnr,
+                "gap_by_preset": gap}
+
+    grid = []
+    for t, gaps in ((0.5, (0.0, 0.0, 0.05)), (0.7, (0.1, 0.12, 0.3)), (0.9, (0.25, 0.1, 0.6))):
+        for steps, bonus in ((0, 0.0), (10, 0.02)):
+            grid.append(entry(t, steps, {p: 10 * t + bonus for p in kinds},
+                              dict(zip(kinds, gaps, strict=True))))
+    chosen = choose(grid, kinds, max_gap=0.15, min_ascent_gain=0.05)
+    assert chosen["temperature_by_mask"] == {"compact": 0.7, "scattered": 0.5}
+    assert chosen["ascent_steps"] == 0  # +0.02 dB does not pay for the climb
+    assert choose(grid, kinds, 0.15, 0.01)["ascent_steps"] == 10
+    strict = choose(grid, kinds, max_gap=0.01, min_ascent_gain=0.05)
+    assert strict["temperature_by_mask"] == {"compact": 0.5, "scattered": 0.5}
+    assert strict["realistic"] == {"compact": True, "scattered": False}
+
+
 def test_image_model_with_inpainter_attached_still_trains_unconditionally(
         glow_with_inpainter) -> None:
     from inpaint_app.training import LogProb
@@ -355,6 +436,31 @@ def test_bad_inpainter_file_is_a_clear_checkpoint_error(tmp_path) -> None:
     save_model(build_model("cflow", (1, 8, 8), steps=2, hidden=8, features=4, width=8),
                tmp_path / "inpainter.pt")
     assert isinstance(load_model(tmp_path).inpainter, ConditionalInpainter)
+
+
+def test_tuner_chooses_again_from_the_card_without_touching_the_image_model(tmp_path) -> None:
+    import json
+
+    from pipelines.tune_inpainter import main as tune
+
+    torch.manual_seed(0)
+    save_model(build_model("glow", image_shape=(1, 8, 8), hidden=8, steps=2),
+               tmp_path / "model.pt", card={"name": "image model"})
+    presets = ("top", "bottom", "left", "right", "center", "random25", "random50", "random75",
+               "random90", "strokes")
+    grid = [{"temperature": t, "ascent_steps": 0, "psnr_by_preset": dict.fromkeys(presets, t),
+             "gap_by_preset": {p: (0.5 * t if p.startswith("random") else 0.2 * t)
+                               for p in presets}} for t in (0.2, 0.4, 0.6)]
+    inpainter = build_model("cflow", (1, 8, 8), steps=2, hidden=8, features=4, width=8)
+    save_model(inpainter, tmp_path / "run" / "model.pt", card={"inpainting": {
+        "samples": 4, "temperature": 0.4, "ascent_steps": 0, "exemplar_psnr": 1.0,
+        "chosen_on": "first 8 validation images", "grid": grid}})
+    tune([str(tmp_path / "run" / "model.pt"), "--into", str(tmp_path), "--from-card",
+          "--install", "--max-gap", "0.15"])
+    assert json.loads((tmp_path / "card.json").read_text()) == {"name": "image model"}
+    card = json.loads((tmp_path / "inpainter-card.json").read_text())
+    assert card["inpainting"]["temperature_by_mask"] == {"compact": 0.6, "scattered": 0.2}
+    assert load_model(tmp_path).inpainter.card == card
 
 
 def test_app_refuses_to_serve_a_conditional_checkpoint(tmp_path) -> None:

@@ -279,3 +279,31 @@ def test_a_failed_checkpoint_write_keeps_the_previous_file(
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+def test_dequantization_modes_agree_in_expectation() -> None:
+    torch.manual_seed(0)
+    model = build_model("realnvp", image_shape=(1, 4, 4)).eval()
+    x = images(1, 3, shape=(1, 4, 4))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        random = torch.stack([dequantize(x, gen) for _ in range(2000)])
+        fixed = torch.stack([dequantize(x, noise="fixed", seed=s) for s in range(2000)])
+        centre = dequantize(x, noise="centre")
+        assert torch.equal(centre, (x.float() + 0.5) / 256)
+        # each pixel's mean over draws is the bin centre: sd of the mean 1 / (256 sqrt(12 n))
+        for draws in (random, fixed):
+            assert ((draws >= x / 256) & (draws <= (x.float() + 1) / 256)).all()  # its bin
+            assert (draws.mean(0) - centre).abs().max() < 5 / (256 * math.sqrt(12 * 2000))
+        bpd = [model.bits_per_dim(d.flatten(0, 1)).mean() for d in (random, fixed)]
+        assert abs(bpd[0] - bpd[1]) < 0.01
+
+
+def test_fixed_dequantization_does_not_depend_on_batch_or_position() -> None:
+    batch = images(5, 4)
+    fixed = dequantize(batch, noise="fixed", seed=7)
+    assert torch.equal(fixed[3:4], dequantize(batch[3:4], noise="fixed", seed=7))
+    assert torch.allclose(fixed[0] - batch[0] / 256, fixed[4] - batch[4] / 256, atol=1e-6)
+    assert not torch.equal(fixed, dequantize(batch, noise="fixed", seed=8))
+    with pytest.raises(ValueError, match="dequantization noise 'gaussian'"):
+        dequantize(batch, noise="gaussian")

@@ -9,7 +9,6 @@ times against a running server for manual soak runs.
 from __future__ import annotations
 
 import resource
-import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,12 +26,6 @@ SHAPE = (1, 8, 8)
 REQUESTS = 32
 pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting",
                                         "ignore:The copy keyword is deprecated")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _image(i: int) -> np.ndarray:
@@ -67,7 +60,7 @@ def burst(url: str, folder: Path, model: str, n: int = REQUESTS) -> list[tuple[s
 
 
 @pytest.mark.slow
-def test_32_concurrent_requests_each_get_their_own_answer(tmp_path: Path) -> None:
+def test_32_concurrent_requests_each_get_their_own_answer(tmp_path: Path, free_port) -> None:
     torch.manual_seed(0)
     model = build_model("glow", image_shape=SHAPE, steps=2).eval()
     val = torch.randint(0, 256, (200, *SHAPE), dtype=torch.uint8)
@@ -78,7 +71,7 @@ def test_32_concurrent_requests_each_get_their_own_answer(tmp_path: Path) -> Non
     reference = load_model(tmp_path / "trained" / "tiny-glow" / "model.pt")
 
     demo = create_app(root=tmp_path / "trained")
-    demo.launch(**{**launch_kwargs(port=_free_port()), "prevent_thread_lock": True,
+    demo.launch(**{**launch_kwargs(port=free_port()), "prevent_thread_lock": True,
                    "quiet": True})
     try:
         burst(demo.local_url, tmp_path, "tiny-glow", n=4)  # warm up: model load, first calls

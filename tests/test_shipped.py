@@ -98,8 +98,12 @@ def test_shipped_inpainter_attaches_with_validated_settings(path: Path) -> None:
     inpainter = model.inpainter
     assert inpainter is not None and tuple(inpainter.image_shape) == tuple(model.image_shape)
     settings = inpainter.card["inpainting"]
-    assert settings["samples"] >= 1 and 0 <= settings["temperature"] <= 2
-    assert any(e["temperature"] == settings["temperature"] for e in settings["grid"])
+    assert settings["samples"] >= 1
+    chosen = settings["temperature_by_mask"]
+    assert set(chosen) == {"compact", "scattered"}
+    for temperature in chosen.values():  # each one measured on validation
+        assert 0 <= temperature <= 2
+        assert any(e["temperature"] == temperature for e in settings["grid"])
     assert inpainter.card["dataset"] == model.card["dataset"]
 
 

@@ -6,7 +6,6 @@ import gc
 import json
 import math
 import os
-import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -307,16 +306,10 @@ def _ddp_worker(rank: int, world: int, port: int, result_path: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_ddp_ranks_keep_identical_parameters(tmp_path: Path) -> None:
+def test_ddp_ranks_keep_identical_parameters(tmp_path: Path, free_port) -> None:
     result = tmp_path / "ranks.pt"
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(result)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(result)), nprocs=2, join=True)
     vectors = torch.load(result, weights_only=True)
     built, wrapped, trained = vectors["built"], vectors["wrapped"], vectors["trained"]
     assert not torch.equal(built[0], built[1])  # the ranks really started apart

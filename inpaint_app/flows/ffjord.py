@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
+from ..density import bits_per_dim_from_log_prob
 from .base import Flow, Sequential, Split, Squeeze
 from .realnvp import inner_out_shape, max_levels
 
@@ -287,7 +288,7 @@ def build_ffjord(image_shape: tuple[int, int, int], *, levels: int | None = None
 def bits_summary(log_probs: torch.Tensor, dim: int) -> dict[str, float]:
     """Mean bits/dim of ``[probes, B]`` estimates, with the standard error over probes (of the
     image mean) and over images."""
-    bpd = (-log_probs + dim * math.log(256.0)) / (dim * math.log(2.0))
+    bpd = bits_per_dim_from_log_prob(log_probs, dim)
     per_probe = bpd.mean(dim=1)
     k, n = bpd.shape
     return {"bpd": bpd.mean().item(),

@@ -1,0 +1,68 @@
+"""What the command-line pipelines share: a checkpoint with a split of its dataset (bad input
+exits with one line), and where a run happened (git commit, hardware, machine) for cards and
+benchmark reports."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from .data import DATASETS, DatasetNotFound, load_split
+from .models import CheckpointError, ConfigError, load_model
+
+
+def model_and_split(checkpoint: str | Path, dataset: str | None, split: str,
+                    data_root: str | None, *, download: bool = False,
+                    device: torch.device | str = "cpu"
+                    ) -> tuple[torch.nn.Module, str, torch.Tensor]:
+    """A checkpoint and the images of ``split`` of its dataset (the card's unless given); a bad
+    checkpoint, unknown dataset or missing data exits with a one-line error."""
+    try:
+        model = load_model(checkpoint, map_location=device)
+    except (CheckpointError, ConfigError) as err:
+        sys.exit(f"error: {err}")
+    dataset = dataset or model.card.get("dataset")
+    if dataset not in DATASETS:
+        sys.exit(f"error: unknown dataset {dataset!r}: pass --dataset, one of {sorted(DATASETS)}")
+    try:
+        images = load_split(dataset, split, data_root, download=download)
+    except DatasetNotFound as err:
+        sys.exit(f"error: {err}")
+    return model, dataset, images
+
+
+def git_commit() -> str:
+    """The short hash of HEAD, or "unknown" outside a git checkout."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def hardware(device: torch.device, world: int) -> str:
+    """What trained a model, for its card: GPUs by name, or processes x CPU threads."""
+    if device.type == "cuda":
+        return f"{world} x {torch.cuda.get_device_name(device)}"
+    return (f"{world} process(es) x {torch.get_num_threads()} CPU thread(s), "
+            f"{platform.processor() or platform.machine()}")
+
+
+def machine() -> dict:
+    """The CPU by name, cores, torch threads and versions, and the load average now: what a
+    benchmark's figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
+                 .splitlines() if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "load_average": os.getloadavg()}

@@ -1,0 +1,62 @@
+"""``flowpaint``: one command for what users run, each subcommand the pipeline of the same job.
+
+    flowpaint serve                     # the web app on http://127.0.0.1:7860
+    flowpaint train --config pipelines/configs/mnist-glow-cpu.json
+    flowpaint score FOLDER --out scores.csv
+    flowpaint <command> --help          # that pipeline's own options
+
+``python -m pipelines.<module>`` keeps working: a subcommand only imports its module and hands it
+the remaining arguments.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand -> (module with main(argv), what it does)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("inpaint_app.__main__", "serve the web app (inpaint, anomaly, model tabs)"),
+    "train": ("pipelines.train", "train a flow by maximum likelihood; writes model.pt + card"),
+    "evaluate": ("pipelines.evaluate", "test-set bits/dim of a checkpoint"),
+    "calibrate": ("pipelines.calibrate", "anomaly thresholds on validation images, into the card"),
+    "score": ("pipelines.score_batch", "anomaly scores of a folder of images (CSV)"),
+    "inpaint": ("pipelines.inpaint_batch", "inpaint a folder of images with masks"),
+    "benchmark": ("pipelines.inpaint_benchmark", "the inpainting benchmark over the presets"),
+    "ood-eval": ("pipelines.ood_eval", "out-of-distribution evaluation of the anomaly scores"),
+    "tune-inpainter": ("pipelines.tune_inpainter", "choose a conditional flow's settings"),
+    "exemplars": ("pipelines.exemplars", "build a model's exemplar bank"),
+    "families": ("pipelines.families", "compare the flow families"),
+    "peer-benchmark": ("pipelines.benchmark", "speed and bits/dim against normflows"),
+    "pack-data": ("pipelines.pack_data", "pack the datasets for a GPU machine"),
+    "gpu-run": ("pipelines.gpu_run", "run training recipes on a GPU machine"),
+    "gpu-home": ("pipelines.gpu_home", "bring a GPU run's checkpoints home"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    return ("usage: flowpaint <command> [options]\n\ncommands:\n"
+            + "\n".join(f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items())
+            + "\n\n'flowpaint <command> --help' lists a command's options.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"flowpaint: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    if name == "serve":
+        rest = ["serve", *rest]
+    sys.argv[0] = f"flowpaint {name}"  # argparse names the program after it in usage lines
+    result = module.main(rest)
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
