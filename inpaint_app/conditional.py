@@ -11,14 +11,13 @@ With every pixel missing it is an unconditional model too.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
 from .density import bits_per_dim_from_log_prob, dequantize
-from .flows.base import Squeeze, full_precision, sum_except_batch
+from .flows.base import Squeeze, full_precision, normal_log_density, sum_except_batch
 from .flows.conditional import ConditionEncoder, Context, build_conditional_flow
 from .flows.realnvp import soft_clamp
 from .masks import training_masks
@@ -108,8 +107,7 @@ class ConditionalInpainter(nn.Module):
         missing = context.missing
         z, logdet = self.flow(u * missing, context)
         mean, log_sigma = self._prior(context)
-        log_normal = -0.5 * ((z - mean) * (-log_sigma).exp()) ** 2 - log_sigma \
-            - 0.5 * math.log(2 * math.pi)
+        log_normal = normal_log_density(z, mean, log_sigma)
         return sum_except_batch((log_normal + logdet_pre) * missing) + logdet
 
     def bits_per_dim(self, x: torch.Tensor, missing: torch.Tensor | None = None, *,

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .flows.base import sum_except_batch
+from .flows.base import normal_log_density, sum_except_batch
 
 
 class StandardGaussian(nn.Module):
     """N(0, I): log p(z) = -z^2/2 - log(2 pi)/2 per dimension."""
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        return sum_except_batch(-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi))
+        return sum_except_batch(normal_log_density(z))
 
     def sample(self, shape: tuple[int, ...], temperature: float = 1.0,
                generator: torch.Generator | None = None, device: str | torch.device = "cpu"

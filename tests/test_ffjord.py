@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from flow_checks import perturbed
 
 from inpaint_app.flows.ffjord import (
     CNF,
@@ -19,15 +20,6 @@ from inpaint_app.flows.ffjord import (
 )
 from inpaint_app.models import build_model, load_model, save_model
 from inpaint_app.training import LogProb, train_step
-
-
-def perturbed(module: torch.nn.Module, scale: float = 0.3, seed: int = 0) -> torch.nn.Module:
-    """Noise on every parameter (the ODE net's last layer starts at zero: identity dynamics)."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn_like(p))
-    return module
 
 
 def vector_cnf(dim: int = 4, **options) -> CNF:

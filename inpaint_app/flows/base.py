@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -27,6 +29,25 @@ def full_precision(t: torch.Tensor) -> torch.Tensor:
     difference of large terms (the log-det's against the data term's) that bf16 rounding
     swamps."""
     return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
+def positions(x: torch.Tensor) -> int:
+    """Positions that share one channel's parameters: H*W for images ``[B, C, H, W]``, 1 for
+    vectors ``[B, D]`` (the log-det factor of a per-channel scale)."""
+    return x[0, 0].numel()
+
+
+def per_channel(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A per-channel parameter ``[C]`` shaped to broadcast against ``x`` ``[B, C, ...]``."""
+    return p.reshape(1, -1, *([1] * (x.dim() - 2)))
+
+
+def normal_log_density(z: torch.Tensor, mean: torch.Tensor | float = 0.0,
+                       log_sigma: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """Elementwise log N(z; mean, exp(log_sigma)^2): the one Gaussian log-density of the
+    library (priors, the conditional flow's prior, the 2-D energies)."""
+    log_sigma = torch.as_tensor(log_sigma, dtype=z.dtype, device=z.device)
+    return -0.5 * ((z - mean) * (-log_sigma).exp()) ** 2 - log_sigma - 0.5 * math.log(2 * math.pi)
 
 
 def sum_except_batch(x: torch.Tensor) -> torch.Tensor:

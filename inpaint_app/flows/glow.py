@@ -12,17 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Flow, Sequential, Split, Squeeze, full_precision
+from .base import Flow, Sequential, Split, Squeeze, full_precision, per_channel, positions
 from .realnvp import AffineCoupling, max_levels
-
-
-def _spatial(x: torch.Tensor) -> int:
-    """Number of positions that share one channel's parameters (H*W for images, 1 for vectors)."""
-    return x[0, 0].numel()
-
-
-def _per_channel(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return p.reshape(1, -1, *([1] * (x.dim() - 2)))
 
 
 class ActNorm(Flow):
@@ -49,11 +40,11 @@ class ActNorm(Flow):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training and not bool(self.initialized):
             self.initialize(x)
-        z = (x + _per_channel(self.bias, x)) * _per_channel(self.log_scale, x).exp()
-        return z, (_spatial(x) * self.log_scale.sum()).expand(x.shape[0])
+        z = (x + per_channel(self.bias, x)) * per_channel(self.log_scale, x).exp()
+        return z, (positions(x) * self.log_scale.sum()).expand(x.shape[0])
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
-        return z * _per_channel(-self.log_scale, z).exp() - _per_channel(self.bias, z)
+        return z * per_channel(-self.log_scale, z).exp() - per_channel(self.bias, z)
 
 
 class InvConv1x1LU(Flow):
@@ -116,7 +107,7 @@ class InvConv1x1LU(Flow):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cached = self._frozen()
         w, log_s_sum = (cached[0], cached[2]) if cached else (self.weight(), self.log_s.sum())
-        return self._mix(x, w), (_spatial(x) * log_s_sum).expand(x.shape[0])
+        return self._mix(x, w), (positions(x) * log_s_sum).expand(x.shape[0])
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         cached = self._frozen()

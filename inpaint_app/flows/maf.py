@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import Flatten, Flow, Sequential, full_precision
+from .base import Flatten, Flow, Sequential, full_precision, per_channel, positions
 
 
 class MaskedLinear(nn.Linear):
@@ -118,20 +118,16 @@ class BatchNormFlow(Flow):
             self.running_var.lerp_(var.detach(), self.momentum)
         return mean, var
 
-    def _shape(self, p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return p.reshape(1, -1, *([1] * (x.dim() - 2)))
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, var = self._stats(x)
         log_scale = self.log_gamma - 0.5 * (var + self.eps).log()
-        z = (x - self._shape(mean, x)) * self._shape(log_scale, x).exp()
-        per_position = x[0, 0].numel()
-        return z + self._shape(self.beta, x), (per_position * log_scale.sum()).expand(x.shape[0])
+        z = (x - per_channel(mean, x)) * per_channel(log_scale, x).exp()
+        return z + per_channel(self.beta, x), (positions(x) * log_scale.sum()).expand(x.shape[0])
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         log_scale = self.log_gamma - 0.5 * (self.running_var + self.eps).log()
-        x = (z - self._shape(self.beta, z)) * self._shape(-log_scale, z).exp()
-        return x + self._shape(self.running_mean, z)
+        x = (z - per_channel(self.beta, z)) * per_channel(-log_scale, z).exp()
+        return x + per_channel(self.running_mean, z)
 
 
 def made_orders(dim: int, layers: int, order: str = "alternate", seed: int = 0

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import Flatten, Flow, Sequential
+from .base import Flatten, Flow, Sequential, normal_log_density
 from .glow import ActNorm
 
 MARGIN = 1e-4  # w^T u_hat >= -1 + MARGIN
@@ -150,7 +150,7 @@ def reverse_kl(flow: Flow, energy: Callable[[torch.Tensor], torch.Tensor], n: in
     ``flow.forward`` (the sampling direction here): E[log N(x0) - logdet + beta U(x_K)]."""
     x0 = torch.randn(n, dim, generator=generator)
     x, logdet = flow(x0)
-    log_q = -0.5 * x0.pow(2).sum(dim=1) - 0.5 * dim * math.log(2 * math.pi) - logdet
+    log_q = normal_log_density(x0).sum(dim=1) - logdet
     return (log_q + beta * energy(x)).mean()
 
 
@@ -159,5 +159,4 @@ def planar_log_q(flow: Flow, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         x0 = flow.inverse(x)
         _, logdet = flow(x0)
-    dim = x.shape[1]
-    return -0.5 * x0.pow(2).sum(dim=1) - 0.5 * dim * math.log(2 * math.pi) - logdet
+    return normal_log_density(x0).sum(dim=1) - logdet

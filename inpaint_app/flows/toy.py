@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from .base import Flow, Sequential
+from .base import Flow, Sequential, normal_log_density
 from .ffjord import CNF, ODENet
 from .glow import ActNorm, InvConv1x1LU
 from .maf import maf_layers
@@ -80,7 +80,7 @@ TOY_FAMILIES = ("nice", "realnvp", "glow", "maf", "planar", "ffjord")
 
 def gaussian_log_prob(z: torch.Tensor) -> torch.Tensor:
     """log N(z; 0, I) per row."""
-    return -0.5 * z.pow(2).sum(dim=1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
+    return normal_log_density(z).sum(dim=1)
 
 
 def toy_log_prob(flow: Flow, x: torch.Tensor) -> torch.Tensor:
