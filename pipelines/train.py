@@ -85,6 +85,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-minutes", type=float, default=None,
                    help="time budget: the cosine schedule anneals within it, then training stops")
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between train states")
+    p.add_argument("--keep", choices=["best", "last"], default="best",
+                   help="which validated weights become model.pt: the best clean validation "
+                        "bits/dim, or the last (training with --capture, whose goal is not "
+                        "clean bits/dim)")
     p.add_argument("--eval-test", action="store_true", help="score the full test set at the end")
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", action="store_true",
@@ -320,8 +324,8 @@ def validate_and_save(args: argparse.Namespace, density: torch.nn.Module,
                     "val_bpd": round(val_bpd, 4), "minutes": round(elapsed / 60, 2)})
     print(f"epoch {epoch + 1}: train {train_bpd:.4f} bits/dim, val {val_bpd:.4f} bits/dim, "
           f"{elapsed / 60:.1f} min", flush=True)
-    if val_bpd < best_val:
-        best_val = val_bpd
+    if val_bpd < best_val or args.keep == "last":
+        best_val = min(best_val, val_bpd)
         save_model(density, args.out / "model.pt", card=make_card(args, history, elapsed,
                                                                   device, world, val_bpd))
     density.load_state_dict(live)
@@ -367,6 +371,7 @@ def make_card(args: argparse.Namespace, history: list[dict], elapsed: float,
         **({"init_from": args.init_source} if args.init_from else {}),
         **({"perturb": args.perturb} if args.perturb else {}),
         **({"capture": args.capture} if args.capture else {}),
+        **({"kept": "the last validated weights"} if args.keep == "last" else {}),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 

@@ -121,6 +121,22 @@ def test_resume_continues_where_the_run_stopped(data_root: Path, tmp_path: Path,
     assert state["history"][0] == first["history"][0]
 
 
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_keep_last_installs_weights_that_validate_worse(tmp_path: Path, keep: str) -> None:
+    args = train.parse_args([*TINY_GLOW, "--out", str(tmp_path), "--keep", keep])
+    args.init_source = None
+    density = build_model("glow", image_shape=(1, 28, 28), steps=2, hidden=16)
+    val = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
+    best = train.validate_and_save(args, density, density.state_dict(), val, 0, 1, [1.0],
+                                   -math.inf, [], 1.0, torch.device("cpu"), 1)
+    assert best == -math.inf  # a worse validation never becomes the best
+    assert (tmp_path / "model.pt").is_file() == (keep == "last")
+    if keep == "last":
+        card = json.loads((tmp_path / "card.json").read_text())
+        assert card["kept"] == "the last validated weights"
+        assert card["val_bpd"] == card["history"][-1]["val_bpd"]
+
+
 def test_a_second_warm_restart_keeps_the_whole_training_history() -> None:
     """A restart of a restart records both sources, and the results table adds every budget."""
     first = {"val_bpd": 1.42, "training_minutes": 125.0, "command": "train A"}
