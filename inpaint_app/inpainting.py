@@ -372,10 +372,12 @@ CONDITIONAL_DEFAULTS = {"samples": 8, "temperature": 0.8, "ascent_steps": 0}
 def conditional_settings(inpainter: ConditionalInpainter) -> dict:
     """K, ascent steps and the sampling temperature per mask kind (``masks.mask_kind``) of the
     default method: the card's validated choice. A card with one ``temperature`` uses it for
-    every kind."""
+    every kind; one without a "sparse" entry uses its "scattered" one there."""
     card = getattr(inpainter, "card", {}) or {}
     settings = {**CONDITIONAL_DEFAULTS, **card.get("inpainting", {})}
-    by_kind = settings.get("temperature_by_mask") or {}
+    by_kind = dict(settings.get("temperature_by_mask") or {})
+    if "scattered" in by_kind:
+        by_kind.setdefault("sparse", by_kind["scattered"])
     settings["temperature_by_mask"] = {kind: float(by_kind.get(kind, settings["temperature"]))
                                        for kind in MASK_KINDS}
     return settings

@@ -120,9 +120,11 @@ def make_mask(preset: str, size: tuple[int, int], seed: int = 0) -> torch.Tensor
     return builder(height, width, generator)
 
 
-MASK_KINDS = ("compact", "scattered")
-# A mask is "scattered" when more than this share of its observed pixels border a missing one.
+MASK_KINDS = ("compact", "scattered", "sparse")
+# A mask is "scattered" when more than this share of its observed pixels border a missing one,
+# and "sparse" when it is scattered and hides more than this share of the pixels.
 SCATTERED_BORDER_SHARE = 0.5
+SPARSE_MISSING_SHARE = 0.85
 
 
 def border_share(masks: torch.Tensor) -> torch.Tensor:
@@ -140,11 +142,17 @@ def border_share(masks: torch.Tensor) -> torch.Tensor:
 
 
 def mask_kind(masks: torch.Tensor) -> list[str]:
-    """"compact" (holes, halves, strokes) or "scattered" (random pixels) for each mask of
-    ``[B, H, W]``: the conditional flow's samples want a lower temperature on scattered masks,
-    whose every missing pixel sits among observed ones (``pipelines.tune_inpainter``)."""
-    shares = border_share(masks.reshape(-1, *masks.shape[-2:]))
-    return [MASK_KINDS[int(s > SCATTERED_BORDER_SHARE)] for s in shares.tolist()]
+    """"compact" (holes, halves, strokes), "scattered" (random pixels) or "sparse" (random
+    pixels, few of them observed) for each mask of ``[B, H, W]``. The conditional flow's samples
+    want their own temperature on each (``pipelines.tune_inpainter``): scattered masks a lower
+    one, since every missing pixel sits among observed ones; sparse masks a higher one again,
+    since little is observed and the mean of the samples needs their spread."""
+    flat = masks.reshape(-1, *masks.shape[-2:]).bool()
+    shares = border_share(flat).tolist()
+    missing = flat.flatten(1).float().mean(1).tolist()
+    return ["compact" if share <= SCATTERED_BORDER_SHARE else
+            "sparse" if gone > SPARSE_MISSING_SHARE else "scattered"
+            for share, gone in zip(shares, missing, strict=True)]
 
 
 def training_masks(batch: int, size: tuple[int, int], generator: torch.Generator

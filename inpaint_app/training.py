@@ -10,6 +10,7 @@ from torch import nn
 
 from .conditional import ConditionalInpainter
 from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
+from .flows.ffjord import rnode_penalty
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -103,8 +104,9 @@ class NonFiniteGuard:
 
 class LogProb(nn.Module):
     """Wraps a model so that ``forward`` gives the training likelihood (what DDP needs to call):
-    ``(log p, dimensions)`` per image. A DensityModel scores whole images; a conditional
-    inpainting model scores the missing pixels of masks it draws with ``generator``."""
+    ``(log p, dimensions)`` per image. A DensityModel scores whole images, less the RNODE penalty
+    of any regularized FFJORD blocks; a conditional inpainting model scores the missing pixels of
+    masks it draws with ``generator``."""
 
     def __init__(self, density: DensityModel) -> None:
         super().__init__()
@@ -114,7 +116,7 @@ class LogProb(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.density, ConditionalInpainter):
             return self.density.nll_terms(y, generator)
-        log_prob = self.density.log_prob(y)
+        log_prob = self.density.log_prob(y) - rnode_penalty(self.density)
         return log_prob, torch.full_like(log_prob, self.density.dim)
 
 

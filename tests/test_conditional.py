@@ -335,7 +335,8 @@ def test_mask_kind_tells_holes_from_scattered_pixels() -> None:
     masks = {p: torch.stack([make_mask(p, (28, 28), seed=i) for i in range(8)])
              for p in MASK_PRESETS}
     kinds = {p: set(mask_kind(m)) for p, m in masks.items()}
-    assert kinds == {p: {"scattered" if p.startswith("random") else "compact"}
+    assert kinds == {p: {"sparse" if p == "random90" else
+                         "scattered" if p.startswith("random") else "compact"}
                      for p in MASK_PRESETS}
     assert border_share(make_mask("bottom", (28, 28))).item() == pytest.approx(28 / 392)
     assert border_share(torch.ones(28, 28, dtype=torch.bool)).item() == 0  # nothing observed
@@ -369,7 +370,7 @@ def test_default_samples_at_the_card_temperature_of_each_mask_kind(glow_with_inp
                                      "temperature_by_mask": {"compact": 0.8, "scattered": 0.0}}}
     try:
         assert conditional_settings(inpainter)["temperature_by_mask"] == {
-            "compact": 0.8, "scattered": 0.0}
+            "compact": 0.8, "scattered": 0.0, "sparse": 0.0}  # no "sparse": the scattered one
         images = torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8,
                                generator=torch.Generator().manual_seed(5))
         masks = torch.stack([make_mask("bottom", (8, 8)), make_mask("random50", (8, 8))])
@@ -384,30 +385,32 @@ def test_default_samples_at_the_card_temperature_of_each_mask_kind(glow_with_inp
     assert "temperature 0.8," in forced.message  # an explicit temperature applies to every mask
     assert not torch.equal(forced.samples[0], forced.samples[1])
     old_card = conditional_settings(inpainter)  # one "temperature": every kind
-    assert old_card["temperature_by_mask"] == {"compact": 0.7, "scattered": 0.7}
+    assert old_card["temperature_by_mask"] == {"compact": 0.7, "scattered": 0.7, "sparse": 0.7}
 
 
 def test_tuner_chooses_a_temperature_per_mask_kind_within_the_gap() -> None:
     from pipelines.tune_inpainter import choose
 
-    kinds = {"top": "compact", "center": "compact", "random50": "scattered"}
+    kinds = {"top": "compact", "center": "compact", "random50": "scattered",
+             "random90": "sparse"}
 
     def entry(t: float, steps: int, psnr: dict, gap: dict) -> dict:
         return {"temperature": t, "ascent_steps": steps, "psnr_by_preset": psnr,
                 "gap_by_preset": gap}
 
     grid = []
-    for t, gaps in ((0.5, (0.0, 0.0, 0.05)), (0.7, (0.1, 0.12, 0.3)), (0.9, (0.25, 0.1, 0.6))):
+    for t, gaps in ((0.5, (0.0, 0.0, 0.05, 0.0)), (0.7, (0.1, 0.12, 0.3, 0.1)),
+                    (0.9, (0.25, 0.1, 0.6, 0.2))):
         for steps, bonus in ((0, 0.0), (10, 0.02)):
             grid.append(entry(t, steps, {p: 10 * t + bonus for p in kinds},
                               dict(zip(kinds, gaps, strict=True))))
     chosen = choose(grid, kinds, max_gap=0.15, min_ascent_gain=0.05)
-    assert chosen["temperature_by_mask"] == {"compact": 0.7, "scattered": 0.5}
+    assert chosen["temperature_by_mask"] == {"compact": 0.7, "scattered": 0.5, "sparse": 0.7}
     assert chosen["ascent_steps"] == 0  # +0.02 dB does not pay for the climb
     assert choose(grid, kinds, 0.15, 0.01)["ascent_steps"] == 10
     strict = choose(grid, kinds, max_gap=0.01, min_ascent_gain=0.05)
-    assert strict["temperature_by_mask"] == {"compact": 0.5, "scattered": 0.5}
-    assert strict["realistic"] == {"compact": True, "scattered": False}
+    assert strict["temperature_by_mask"] == {"compact": 0.5, "scattered": 0.5, "sparse": 0.5}
+    assert strict["realistic"] == {"compact": True, "scattered": False, "sparse": True}
 
 
 def test_image_model_with_inpainter_attached_still_trains_unconditionally(
@@ -459,7 +462,8 @@ def test_tuner_chooses_again_from_the_card_without_touching_the_image_model(tmp_
           "--install", "--max-gap", "0.15"])
     assert json.loads((tmp_path / "card.json").read_text()) == {"name": "image model"}
     card = json.loads((tmp_path / "inpainter-card.json").read_text())
-    assert card["inpainting"]["temperature_by_mask"] == {"compact": 0.6, "scattered": 0.2}
+    assert card["inpainting"]["temperature_by_mask"] == {"compact": 0.6, "scattered": 0.2,
+                                                         "sparse": 0.2}
     assert load_model(tmp_path).inpainter.card == card
 
 

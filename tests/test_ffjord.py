@@ -16,6 +16,7 @@ from inpaint_app.flows.ffjord import (
     build_ffjord,
     divergence,
     log_prob_probe_samples,
+    rnode_penalty,
     total_nfe,
 )
 from inpaint_app.models import build_model, load_model, save_model
@@ -104,9 +105,24 @@ def test_rnode_penalty_applies_in_training_only() -> None:
     reg = vector_cnf(3, solver="rk4", kinetic=0.1, jacobian=0.1).train()
     z_plain, logdet_plain = plain(x)
     z_reg, logdet_reg = reg(x)
-    assert torch.equal(z_plain, z_reg)
-    assert torch.all(logdet_reg < logdet_plain) and reg.regularization.item() > 0
-    torch.testing.assert_close(reg.eval()(x)[1], logdet_plain)
+    # the Flow contract holds in training too: the true logdet; the penalty is the loss's
+    assert torch.equal(z_plain, z_reg) and torch.equal(logdet_reg, logdet_plain)
+    assert plain.penalty is None and rnode_penalty(plain) == 0
+    assert torch.all(reg.penalty > 0) and reg.penalty.requires_grad
+    assert reg.regularization.item() == pytest.approx(reg.penalty.mean().item())
+    reg.eval()(x)
+    assert reg.penalty is None
+
+
+def test_training_loss_adds_the_rnode_penalty() -> None:
+    model = build_model("ffjord", image_shape=(1, 4, 4), solver="rk4", kinetic=0.1,
+                        jacobian=0.1)
+    perturbed(model, scale=0.05).train()
+    y = torch.rand(3, 1, 4, 4) * 0.9 + 0.05
+    log_prob, _ = LogProb(model)(y)
+    penalty = rnode_penalty(model)
+    assert torch.all(penalty > 0)
+    torch.testing.assert_close(log_prob, model.log_prob(y) - penalty)
 
 
 def test_probe_samples_give_a_mean_and_standard_error() -> None:

@@ -100,7 +100,7 @@ def test_shipped_inpainter_attaches_with_validated_settings(path: Path) -> None:
     settings = inpainter.card["inpainting"]
     assert settings["samples"] >= 1
     chosen = settings["temperature_by_mask"]
-    assert set(chosen) == {"compact", "scattered"}
+    assert set(chosen) == {"compact", "scattered", "sparse"}
     for temperature in chosen.values():  # each one measured on validation
         assert 0 <= temperature <= 2
         assert any(e["temperature"] == temperature for e in settings["grid"])

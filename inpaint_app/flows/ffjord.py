@@ -126,10 +126,11 @@ class CNF(Flow):
     ``solver``: any torchdiffeq method (``dopri5`` adaptive with ``rtol``/``atol``, or fixed-step
     ``rk4``/``midpoint``/``euler`` with ``step_size``); tolerances below 10 eps of the dtype are
     raised to it. ``adjoint`` backpropagates by the adjoint ODE. ``kinetic``/``jacobian`` > 0 add
-    the RNODE penalties (lambda * int |f|^2 dt, lambda * int |df/dx|_F^2 dt) to the training loss
-    by subtracting them from the training-mode logdet (``regularization`` keeps their batch
-    mean). ``nfe_forward``/``nfe_inverse`` hold the function evaluations of the last solve;
-    ``func.nfe`` keeps counting through the backward pass.
+    the RNODE penalties (lambda * int |f|^2 dt, lambda * int |df/dx|_F^2 dt) to the training loss:
+    a training-mode forward leaves them per example in ``penalty`` (with its graph; their batch
+    mean in ``regularization``), which the loss adds (``rnode_penalty``); the logdet it returns is
+    always the true one. ``nfe_forward``/``nfe_inverse`` hold the function evaluations of the
+    last solve; ``func.nfe`` keeps counting through the backward pass.
 
     >>> cnf = CNF(ODENet(2, hidden=16), solver="rk4", step_size=0.25)
     >>> z, logdet = cnf(torch.randn(5, 2))
@@ -154,6 +155,7 @@ class CNF(Flow):
         self.probe_generator: torch.Generator | None = None
         self.nfe_forward = self.nfe_inverse = 0
         self.regularization = torch.zeros(())
+        self.penalty: torch.Tensor | None = None
 
     def uses_exact_trace(self, x: torch.Tensor) -> bool:
         return self.trace == "exact" or (self.trace == "auto" and x[0].numel() <=
@@ -209,10 +211,10 @@ class CNF(Flow):
             self.nfe_forward = self.func.nfe
             self.func.probes = None
             z, logdet = out[0], out[1]
-            if self.func.regularize:
-                penalty = self.kinetic * out[2] + self.jacobian * out[3]
-                self.regularization = penalty.detach().mean()
-                logdet = logdet - penalty
+            self.penalty = (self.kinetic * out[2] + self.jacobian * out[3]
+                            if self.func.regularize else None)
+            if self.penalty is not None:
+                self.regularization = self.penalty.detach().mean()
         return z, logdet
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
@@ -228,6 +230,12 @@ class CNF(Flow):
 
 def cnf_blocks(module: nn.Module) -> list[CNF]:
     return [m for m in module.modules() if isinstance(m, CNF)]
+
+
+def rnode_penalty(module: nn.Module) -> torch.Tensor | float:
+    """The per-example RNODE penalty of the last training forward, summed over CNF blocks (0
+    when none regularizes): what the training loss adds to -log p."""
+    return sum((b.penalty for b in cnf_blocks(module) if b.penalty is not None), 0.0)
 
 
 def total_nfe(module: nn.Module) -> int:
