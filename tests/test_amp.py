@@ -54,7 +54,7 @@ def test_autocast_gradient_of_a_trained_glow_agrees_with_float32(data_root: Path
     this model was useless: cosine 0.02 to the float32 one, 11x its norm, loss off by 0.04
     nats/dim. With the flow arithmetic in float32: cosine 0.94, 2.2x the norm (Adam normalises
     scale per parameter), loss off by 0.001."""
-    model = load_model(SHIPPED_MNIST)
+    model = load_model(SHIPPED_MNIST).requires_grad_(True)  # loaded models come frozen
     y = dequantize(load_split("mnist", "val", data_root)[:128], torch.Generator().manual_seed(0))
 
     def gradient(amp: bool) -> tuple[float, torch.Tensor]:
