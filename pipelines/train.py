@@ -17,7 +17,6 @@ import json
 import math
 import os
 import shlex
-import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -252,7 +251,6 @@ def main(argv: list[str] | None = None) -> None:
 
     guard = NonFiniteGuard(patience=3)
     all_finite = (lambda ok: all_ranks_agree(ok, device)) if world > 1 else None
-    kill_at = int(os.environ.get("FLOWPAINT_KILL_AT_STEP", "0"))  # crash simulation for tests
     started = time.time() - elapsed
     clock["elapsed"] = elapsed
     out_of_time = False
@@ -291,8 +289,6 @@ def main(argv: list[str] | None = None) -> None:
             clock["elapsed"] = elapsed
             if step % args.checkpoint_every == 0:
                 save_state()
-            if step == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
             if args.max_minutes and elapsed > 60 * args.max_minutes:
                 out_of_time = True
                 break
