@@ -177,3 +177,36 @@ def test_paint_inpaint_and_score(page: sync_api.Page, tmp_path: Path) -> None:
     page.locator("#sample-button").click()
     page.locator("#model-samples img").first.wait_for(timeout=60_000)
     page.screenshot(path=str(shots / "models.png"), full_page=True)
+
+
+def test_every_upload_is_locatable_on_the_histogram(page: sync_api.Page, tmp_path: Path) -> None:
+    """Issue 18.4: with eight of ten uploads far beyond the axis, the page shows every one: ten
+    numbered rows, and a histogram that grows its label rows and lists (the handler test checks
+    the layout itself) instead of collapsing them into one marker."""
+    from inpaint_app.app.wording import EXAMPLES_DIR
+
+    rng = np.random.default_rng(0)
+    noise = []
+    for i in range(8):  # uniform noise scores far above the MNIST validation range
+        path = tmp_path / f"noise-{i}.png"
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(path)
+        noise.append(str(path))
+    digits = [str(EXAMPLES_DIR / EXAMPLE), str(EXAMPLES_DIR / "mnist-test-0001.png")]
+    rows = page.locator("#verdicts [role=row]")
+
+    def score(paths: list[str]) -> np.ndarray:
+        page.reload(wait_until="networkidle")  # a fresh file list (uploads add to it)
+        page.get_by_role("tab", name="Anomaly").click()
+        page.locator("#anomaly-files input[type=file]").set_input_files(paths)
+        page.locator("#score-button").click()
+        sync_api.expect(rows.filter(has_text=Path(paths[-1]).name).first).to_be_visible(
+            timeout=60_000)
+        return _fetch(page, "#histogram")
+
+    one = score(digits[:1])
+    ten = score(noise + digits)
+    numbers = set()
+    for path in noise + digits:  # each file in its own row, under its own number
+        numbers.add(int(rows.filter(has_text=Path(path).name).first.inner_text().split()[0]))
+    assert numbers == set(range(1, 11))
+    assert ten.shape[0] > one.shape[0], "the eight uploads beyond the axis got no labels"
