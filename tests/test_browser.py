@@ -82,6 +82,13 @@ def _paint_stroke(page: sync_api.Page) -> None:
     page.mouse.up()
 
 
+def _reload(page: sync_api.Page) -> None:
+    """A fresh page, ready once the app has rendered. Not "networkidle": the app's open
+    connections can keep the network busy past any timeout on a loaded machine."""
+    page.reload(wait_until="domcontentloaded")
+    page.locator("#inpaint-button").wait_for(state="visible")
+
+
 def _choose(page: sync_api.Page, dropdown: str, option: str) -> None:
     page.locator(f"{dropdown} input").click()
     page.get_by_role("option", name=option, exact=True).click()
@@ -117,7 +124,7 @@ def test_paint_inpaint_and_score(page: sync_api.Page, tmp_path: Path) -> None:
 
     shots = Path(os.environ.get(SHOTS_ENV) or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
-    page.reload(wait_until="networkidle")
+    _reload(page)
     examples = sorted(p.name for p in EXAMPLES_DIR.glob("*.png"))
     zoom = page.locator("#editor .zoom-number")
     before = zoom.inner_text()
@@ -195,7 +202,7 @@ def test_every_upload_is_locatable_on_the_histogram(page: sync_api.Page, tmp_pat
     rows = page.locator("#verdicts [role=row]")
 
     def score(paths: list[str]) -> np.ndarray:
-        page.reload(wait_until="networkidle")  # a fresh file list (uploads add to it)
+        _reload(page)  # a fresh file list (uploads add to it)
         page.get_by_role("tab", name="Anomaly").click()
         page.locator("#anomaly-files input[type=file]").set_input_files(paths)
         page.locator("#score-button").click()
