@@ -1,8 +1,10 @@
 """``python -m inpaint_app serve``: the web app on http://127.0.0.1:7860.
 
-    python -m inpaint_app serve [--port 7860] [--host 127.0.0.1] [--checkpoint C]
+    python -m inpaint_app serve [--port 7860] [--host 127.0.0.1] [--checkpoint C] [--no-compile]
 
 Binds loopback by default; ``--host 0.0.0.0`` exposes it (add Gradio authentication first).
+The default model loads at start and its scoring pass compiles in the background
+(``inpaint_app.compiled``); ``--no-compile`` or ``FLOWPAINT_COMPILE=0`` keeps everything eager.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--concurrency", type=int, default=2,
                        help="requests computed at once; the rest queue")
     serve.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    serve.add_argument("--no-compile", dest="compile", action="store_false",
+                       help="never torch.compile (default: compile scoring in the background "
+                            "at start; FLOWPAINT_COMPILE=0 does the same)")
     args = p.parse_args(argv)
 
     import torch
@@ -33,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        run_server(args.host, args.port, args.checkpoint, args.concurrency)
+        run_server(args.host, args.port, args.checkpoint, args.concurrency, compile=args.compile)
     except CheckpointError as err:
         sys.exit(f"error: {err}")
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import io
 import math
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +45,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .bundle import ModelBundle, as_bundle
+from .compiled import scorer_for
 from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
 from .exemplars import ExemplarBank
 
@@ -54,6 +57,10 @@ NEEDS_CALIBRATION = ("typicality", "combined", "evidence")
 COMBINED_PARTS = ("bpd", "complexity", "png_bpd", "z_fine", "z_coarse")
 EVIDENCE_PARTS = ("complexity", "orientation", "exemplar_distance", "likelihood_ratio")
 SEED = 0
+# Images per flow pass group: each pass holds them and their three quarter turns (4 x 32).
+# Small batches stay in cache: on 2 CPU threads a Glow pass runs about 1.5x faster at
+# 32-128 images than at 1,024 (docs/performance.md, stop 26).
+VERDICT_BATCH = 32
 TAIL_POINTS = 240
 HISTOGRAM_BINS = 40
 
@@ -80,15 +87,20 @@ def png_bits_per_dim(image: torch.Tensor) -> float:
     return 8.0 * len(buffer.getvalue()) / image.numel()
 
 
-def base_scores(model: DensityModel, images: torch.Tensor, *, batch_size: int = 256,
-                seed: int = SEED, progress: bool = False) -> dict[str, np.ndarray]:
+def base_scores(model: ModelBundle | DensityModel, images: torch.Tensor, *,
+                batch_size: int = VERDICT_BATCH, seed: int = SEED, progress: bool = False
+                ) -> dict[str, np.ndarray]:
     """Per-image evidence for uint8 ``[B, C, H, W]`` images at the model's shape: ``bpd``,
     ``png_bpd``, ``complexity`` and the mean latent energy ``z^2 / 2`` of the first (``z_fine``)
     and second (``z_coarse``) half of z, which for a multi-scale flow are the finest factored-out
     level and the coarser rest; ``orientation``; with an exemplar bank, ``exemplar_distance``;
     with a background model, ``likelihood_ratio`` (bits/dim minus the background's bits/dim).
-    A non-finite value (a numerical blow-up) becomes ``+inf``."""
+    A non-finite value (a numerical blow-up) becomes ``+inf``. ``model`` is a bundle (its
+    exemplar bank and background model add their parts) or a bare ``DensityModel``."""
     from tqdm import tqdm
+
+    bundle = as_bundle(model)
+    model = bundle.model
 
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != model.image_shape:
         shape = ", ".join(map(str, model.image_shape))
@@ -97,18 +109,21 @@ def base_scores(model: DensityModel, images: torch.Tensor, *, batch_size: int = 
     device = next(model.parameters()).device
     parts: dict[str, list[torch.Tensor]] = {"bpd": [], "z_fine": [], "z_coarse": [],
                                             "orientation": []}
-    background = model.background[0].to(device) if model.background else None
+    background = bundle.background.to(device) if bundle.background is not None else None
     if background is not None:
         parts["likelihood_ratio"] = []
     with torch.inference_mode():
         for start in tqdm(range(0, len(images), batch_size), disable=not progress,
                           desc="score", unit="batch"):
             batch = images[start:start + batch_size].to(device)
-            z, bpd = _latent_and_bpd(model, batch, seed)
+            # The image and its quarter turns in one flow pass (one large batch beats four).
+            turns = _turns(batch)
+            stacked = torch.cat([batch, *(torch.rot90(batch, k, (2, 3)) for k in turns)])
+            z, bpd = _latent_and_bpd(model, stacked, seed)
+            n = len(batch)
+            z, bpd, turned = z[:n], bpd[:n], bpd[n:].view(len(turns), n)
             parts["bpd"].append(bpd)
-            turned = [_latent_and_bpd(model, torch.rot90(batch, k, (2, 3)), seed)[1]
-                      for k in _turns(batch)]
-            parts["orientation"].append(bpd - torch.stack(turned).min(0).values)
+            parts["orientation"].append(bpd - turned.min(0).values)
             energy = 0.5 * z.reshape(len(z), -1).double() ** 2
             half = energy.shape[1] // 2
             parts["z_fine"].append(energy[:, :half].mean(1))
@@ -119,17 +134,21 @@ def base_scores(model: DensityModel, images: torch.Tensor, *, batch_size: int = 
     for name, chunks in parts.items():
         values = torch.cat(chunks).double().cpu().numpy() if chunks else np.zeros(0)
         out[name] = np.where(np.isfinite(values), values, np.inf)
-    out["png_bpd"] = np.array([png_bits_per_dim(x) for x in images], dtype=np.float64)
+    # zlib releases the GIL: PNG sizes of many images compress side by side.
+    with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
+        out["png_bpd"] = np.fromiter(pool.map(png_bits_per_dim, images), dtype=np.float64,
+                                     count=len(images))
     out["complexity"] = out["bpd"] - out["png_bpd"]
-    if model.exemplars is not None:
-        out["exemplar_distance"] = _exemplar_distance(model.exemplars, images, batch_size)
+    if bundle.exemplars is not None:
+        out["exemplar_distance"] = _exemplar_distance(bundle.exemplars, images, batch_size)
     return out
 
 
 def _latent_and_bpd(model: DensityModel, images: torch.Tensor, seed: int
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """z and bits/dim, dequantized with the fixed pattern of ``seed`` shared by every image."""
-    z, log_prob = model.latent_and_log_prob(dequantize(images, noise="fixed", seed=seed))
+    """z and bits/dim, dequantized with the fixed pattern of ``seed`` shared by every image;
+    through the compiled pass once one is warm (``inpaint_app.compiled``), else eagerly."""
+    z, log_prob = scorer_for(model)(dequantize(images, noise="fixed", seed=seed))
     return z, bits_per_dim_from_log_prob(log_prob, model.dim)
 
 
@@ -140,8 +159,7 @@ def _turns(images: torch.Tensor) -> tuple[int, ...]:
 
 def _exemplar_distance(bank: ExemplarBank, images: torch.Tensor, batch_size: int) -> np.ndarray:
     """Mean squared pixel difference ([0, 1] units) to the nearest exemplar of the bank."""
-    out = [bank.distances(batch.float() / 255.0, torch.ones_like(batch, dtype=torch.float32))
-           .min(1).values for batch in images.split(batch_size)]
+    out = [bank.nearest_distance(batch.float() / 255.0) for batch in images.split(batch_size)]
     return torch.cat(out).double().numpy() if out else np.zeros(0)
 
 
@@ -221,8 +239,8 @@ def _histogram(values: np.ndarray, threshold: float) -> dict[str, Any]:
     return {"edges": [round(float(e), 5) for e in edges], "counts": counts.tolist()}
 
 
-def calibrate(model: DensityModel, val_images: torch.Tensor, *, fpr: float = 0.05,
-              source: str = "mnist val (5,000)", batch_size: int = 256,
+def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fpr: float = 0.05,
+              source: str = "mnist val (5,000)", batch_size: int = VERDICT_BATCH,
               progress: bool = False) -> dict[str, Any]:
     """Thresholds at false-positive rate ``fpr`` on ``val_images`` for every score, the tails
     needed for empirical p-values and a histogram of the default score: ``card["anomaly"]``."""
@@ -277,17 +295,17 @@ def p_values(values: np.ndarray, calibration: dict[str, Any], name: str) -> np.n
     return (1.0 + count) / (n + 1.0)
 
 
-def score_images(model: DensityModel, images: torch.Tensor,
-                 calibration: dict[str, Any] | None = None, *, batch_size: int = 256,
+def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
+                 calibration: dict[str, Any] | None = None, *, batch_size: int = VERDICT_BATCH,
                  score: str | None = None) -> list[dict[str, Any]]:
     """One dict per uint8 image at the model's shape: every score, the chosen ``score`` (default:
     the calibration's default), its ``p_value``, ``flag`` and ``threshold``.
 
-    Without calibration (argument or ``model.card["anomaly"]``) only ``bpd``, ``complexity`` and
-    ``orientation`` exist: ``score`` falls back to ``complexity`` (the best of them on
-    benchmarks/ood.md) and ``p_value``/``flag``/``threshold`` are None.
+    Without calibration (argument or the bundle's ``card.anomaly``) only ``bpd``,
+    ``complexity`` and ``orientation`` exist: ``score`` falls back to ``complexity`` (the best
+    of them on benchmarks/ood.md) and ``p_value``/``flag``/``threshold`` are None.
     """
-    calibration = calibration or getattr(model, "card", {}).get("anomaly")
+    calibration = calibration or as_bundle(model).calibration
     name = score or (calibration or {}).get("default_score", DEFAULT_SCORE)
     if name not in SCORES:
         raise ValueError(f"unknown score {name!r}: choose one of {', '.join(SCORES)}")

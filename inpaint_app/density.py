@@ -59,21 +59,6 @@ class DensityModel(nn.Module):
         self.preprocess, self.flow, self.prior = preprocess, flow, prior
         self.image_shape = tuple(image_shape)
         self.config = config
-        # Training images for the default inpainting start (inpaint_app.exemplars); load_model
-        # attaches the bank that ships beside a checkpoint.
-        self.exemplars = None
-        # The background density for the anomaly likelihood ratio (inpaint_app.anomaly), also
-        # attached by load_model; kept in a tuple so that it stays out of this module's
-        # state_dict and parameters.
-        self.background: tuple[DensityModel, ...] = ()
-        # The conditional inpainting flow (inpaint_app.conditional) that ships beside the
-        # checkpoint as inpainter.pt, attached by load_model; in a tuple for the same reason.
-        self.inpainters: tuple[nn.Module, ...] = ()
-
-    @property
-    def inpainter(self) -> nn.Module | None:
-        """The attached conditional inpainting model, or None."""
-        return self.inpainters[0] if self.inpainters else None
 
     @property
     def dim(self) -> int:

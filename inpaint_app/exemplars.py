@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.ndimage import distance_transform_edt
-from skimage.restoration import inpaint_biharmonic
 
 from .atomic import atomic_write
 
@@ -40,6 +39,7 @@ class ExemplarBank:
         self.images = images
         self.rows = images.flatten(1).float() / 255.0
         self.squares = self.rows.square()
+        self.norms = self.squares.sum(1)  # |r|^2 of each exemplar, for whole-image distances
 
     def __len__(self) -> int:
         return len(self.images)
@@ -52,6 +52,13 @@ class ExemplarBank:
         squared = ((flat.square() * observed).sum(1, keepdim=True)
                    - 2 * (flat * observed) @ self.rows.T + observed @ self.squares.T)
         return squared.clamp(min=0) / observed.sum(1, keepdim=True).clamp(min=1)
+
+    def nearest_distance(self, y: torch.Tensor) -> torch.Tensor:
+        """``[B]`` mean squared difference between each whole image (pixels in [0, 1]) and its
+        nearest exemplar: ``distances`` with every pixel observed, in one matmul."""
+        flat = y.flatten(1).float().cpu()
+        squared = flat.square().sum(1, keepdim=True) - 2 * flat @ self.rows.T + self.norms
+        return squared.min(1).values.clamp(min=0) / flat.shape[1]
 
     def nearest_mean(self, y: torch.Tensor, mask: torch.Tensor, k: int = NEIGHBOURS
                      ) -> torch.Tensor:
@@ -66,6 +73,8 @@ class ExemplarBank:
     def fill(self, y: torch.Tensor, mask: torch.Tensor, k: int = NEIGHBOURS,
              reach: float = REACH) -> torch.Tensor:
         """Exemplar fill of pixels ``y`` in [0, 1] (``[B, C, H, W]``) where ``mask`` is True."""
+        from skimage.restoration import inpaint_biharmonic  # here only: loading a bank needs none
+
         if tuple(y.shape[1:]) != tuple(self.images.shape[1:]):
             raise ValueError(f"images {tuple(y.shape[1:])} do not match the exemplar bank's "
                              f"{tuple(self.images.shape[1:])}")

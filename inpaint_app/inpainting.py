@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .bundle import ModelBundle, as_bundle
+from .card import ModelCard
 from .conditional import ConditionalInpainter
 from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
 from .exemplars import ExemplarBank
@@ -72,7 +74,7 @@ class InpaintResult:
     trajectory_label: str = "bits/dim of the image (unconditional model)"
 
 
-def inpaint(model: DensityModel, image: torch.Tensor, mask: torch.Tensor, *,
+def inpaint(model: ModelBundle | DensityModel, image: torch.Tensor, mask: torch.Tensor, *,
             method: str = "default", steps: int | None = None, seed: int = 0,
             n_samples: int | None = None, temperature: float | None = None,
             init: str | torch.Tensor | None = None, progress: Progress = None
@@ -80,9 +82,11 @@ def inpaint(model: DensityModel, image: torch.Tensor, mask: torch.Tensor, *,
     """Fill the pixels of ``image`` (uint8 ``[C, H, W]``) where ``mask`` (bool ``[H, W]`` or
     ``[C, H, W]``, True = missing) is set; observed pixels come back bit-identical.
 
-    ``init`` is a fill name (``exemplar``, ``biharmonic``, ``mean``, ``noise``) or a start image
-    ``[C, H, W]`` (uint8, or float in [0, 1]); ``exemplar`` needs the model's exemplar bank and
-    falls back to ``biharmonic`` when it is the method's default and the model has none.
+    ``model`` is a bundle (``inpaint_app.bundle``: its conditional flow and exemplar bank serve
+    the default) or a bare ``DensityModel``. ``init`` is a fill name (``exemplar``,
+    ``biharmonic``, ``mean``, ``noise``) or a start image ``[C, H, W]`` (uint8, or float in
+    [0, 1]); ``exemplar`` needs the bundle's exemplar bank and falls back to ``biharmonic``
+    when it is the method's default and there is none.
     ``progress(done, total)`` is called once per step. ``n_samples`` and ``temperature``
     default to the method's (the conditional model's card for ``default``).
     """
@@ -92,7 +96,7 @@ def inpaint(model: DensityModel, image: torch.Tensor, mask: torch.Tensor, *,
                          init=init if init_batch is None else init_batch, progress=progress)[0]
 
 
-def inpaint_batch(model: DensityModel, images: torch.Tensor, masks: torch.Tensor, *,
+def inpaint_batch(model: ModelBundle | DensityModel, images: torch.Tensor, masks: torch.Tensor, *,
                   method: str = "default", steps: int | None = None, seed: int = 0,
                   n_samples: int | None = None, temperature: float | None = None,
                   init: str | torch.Tensor | None = None, progress: Progress = None
@@ -101,24 +105,26 @@ def inpaint_batch(model: DensityModel, images: torch.Tensor, masks: torch.Tensor
     in one batched optimisation; image i uses noise seeded ``seed + i``. ``seconds`` is the
     batch's time divided by B."""
     start = time.perf_counter()
+    bundle = as_bundle(model)
+    model = bundle.model
     images, masks = _check_inputs(model, images, masks)
-    inpainter = model.inpainter if method == "default" else None
-    if inpainter is not None:
-        return _conditional_results(model, inpainter, images, masks, steps, seed, n_samples,
-                                    temperature, init, progress, start)
+    if method == "default" and bundle.inpainter is not None:
+        return _conditional_results(model, bundle.inpainter, bundle.inpainter_card, images,
+                                    masks, steps, seed, n_samples, temperature, init, progress,
+                                    start)
     if temperature is not None:
         raise ValueError(f"temperature applies to the conditional default method only, not "
                          f"to {method!r}" + ("" if method != "default" else
                                              " without a conditional model"))
     steps, n_samples, init = _check_options(method, steps, 1 if n_samples is None else n_samples,
                                             init, images.shape,
-                                            has_bank=model.exemplars is not None)
+                                            has_bank=bundle.exemplars is not None)
     device = next(model.parameters()).device
     images, masks = images.to(device), masks.to(device)
     generators = [torch.Generator().manual_seed(seed + i) for i in range(images.shape[0])]
-    with _eval_mode(model), _seeded_global_rng(seed, device):
+    with _eval_mode(model):
         y_obs = dequantize(images, noise="centre")
-        y0 = _start(y_obs, masks, init, generators, model.exemplars)
+        y0 = _start(y_obs, masks, init, generators, bundle.exemplars)
         run = {"default": _ascend_adam, "exemplar": _ascend_adam, "nice": _ascend_nice,
                "langevin": _langevin}[method]
         samples, trajectories = run(model, y0, y_obs, masks, steps, generators, n_samples,
@@ -369,12 +375,12 @@ NO_CONDITIONAL = ("no conditional inpainting model beside this checkpoint: exemp
 CONDITIONAL_DEFAULTS = {"samples": 8, "temperature": 0.8, "ascent_steps": 0}
 
 
-def conditional_settings(inpainter: ConditionalInpainter) -> dict:
+def conditional_settings(card: ModelCard) -> dict:
     """K, ascent steps and the sampling temperature per mask kind (``masks.mask_kind``) of the
-    default method: the card's validated choice. A card with one ``temperature`` uses it for
-    every kind; one without a "sparse" entry uses its "scattered" one there."""
-    card = getattr(inpainter, "card", {}) or {}
-    settings = {**CONDITIONAL_DEFAULTS, **card.get("inpainting", {})}
+    default method: the conditional model's card's validated choice. A card with one
+    ``temperature`` uses it for every kind; one without a "sparse" entry uses its "scattered"
+    one there."""
+    settings = {**CONDITIONAL_DEFAULTS, **(card.inpainting or {})}
     by_kind = dict(settings.get("temperature_by_mask") or {})
     if "scattered" in by_kind:
         by_kind.setdefault("sparse", by_kind["scattered"])
@@ -392,16 +398,16 @@ def describe_temperatures(by_kind: dict[str, float]) -> str:
 
 
 def _conditional_results(model: DensityModel, inpainter: ConditionalInpainter,
-                         images: torch.Tensor, masks: torch.Tensor, steps: int | None,
-                         seed: int, n_samples: int | None, temperature: float | None,
-                         init: object, progress: Progress, start: float
+                         card: ModelCard, images: torch.Tensor, masks: torch.Tensor,
+                         steps: int | None, seed: int, n_samples: int | None,
+                         temperature: float | None, init: object, progress: Progress, start: float
                          ) -> list[InpaintResult]:
     """K completions from p(x_missing | x_observed); the fill is their mean, climbed for
     ``steps`` Adam steps on that exact conditional log-likelihood (0: the mean itself)."""
     if init is not None:
         raise ValueError("init does not apply to the conditional default method (it samples "
                          "its start); use method 'exemplar', 'nice' or 'langevin' for a start")
-    settings = conditional_settings(inpainter)
+    settings = conditional_settings(card)
     steps, n_samples, _ = _check_options("default", settings["ascent_steps"] if steps is None
                                          else steps, settings["samples"] if n_samples is None
                                          else n_samples, "mean", images.shape, has_bank=False)
@@ -477,13 +483,3 @@ def _eval_mode(model: DensityModel) -> Iterator[None]:
             param.requires_grad_(True)
         if was_training:
             model.train()
-
-
-@contextlib.contextmanager
-def _seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed the global RNG for models that draw from it (FFJORD's Hutchinson trace), without
-    disturbing the caller's random state."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield

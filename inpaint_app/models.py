@@ -12,9 +12,9 @@ from typing import Any
 import torch
 
 from .atomic import atomic_write
+from .card import ModelCard
 from .conditional import build_conditional
 from .density import DensityModel
-from .exemplars import BANK_FILE, load_bank
 from .flows.ffjord import build_ffjord
 from .flows.glow import build_glow
 from .flows.maf import build_maf
@@ -143,16 +143,20 @@ BACKGROUND_FILE = "background.pt"
 INPAINTER_FILE = "inpainter.pt"
 
 
-def save_model(model: DensityModel, path: str | Path, card: dict[str, Any] | None = None) -> None:
+def save_model(model: torch.nn.Module, path: str | Path,
+               card: ModelCard | dict[str, Any] | None = None) -> None:
     """Write ``{config, state_dict, card}`` and a readable card beside it, atomically:
     ``card.json`` for ``model.pt``, ``<name>-card.json`` for any other file (``inpainter.pt``
-    shares a folder with a ``model.pt`` whose card it must not overwrite)."""
+    shares a folder with a ``model.pt`` whose card it must not overwrite). The one place a card
+    is written; a dict is read through ``ModelCard.from_dict`` first."""
     path = Path(path)
-    atomic_save({"config": model.config, "state_dict": model.state_dict(), "card": card or {}},
-                path)
+    if not isinstance(card, ModelCard):
+        card = ModelCard.from_dict(card)
+    data = card.to_dict()
+    atomic_save({"config": model.config, "state_dict": model.state_dict(), "card": data}, path)
     readable = path.with_name("card.json" if path.name == MODEL_FILE else f"{path.stem}-card.json")
     tmp = readable.with_name(f".{readable.name}.tmp")
-    tmp.write_text(json.dumps(card or {}, indent=2) + "\n")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(readable)
 
 
@@ -176,63 +180,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> DensityModel:
-    """Rebuild a model from a checkpoint file (or a folder holding ``model.pt``), in eval mode
-    with frozen weights, with what ships beside it, if present: the exemplar bank
-    (``exemplars.npz``), the background model of the anomaly likelihood ratio
-    (``background.pt``) and the conditional inpainting flow of the default fill
-    (``inpainter.pt``)."""
-    model = _load_bare(path, map_location)
-    folder = checkpoint_file(path).parent
-    bank = folder / BANK_FILE
-    if bank.is_file():
-        try:
-            model.exemplars = load_bank(bank)
-        except ValueError as err:
-            raise CheckpointError(str(err)) from err
-        if tuple(model.exemplars.images.shape[1:]) != tuple(model.image_shape):
-            raise CheckpointError(f"{bank} holds images of shape "
-                                  f"{tuple(model.exemplars.images.shape[1:])}, the model "
-                                  f"{tuple(model.image_shape)}")
-    inpainter = folder / INPAINTER_FILE
-    if inpainter.is_file() and inpainter.resolve() != checkpoint_file(path).resolve():
-        model.inpainters = (_load_inpainter(inpainter, model, map_location),)
-    background = folder / BACKGROUND_FILE
-    if background.is_file() and background.resolve() != checkpoint_file(path).resolve():
-        model.background = (_load_bare(background, map_location),)
-        if model.background[0].image_shape != model.image_shape:
-            raise CheckpointError(f"{background} models images of shape "
-                                  f"{model.background[0].image_shape}, the model "
-                                  f"{model.image_shape}")
-    return model
-
-
-def _load_inpainter(path: Path, model: DensityModel, map_location: str | torch.device
-                    ) -> torch.nn.Module:
-    """The conditional inpainting flow in ``path``, checked against the image model it serves;
-    any failure is a ``CheckpointError`` that names the file."""
+    """The model of one checkpoint file (or of the ``model.pt`` in a folder) alone, in eval mode
+    with its weights frozen: a loaded model serves requests, which must never change it
+    (``requires_grad_(True)`` to fine-tune). Its card and what ships beside it come with
+    ``inpaint_app.bundle.load_bundle``."""
     ckpt = load_checkpoint(path, map_location)
-    family, shape = ckpt["config"].get("family"), ckpt["config"].get("image_shape")
-    if family not in CONDITIONAL_FAMILIES or tuple(shape or ()) != tuple(model.image_shape):
-        raise CheckpointError(f"{path} is not a conditional inpainting model of images of shape "
-                              f"{model.image_shape} (family {family!r}, shape {shape})")
-    try:
-        return _load_bare(path, map_location)
-    except (ConfigError, RuntimeError, ValueError, TypeError) as err:
-        raise CheckpointError(f"{path}: {str(err).splitlines()[0]}") from err
+    model = build_model(ckpt["config"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(map_location).eval().requires_grad_(False)
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """The card saved in a checkpoint (or in the ``model.pt`` of a folder)."""
+    return ModelCard.from_dict(load_checkpoint(path)["card"])
 
 
 def checkpoint_file(path: str | Path) -> Path:
     """``path`` itself, or the ``model.pt`` inside it when it is a folder."""
     path = Path(path)
     return path / MODEL_FILE if path.is_dir() else path
-
-
-def _load_bare(path: str | Path, map_location: str | torch.device) -> DensityModel:
-    """The model of one checkpoint file alone, in eval mode with its weights frozen (a loaded
-    model serves requests, which must never change it; ``requires_grad_(True)`` to fine-tune),
-    with its card."""
-    ckpt = load_checkpoint(path, map_location)
-    model = build_model(ckpt["config"])
-    model.load_state_dict(ckpt["state_dict"])
-    model.card = ckpt.get("card", {})
-    return model.to(map_location).eval().requires_grad_(False)

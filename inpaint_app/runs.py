@@ -12,21 +12,22 @@ from pathlib import Path
 
 import torch
 
+from .bundle import ModelBundle, load_bundle
 from .data import DATASETS, DatasetNotFound, load_split
-from .models import CheckpointError, ConfigError, load_model
+from .models import CheckpointError, ConfigError
 
 
 def model_and_split(checkpoint: str | Path, dataset: str | None, split: str,
                     data_root: str | None, *, download: bool = False,
                     device: torch.device | str = "cpu"
-                    ) -> tuple[torch.nn.Module, str, torch.Tensor]:
-    """A checkpoint and the images of ``split`` of its dataset (the card's unless given); a bad
-    checkpoint, unknown dataset or missing data exits with a one-line error."""
+                    ) -> tuple[ModelBundle, str, torch.Tensor]:
+    """A checkpoint's bundle and the images of ``split`` of its dataset (the card's unless
+    given); a bad checkpoint, unknown dataset or missing data exits with a one-line error."""
     try:
-        model = load_model(checkpoint, map_location=device)
+        model = load_bundle(checkpoint, map_location=device)
     except (CheckpointError, ConfigError) as err:
         sys.exit(f"error: {err}")
-    dataset = dataset or model.card.get("dataset")
+    dataset = dataset or model.dataset
     if dataset not in DATASETS:
         sys.exit(f"error: unknown dataset {dataset!r}: pass --dataset, one of {sorted(DATASETS)}")
     try:

@@ -10,7 +10,7 @@ from torch import nn
 
 from .conditional import ConditionalInpainter
 from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
-from .flows.ffjord import rnode_penalty
+from .flows.ffjord import log_prob_with_penalty
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -116,8 +116,8 @@ class LogProb(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.density, ConditionalInpainter):
             return self.density.nll_terms(y, generator)
-        log_prob = self.density.log_prob(y) - rnode_penalty(self.density)
-        return log_prob, torch.full_like(log_prob, self.density.dim)
+        log_prob, penalty = log_prob_with_penalty(self.density, y)
+        return log_prob - penalty, torch.full_like(log_prob, self.density.dim)
 
 
 class EMA:

@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from inpaint_app.density import DensityModel
-from inpaint_app.models import build_model, load_model
+from inpaint_app.bundle import ModelBundle, load_bundle
+from inpaint_app.models import build_model
 from inpaint_app.runs import machine as runs_machine
 from inpaint_app.training import LogProb, initialize_actnorm, train_step
 
@@ -358,15 +358,16 @@ def default_model_rows(args: argparse.Namespace) -> list[dict]:
     """The shipped MNIST Glow: scoring throughput, and inpainting latency when available."""
     if not (DEFAULT_MODEL / "model.pt").is_file():
         return []
-    model = load_model(DEFAULT_MODEL)
-    score = interleaved({"ours": scorer(LogProb(model), args.score_batch, args.score_calls)},
+    bundle = load_bundle(DEFAULT_MODEL)
+    score = interleaved({"ours": scorer(LogProb(bundle.model), args.score_batch,
+                                        args.score_calls)},
                         args.repeats)
     rows = [row(f"default MNIST model scoring (batch {args.score_batch})", "images/s",
                 score["ours"])]
-    return rows + inpaint_rows(model, args)
+    return rows + inpaint_rows(bundle, args)
 
 
-def inpaint_rows(model: DensityModel, args: argparse.Namespace) -> list[dict]:
+def inpaint_rows(model: ModelBundle, args: argparse.Namespace) -> list[dict]:
     """Single-image p50/p95 and a batch of 64 with default settings (no peer equivalent)."""
     try:
         from inpaint_app.inpainting import inpaint, inpaint_batch

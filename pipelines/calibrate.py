@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from inpaint_app.anomaly import calibrate
+from inpaint_app.anomaly import VERDICT_BATCH, calibrate
 from inpaint_app.atomic import atomic_write
 from inpaint_app.models import (
     BACKGROUND_FILE,
@@ -30,6 +30,7 @@ from inpaint_app.models import (
     checkpoint_file,
     load_checkpoint,
     load_model,
+    read_card,
     save_model,
 )
 from inpaint_app.normalize import normalize_images, recipe_for
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fpr", type=float, default=0.05, help="target false-positive rate")
     p.add_argument("--dataset", default=None, help="default: the dataset named in the card")
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=VERDICT_BATCH,
+                   help="images per flow pass group (each with its three quarter turns)")
     p.add_argument("--data-root", default=None,
                    help="dataset root (default $FLOWPAINT_DATA or ./data)")
     p.add_argument("--background", default=None, metavar="CHECKPOINT",
@@ -66,11 +68,13 @@ def main(argv: list[str] | None = None) -> None:
     anomaly["command"] = (f"python -m pipelines.calibrate {path} --fpr {args.fpr}"
                           + ("" if normalized else " --no-normalize"))
     anomaly["input_normalization"] = recipe_for(dataset).name if normalized else "off"
-    if model.background:
-        card = model.background[0].card
-        anomaly["background"] = {"file": BACKGROUND_FILE, **{
-            key: card.get(key) for key in ("perturb", "val_bpd", "training_minutes", "command")}}
-    save_model(model, path, card={**model.card, "anomaly": anomaly})
+    if model.background is not None:
+        card = read_card(path.with_name(BACKGROUND_FILE))
+        anomaly["background"] = {"file": BACKGROUND_FILE, "perturb": card.perturb,
+                                 "val_bpd": card.val_bpd,
+                                 "training_minutes": card.training_minutes,
+                                 "command": card.command}
+    save_model(model.model, path, card=model.card.replace(anomaly=anomaly))
     print(f"calibrated {path} on {anomaly['source']} in {time.perf_counter() - start:.0f} s; "
           f"target FPR {args.fpr:.3f}")
     for name, entry in anomaly["scores"].items():

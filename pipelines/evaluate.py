@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from inpaint_app.bundle import ModelBundle
+from inpaint_app.card import Measurement
 from inpaint_app.density import dequantize
 from inpaint_app.models import checkpoint_file, save_model
 from inpaint_app.runs import model_and_split
@@ -44,9 +46,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="record the figure in the checkpoint's card (full split only)")
     args = p.parse_args(argv)
 
-    model, dataset, images = model_and_split(
+    if args.update_card and args.split == "train":
+        sys.exit("error: --update-card records val or test figures, not train")
+    bundle, dataset, images = model_and_split(
         args.checkpoint, args.dataset, args.split, args.data_root, download=args.download,
         device=select_device(args.device))
+    model = bundle.model
     if args.limit and args.first:
         images = images[: args.limit]
     elif args.limit and args.limit < len(images):
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     mean, stderr = bpd_summary(bpd)
     result = {"checkpoint": str(args.checkpoint), "dataset": dataset, "split": args.split,
               "images": len(bpd), "bpd": round(mean, 4), "bpd_stderr": round(stderr, 4),
-              "card_test_bpd": model.card.get("test_bpd")}
+              "card_test_bpd": bundle.card.test_bpd}
     if args.check_invertibility:
         error = round_trip_error(model, images, batch_size=args.batch_size, seed=args.seed)
         result["round_trip_max_abs_error"] = error.max().item()
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.update_card:
         if args.limit:
             sys.exit("error: --update-card records full-split figures only; drop --limit")
-        update_card(args.checkpoint, model, args.split, result, args.seed)
+        update_card(args.checkpoint, bundle, args.split, result, args.seed)
 
 
 @torch.inference_mode()
@@ -92,17 +97,15 @@ def round_trip_error(model: torch.nn.Module, images: torch.Tensor, *, batch_size
     return torch.cat(errors)
 
 
-def update_card(checkpoint: str, model: torch.nn.Module, split: str, result: dict,
+def update_card(checkpoint: str, bundle: ModelBundle, split: str, result: dict,
                 seed: int) -> None:
-    """Write ``<split>_bpd`` into the checkpoint's card (and so into card.json)."""
+    """Record the full-split figure as the card's ``val`` or ``test`` measurement (in the
+    checkpoint and card.json)."""
     path = checkpoint_file(checkpoint)
-    card = dict(model.card)
-    card[f"{split}_bpd"] = result["bpd"]
-    card[f"{split}_bpd_stderr"] = result["bpd_stderr"]
-    card[f"{split}_measured"] = (f"python -m pipelines.evaluate {path} --split {split}: mean over "
-                                 f"all {result['images']} {split} images, one uniform "
-                                 f"dequantization sample each, seed {seed}")
-    save_model(model.cpu(), path, card=card)
+    measured = Measurement(bpd=result["bpd"], images=result["images"], subset="all",
+                           stderr=result["bpd_stderr"], seed=seed,
+                           command=f"python -m pipelines.evaluate {path} --split {split}")
+    save_model(bundle.model.cpu(), path, card=bundle.card.replace(**{split: measured}))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ from inpaint_app.exemplars import BANK_FILE, save_bank
 from inpaint_app.models import (
     CheckpointError,
     checkpoint_file,
-    load_checkpoint,
     load_model,
+    read_card,
     save_model,
 )
 
@@ -34,22 +34,23 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     path = checkpoint_file(args.checkpoint)
     try:
-        dataset = load_checkpoint(path)["card"]["dataset"]
+        card = read_card(path)
+        if card.dataset is None:
+            sys.exit(f"error: the card of {path} names no dataset")
+        dataset = card.dataset
         train = load_split(dataset, "train", args.data_root, download=args.download)
-    except (CheckpointError, KeyError, DatasetNotFound) as err:
+    except (CheckpointError, DatasetNotFound) as err:
         sys.exit(f"error: {err}")
     if not 1 <= args.count <= len(train):
         sys.exit(f"error: --count must be in [1, {len(train)}]")
     chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:args.count]
     bank_path = path.with_name(BANK_FILE)
     save_bank(train[chosen.sort().values].contiguous(), bank_path)
-    model = load_model(path)
-    model.card["exemplars"] = {
+    save_model(load_model(path), path, card=card.replace(exemplars={
         "file": BANK_FILE, "images": args.count, "source": f"{dataset} training split "
         "(validation and test images excluded), random draw, seed 0",
         "command": f"python -m pipelines.exemplars --checkpoint {args.checkpoint} "
-                   f"--count {args.count}"}
-    save_model(model, path, card=model.card)
+                   f"--count {args.count}"}))
     size = bank_path.stat().st_size / 1e6
     print(json.dumps({"bank": str(bank_path), "images": args.count, "megabytes": round(size, 2)}))
 

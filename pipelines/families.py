@@ -8,11 +8,11 @@ give the family, parameters, test bits/dim, training time and hardware from thei
 without a test figure falls back to ``evaluate.json`` beside the checkpoint, as written by
 ``pipelines.evaluate --json``, then to its validation figure). Cards
 without a checkpoint (default: ``docs/mnist-nice-paper.card.json``, whose 77 MB model is not
-shipped) are timed on the same architecture with fresh weights, rebuilt from the card's command;
-a card whose run is already among the checkpoints is skipped. Sampling: ``model.sample(64)``;
-scoring: bits/dim of 256 MNIST test images (random pixels without the data) under
-``torch.inference_mode``; after a warm-up on two images, medians over ``--repeats`` calls
-(fewer once ``--max-seconds`` are spent).
+shipped) are timed on the same architecture with fresh weights, rebuilt from the card's family,
+image shape and hparams; a card whose run is already among the checkpoints is skipped.
+Sampling: ``model.sample(64)``; scoring: bits/dim of 256 MNIST test images (random pixels
+without the data) under ``torch.inference_mode``; after a warm-up on two images, medians over
+``--repeats`` calls (fewer once ``--max-seconds`` are spent).
 For FFJORD the function evaluations (NFE, summed over its CNF blocks) of one scoring pass and one
 sampling pass are reported as well.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -31,10 +30,11 @@ from pathlib import Path
 
 import torch
 
+from inpaint_app.card import Measurement, ModelCard
 from inpaint_app.data import DatasetNotFound, load_split
 from inpaint_app.density import DensityModel
 from inpaint_app.flows.ffjord import cnf_blocks, total_nfe
-from inpaint_app.models import build_model, load_model
+from inpaint_app.models import build_model, load_model, read_card
 from inpaint_app.runs import machine
 
 PAPER_CARD = Path("docs/mnist-nice-paper.card.json")
@@ -45,36 +45,23 @@ def default_checkpoints() -> list[Path]:
     """Shipped MNIST checkpoints, then the runs/mnist-* ones that exist (not the anomaly
     background models: trained on noise-corrupted images, they are not density models of MNIST)."""
     shipped = [p for p in sorted(Path("trained").glob("*/model.pt"))
-               if read_card(p).get("dataset") == "mnist"]
+               if read_card(p).dataset == "mnist"]
     runs = [p for p in sorted(Path("runs").glob("mnist-*/model.pt"))
-            if not read_card(p).get("perturb")]
+            if not read_card(p).perturb]
     return shipped + runs
 
 
-def read_card(checkpoint: Path) -> dict:
-    """The card.json beside a checkpoint ({} when there is none)."""
-    path = checkpoint.with_name("card.json")
-    return json.loads(path.read_text()) if path.is_file() else {}
+def same_run(a: ModelCard, b: ModelCard) -> bool:
+    return (a.model, a.command, a.date) == (b.model, b.command, b.date)
 
 
-def same_run(a: dict, b: dict) -> bool:
-    return all(a.get(k) == b.get(k) for k in ("model", "command", "date"))
-
-
-def model_from_card(card: dict) -> DensityModel:
-    """The card's architecture with fresh weights: its ``--config`` file's hparams and its
-    ``--hparams`` flag (the flag wins), as ``pipelines.train`` reads them."""
-    args = shlex.split(card.get("command", ""))
-    hparams: dict = {}
-    for flag, value in zip(args, args[1:], strict=False):
-        if flag == "--config" and Path(value).is_file():
-            hparams.update(json.loads(Path(value).read_text()).get("hparams", {}))
-    for flag, value in zip(args, args[1:], strict=False):
-        if flag == "--hparams":
-            hparams.update(json.loads(value))
+def model_from_card(card: ModelCard) -> DensityModel:
+    """The card's architecture (its family, image shape and ``hparams``) with fresh weights."""
+    if not card.model:
+        raise ValueError("the card names no model family")
     torch.manual_seed(0)
-    return build_model(card["model"], image_shape=tuple(card.get("image_shape", SHAPE)),
-                       **hparams).eval()
+    return build_model(card.model, image_shape=tuple(card.image_shape or SHAPE),
+                       **card.hparams).eval()
 
 
 def timed(fn, repeats: int, max_seconds: float) -> float:
@@ -101,28 +88,27 @@ def score_images(n: int, data_root: str | None) -> tuple[torch.Tensor, str]:
     return test[idx], "MNIST test images"
 
 
-def bpd_text(card: dict, evaluation: dict | None = None
+def bpd_text(card: ModelCard, evaluation: dict | None = None
              ) -> tuple[float | None, float | None, str]:
     """(bits/dim, its standard error, what it was measured on): the card's test figure, else a
     ``pipelines.evaluate --json`` result on the test split, else the card's validation figure."""
-    if card.get("test_bpd") is not None:
-        measured = card.get("test_measured", "")
-        words = measured.split()
-        where = "test (as the card says)"
-        if "over all" in measured:
-            where = f"test, all {int(words[words.index('all') + 1]):,}"
-        elif "subset of" in measured:
-            where = f"test, random subset of {int(words[words.index('of') + 1]):,}"
-        return card["test_bpd"], card.get("test_bpd_stderr"), where
+    if card.test is not None:
+        return card.test.bpd, card.test.stderr, "test, " + subset_text(card.test)
     if evaluation and evaluation.get("split") == "test":
         return (evaluation["bpd"], evaluation.get("bpd_stderr"),
                 f"test, random subset of {evaluation['images']:,} (evaluate.json)")
-    if card.get("val_bpd") is not None:
-        args = shlex.split(card.get("command", ""))
-        limit = next((int(v) for f, v in zip(args, args[1:], strict=False)
-                      if f == "--limit-val"), 5000)
-        return card["val_bpd"], None, f"val, first {min(limit, 5000):,} held out; no test figure"
+    if card.val is not None:
+        return card.val.bpd, None, f"val, {subset_text(card.val)} held out; no test figure"
     return None, None, "-"
+
+
+def subset_text(measured: Measurement) -> str:
+    """"all 10,000", "first 2,000", "random subset of 500", or "as the card says" for a card
+    written before the schema recorded it."""
+    if measured.images is None:
+        return "as the card says"
+    return {"all": "all", "first": "first", "random": "random subset of"}[measured.subset] + \
+        f" {measured.images:,}"
 
 
 def measure(model: DensityModel, images: torch.Tensor, args: argparse.Namespace) -> dict:
@@ -154,16 +140,16 @@ def measure(model: DensityModel, images: torch.Tensor, args: argparse.Namespace)
     return out
 
 
-def family_row(model: DensityModel, card: dict, source: str, weights: str, images: torch.Tensor,
-               args: argparse.Namespace) -> dict:
+def family_row(model: DensityModel, card: ModelCard, source: str, weights: str,
+               images: torch.Tensor, args: argparse.Namespace) -> dict:
     evaluation = Path(source).with_name("evaluate.json")
     bpd, stderr, where = bpd_text(card, json.loads(evaluation.read_text())
                                   if evaluation.is_file() else None)
     row = {"family": model.config["family"], "checkpoint": source, "weights": weights,
            "test_bpd": bpd, "bpd_stderr": stderr, "bpd_measured": where,
            "parameters": sum(p.numel() for p in model.parameters()),
-           "training_minutes": card.get("training_minutes"), "hardware": card.get("hardware"),
-           "command": card.get("command")}
+           "training_minutes": card.training_minutes, "hardware": card.hardware,
+           "command": card.command}
     row.update(measure(model, images, args))
     print(json.dumps(row), flush=True)
     return row
@@ -223,15 +209,14 @@ def main(argv: list[str] | None = None) -> dict:
     images, image_kind = score_images(args.score_batch, args.data_root)
     rows, seen = [], []
     for path in args.checkpoints or default_checkpoints():
-        model = load_model(path)
-        card = dict(model.card) or read_card(path)
+        model, card = load_model(path), read_card(path)
         seen.append(card)
         rows.append(family_row(model, card, str(path), "trained", images, args))
     for path in args.cards:
         if not path.is_file():
             print(f"card {path} not found: skipped", file=sys.stderr)
             continue
-        card = json.loads(path.read_text())
+        card = ModelCard.from_dict(json.loads(path.read_text()))
         if any(same_run(card, c) for c in seen):
             continue
         rows.append(family_row(model_from_card(card), card, str(path),

@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import json
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -29,8 +28,16 @@ from pathlib import Path
 
 import torch
 
+from inpaint_app.card import Measurement, ModelCard
 from inpaint_app.data import DatasetNotFound, load_split
-from inpaint_app.models import FAMILIES, CheckpointError, atomic_save, load_model
+from inpaint_app.models import (
+    FAMILIES,
+    CheckpointError,
+    ConfigError,
+    build_model,
+    read_card,
+    save_model,
+)
 from inpaint_app.runs import git_commit
 from inpaint_app.training import bpd_summary, evaluate_bpd
 
@@ -77,40 +84,44 @@ def restore(paths: list[Path], summary: dict | None) -> dict:
             "transit_dtype": transit.get("dtype", "float32")}
 
 
-def shipped_card(dataset: str, trained: Path) -> tuple[Path, dict | None]:
+def shipped_card(dataset: str, trained: Path) -> tuple[Path, ModelCard | None]:
     folder = trained / f"{dataset}-glow"
-    card = folder / "card.json"
-    return folder, (json.loads(card.read_text()) if card.is_file() else None)
+    model = folder / "model.pt"
+    return folder, (read_card(model) if model.is_file() else None)
 
 
 def home(name: str, paths: list[Path], args: argparse.Namespace, summary: dict | None) -> dict:
     """Restore, evaluate and write one run; returns its result row."""
     ckpt = restore(paths, summary)
-    card, config = ckpt["card"], ckpt["config"]
-    family = config.get("family", card.get("model", "?"))
+    card = ModelCard.from_dict(ckpt["card"])
+    try:
+        model = build_model(ckpt["config"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (ConfigError, RuntimeError) as err:
+        raise CheckpointError(f"{paths[0].name}: {str(err).splitlines()[0]}") from err
+    model.eval().requires_grad_(False)
+    family = ckpt["config"].get("family", card.model or "?")
     # hardware is train.py's "1 x NVIDIA H100 80GB HBM3" on CUDA (kept); trained_on names the GPU
-    card["trained_on"] = re.sub(r"^\d+ x (?=\D)", "", card.get("hardware", "unknown"))
-    card["precision_note"] = PRECISION_NOTE.format(dtype=ckpt["transit_dtype"])
-    if card.get("commit", "unknown") == "unknown":  # the borrowed machine gets no .git
-        card["commit"] = git_commit() + " (at home; the training machine had no git history)"
-    card["brought_home"] = {"from": str(paths[0].parent), "files": [p.name for p in paths],
-                            "command": "python -m pipelines.gpu_home " + " ".join(args.argv),
-                            "date": datetime.now(UTC).isoformat(timespec="seconds")}
+    notes = {**card.notes,
+             "trained_on": re.sub(r"^\d+ x (?=\D)", "", card.hardware or "unknown"),
+             "precision_note": PRECISION_NOTE.format(dtype=ckpt["transit_dtype"]),
+             "brought_home": {"from": str(paths[0].parent), "files": [p.name for p in paths],
+                              "command": "python -m pipelines.gpu_home " + " ".join(args.argv),
+                              "date": datetime.now(UTC).isoformat(timespec="seconds")}}
+    card = card.replace(notes=notes)
+    if (card.commit or "unknown") == "unknown":  # the borrowed machine gets no .git
+        card = card.replace(commit=git_commit() + " (at home; the training machine had no git "
+                                                  "history)")
     out = Path(args.runs) / name
-    out.mkdir(parents=True, exist_ok=True)
-    row = {"name": name, "family": family, "dataset": card.get("dataset"),
-           "val_bpd": card.get("val_bpd"), "home": str(out / "model.pt")}
-    checkpoint = {"config": config, "state_dict": ckpt["state_dict"], "card": card}
+    row = {"name": name, "family": family, "dataset": card.dataset, "val_bpd": card.val_bpd,
+           "home": str(out / "model.pt")}
     if family not in FAMILIES:  # the unconditional flows; a conditional one needs its own test
-        atomic_save(checkpoint, out / "model.pt")
-        (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        save_model(model, out / "model.pt", card=card)
         row["note"] = f"restored, not evaluated: no ship rule for {family}"
         print(f"{name}: {row['note']}")
         return row
-    atomic_save(checkpoint, out / "model.pt")
-    model = load_model(out / "model.pt")
     try:
-        test = load_split(card["dataset"], "test", args.data_root)
+        test = load_split(card.dataset, "test", args.data_root)
     except (DatasetNotFound, KeyError) as err:
         sys.exit(f"error: {err}")
     if args.limit_test:  # a fixed random subset, as pipelines.evaluate --limit does
@@ -119,55 +130,48 @@ def home(name: str, paths: list[Path], args: argparse.Namespace, summary: dict |
     with torch.inference_mode():
         bpd = evaluate_bpd(model, test, progress=True)
     mean, stderr = bpd_summary(bpd)
-    card["test_bpd"], card["test_bpd_stderr"] = round(mean, 4), round(stderr, 4)
-    subset = (f"a fixed random subset of {len(test)} test images (seed 0)" if args.limit_test
-              else f"all {len(test)} test images")
-    card["test_measured"] = (f"python -m pipelines.gpu_home (evaluate_bpd as pipelines.evaluate): "
-                             f"mean over {subset}, one uniform dequantization sample each, seed 0")
-    card["parameters"] = sum(p.numel() for p in model.parameters())
+    card = card.replace(parameters=sum(p.numel() for p in model.parameters()), test=Measurement(
+        bpd=round(mean, 4), stderr=round(stderr, 4), images=len(test),
+        subset="random" if args.limit_test else "all",
+        command="python -m pipelines.gpu_home (evaluate_bpd as pipelines.evaluate)"))
     if args.check_val:
-        row["home_val_bpd"] = check_val(model, card, args)
-    checkpoint["card"] = card
-    atomic_save(checkpoint, out / "model.pt")
-    (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        row["home_val_bpd"], card = check_val(model, card, args)
+    save_model(model, out / "model.pt", card=card)
     from torchvision.utils import save_image
 
     with torch.inference_mode():
         samples = model.sample(64, temperature=0.8, generator=torch.Generator().manual_seed(0))
     save_image(samples, out / "samples.png", nrow=8)
-    folder, shipped = shipped_card(card["dataset"], Path(args.trained))
-    row.update(test_bpd=card["test_bpd"], test_n=len(test),
-               shipped_bpd=(shipped or {}).get("test_bpd"))
+    folder, shipped = shipped_card(card.dataset, Path(args.trained))
+    row.update(test_bpd=card.test_bpd, test_n=len(test),
+               shipped_bpd=shipped.test_bpd if shipped else None)
     verdict = "no shipped model to compare"
     if shipped is not None:
-        better = card["test_bpd"] < shipped["test_bpd"]
-        verdict = f"{'better' if better else 'not better'} than shipped {shipped['test_bpd']:.4f}"
-    print(f"{name}: test {card['test_bpd']:.4f} ± {card['test_bpd_stderr']:.4f} bits/dim over "
-          f"{len(test)} images (val where it trained: {card.get('val_bpd')}), {verdict}",
-          flush=True)
+        better = card.test_bpd < shipped.test_bpd
+        verdict = f"{'better' if better else 'not better'} than shipped {shipped.test_bpd:.4f}"
+    print(f"{name}: test {card.test_bpd:.4f} ± {card.test.stderr:.4f} bits/dim over "
+          f"{len(test)} images (val where it trained: {card.val_bpd}), {verdict}", flush=True)
     if args.ship:
         row["shipped"] = ship(out, card, family, folder, shipped, args)
     return row
 
 
-def check_val(model: torch.nn.Module, card: dict, args: argparse.Namespace) -> float:
-    """Validation bits/dim of the restored weights on the images the training machine used:
-    the difference to the card's ``val_bpd`` is what the bf16 transit (and the hardware) cost."""
-    limit = card.get("gpu_run", {}).get("recipe", {}).get("limit_val")
-    words = shlex.split(card.get("gpu_run", {}).get("train_command", ""))
-    if "--limit-val" in words:
-        limit = int(words[words.index("--limit-val") + 1])
-    val = load_split(card["dataset"], "val", args.data_root)
-    val = val[:limit] if limit else val
+def check_val(model: torch.nn.Module, card: ModelCard, args: argparse.Namespace
+              ) -> tuple[float, ModelCard]:
+    """Validation bits/dim of the restored weights on the images the training machine used
+    (its card's ``val`` measurement): the difference to the card's figure is what the bf16
+    transit (and the hardware) cost."""
+    val = load_split(card.dataset, "val", args.data_root)
+    if card.val is not None and card.val.subset == "first" and card.val.images:
+        val = val[:card.val.images]
     with torch.inference_mode():
-        home_val = evaluate_bpd(model, val).mean().item()
-    card["val_bpd_restored"] = round(home_val, 4)
+        home_val = round(evaluate_bpd(model, val).mean().item(), 4)
     print(f"val over {len(val)} images: {home_val:.4f} bits/dim restored here, "
-          f"{card.get('val_bpd')} on the training machine", flush=True)
-    return round(home_val, 4)
+          f"{card.val_bpd} on the training machine", flush=True)
+    return home_val, card.replace(notes={**card.notes, "val_bpd_restored": home_val})
 
 
-def ship(out: Path, card: dict, family: str, folder: Path, shipped: dict | None,
+def ship(out: Path, card: ModelCard, family: str, folder: Path, shipped: ModelCard | None,
          args: argparse.Namespace) -> bool:
     """Copy into trained/<dataset>-glow and rebuild bank and calibration, if it is better."""
     if family not in SHIP_FAMILIES:
@@ -176,8 +180,8 @@ def ship(out: Path, card: dict, family: str, folder: Path, shipped: dict | None,
     if args.limit_test:
         print("not shipped: --limit-test scores a subset; shipping compares the full test set")
         return False
-    if shipped is not None and card["test_bpd"] >= shipped["test_bpd"]:
-        print(f"not shipped: test {card['test_bpd']:.4f} >= shipped {shipped['test_bpd']:.4f}")
+    if shipped is not None and card.test_bpd >= shipped.test_bpd:
+        print(f"not shipped: test {card.test_bpd:.4f} >= shipped {shipped.test_bpd:.4f}")
         return False
     folder.mkdir(parents=True, exist_ok=True)
     for file in ("model.pt", "card.json", "samples.png"):  # exemplars.npz, background.pt stay

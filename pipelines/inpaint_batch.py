@@ -25,10 +25,11 @@ import torch
 from tqdm import tqdm
 
 from inpaint_app.atomic import atomic_write, ensure_writable_dir
+from inpaint_app.bundle import ModelBundle, load_bundle
 from inpaint_app.images import ImageError, open_image, save_png, to_mask, to_model_input
 from inpaint_app.inpainting import MASK_PRESETS, METHODS, inpaint, make_mask
 from inpaint_app.metrics import masked_psnr, masked_ssim
-from inpaint_app.models import CheckpointError, ConfigError, load_model
+from inpaint_app.models import CheckpointError, ConfigError
 from inpaint_app.normalize import fit_input
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
@@ -63,11 +64,11 @@ def masked_scores(filled: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor
     return masked_psnr(filled, truth, full), masked_ssim(filled, truth, full)
 
 
-def process(path: Path, model: torch.nn.Module, args: argparse.Namespace, index: int) -> dict:
+def process(path: Path, model: ModelBundle, args: argparse.Namespace, index: int) -> dict:
     """Inpaint one file; returns its metrics row (raises ImageError for unusable input)."""
     image = open_image(path)
     _, h, w = model.image_shape
-    x, framing, note = fit_input(image, model.image_shape, model.card.get("dataset"),
+    x, framing, note = fit_input(image, model.image_shape, model.dataset,
                                  args.normalize)
     size = (image.height, image.width) if framing else (h, w)  # where masks and scores live
     if args.mask_preset is not None:
@@ -126,7 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        model = load_model(args.checkpoint, map_location=args.device)
+        model = load_bundle(args.checkpoint, map_location=args.device)
     except (CheckpointError, ConfigError) as err:
         sys.exit(f"error: {err}")
     if not args.images.is_dir():

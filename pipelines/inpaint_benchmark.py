@@ -27,6 +27,8 @@ from PIL import Image, ImageDraw
 from torch import nn
 from tqdm import tqdm
 
+from inpaint_app.bundle import ModelBundle, load_bundle
+from inpaint_app.card import ModelCard
 from inpaint_app.data import default_data_root, load_split
 from inpaint_app.density import dequantize
 from inpaint_app.fills import biharmonic_fill, mean_fill
@@ -41,7 +43,6 @@ from inpaint_app.inpainting import (
     make_mask,
 )
 from inpaint_app.metrics import masked_psnr, masked_ssim
-from inpaint_app.models import load_model
 
 CHECKPOINTS = {"mnist": "trained/mnist-glow/model.pt",
                "fashion-mnist": "trained/fashion-mnist-glow/model.pt"}
@@ -73,7 +74,7 @@ def classifier(dataset: str, root: Path, cache: Path) -> nn.Module:
     return net.eval()
 
 
-def run_methods(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, slow: int
+def run_methods(model: ModelBundle, images: torch.Tensor, masks: torch.Tensor, slow: int
                 ) -> dict[str, tuple[torch.Tensor, float]]:
     """Filled uint8 images and seconds per image for every method column (``sample``: the
     default's first sample, when the default samples a conditional model)."""
@@ -99,7 +100,7 @@ def run_methods(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, slo
     return out
 
 
-def conditional_bpd(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> float:
+def conditional_bpd(model: ModelBundle, images: torch.Tensor, masks: torch.Tensor) -> float:
     """Mean bits per missing dim of the true missing pixels under the conditional model (one
     dequantization draw per image, seed 0), or nan without one."""
     if model.inpainter is None:
@@ -110,7 +111,7 @@ def conditional_bpd(model: nn.Module, images: torch.Tensor, masks: torch.Tensor)
     return bpd.mean().item()
 
 
-def single_image_p50(model: nn.Module, images: torch.Tensor, preset: str, n: int) -> float:
+def single_image_p50(model: ModelBundle, images: torch.Tensor, preset: str, n: int) -> float:
     """Median wall time of one default-method call on one image (the app's latency)."""
     times = []
     for i in range(n):
@@ -121,22 +122,20 @@ def single_image_p50(model: nn.Module, images: torch.Tensor, preset: str, n: int
 
 
 def evaluate(dataset: str, args: argparse.Namespace) -> dict:
-    model = load_model(CHECKPOINTS[dataset])
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model = load_bundle(CHECKPOINTS[dataset])
     images = load_split(dataset, "test", args.data_root)[:args.limit]
     from torchvision import datasets
     cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[dataset]
     labels = torch.as_tensor(cls(root=str(args.data_root), train=False).targets)[:args.limit]
     net = classifier(dataset, args.data_root, Path(args.cache))
     table, examples = {}, {}
-    true_bpd = discrete_bits_per_dim(model, images)
+    true_bpd = discrete_bits_per_dim(model.model, images)
     for preset in tqdm(list(MASK_PRESETS), desc=dataset):
         masks = torch.stack([make_mask(preset, images.shape[2:], seed=i)
                              for i in range(len(images))])
         outputs = run_methods(model, images, masks, args.slow_limit)
         row = {"conditional_bpd": conditional_bpd(model, images, masks),
-               "sample_bpd_gap": (discrete_bits_per_dim(model, outputs["sample"][0])
+               "sample_bpd_gap": (discrete_bits_per_dim(model.model, outputs["sample"][0])
                                   - true_bpd).mean().item()}
         for name, (filled, seconds) in outputs.items():
             k = len(filled)
@@ -152,16 +151,16 @@ def evaluate(dataset: str, args: argparse.Namespace) -> dict:
         examples[preset] = (images[0], masks[0], {k: v[0][0] for k, v in outputs.items()},
                             inpaint(model, images[0], masks[0]).samples[:4])
     p50 = single_image_p50(model, images, "bottom", args.timing_images)
-    inpainter = model.inpainter
     return {"checkpoint": CHECKPOINTS[dataset], "table": table,
-            "default": (default_description(inpainter) if inpainter is not None
+            "default": (default_description(model.inpainter_card)
+                        if model.inpainter is not None
                         else "exemplar start + ascent (no conditional model)"),
             "default_single_image_p50_s": p50, "examples": examples}
 
 
-def default_description(inpainter: nn.Module) -> str:
+def default_description(card: ModelCard) -> str:
     """What the default method ran: the conditional model's validated settings."""
-    settings = conditional_settings(inpainter)
+    settings = conditional_settings(card)
     return (f"conditional flow, {settings['samples']} samples at "
             f"{describe_temperatures(settings['temperature_by_mask'])}, fill = their mean"
             + (f" climbed {settings['ascent_steps']} steps" if settings["ascent_steps"] else ""))

@@ -33,8 +33,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from inpaint_app.anomaly import SCORES, base_scores, scores_from_base
+from inpaint_app.bundle import ModelBundle, load_bundle
 from inpaint_app.data import DatasetNotFound, load_split
-from inpaint_app.models import load_model
 from inpaint_app.normalize import fit_input, normalize_images
 from inpaint_app.nuisances import NUISANCES, apply_all
 from inpaint_app.ood_metrics import auroc, summary
@@ -109,8 +109,8 @@ def evaluate_model(name: str, checkpoint: str, limit: int, root: str | None,
 
     ``normalized``: every set goes through the input normalization first, as uploads do; the
     inverted set is then left out, since black on white is normalized back by design."""
-    model = load_model(checkpoint)
-    calibration = model.card.get("anomaly")
+    model = load_bundle(checkpoint)
+    calibration = model.calibration
     if not calibration:
         sys.exit(f"error: {checkpoint} is not calibrated: run python -m pipelines.calibrate "
                  f"{checkpoint}")
@@ -140,20 +140,21 @@ def evaluate_model(name: str, checkpoint: str, limit: int, root: str | None,
             "bpd_threshold": calibration["scores"]["bpd"]["threshold"], "_bpd": bpd}
 
 
-def model_inputs(model: Any, uploads: list[Image.Image], normalized: bool) -> torch.Tensor:
+def model_inputs(model: ModelBundle, uploads: list[Image.Image], normalized: bool
+                 ) -> torch.Tensor:
     """What the app feeds the model for these uploads: its input normalization (the default) or
     the plain fit (``--no-normalize``)."""
-    dataset = model.card.get("dataset")
-    return torch.stack([fit_input(u, model.image_shape, dataset, normalized)[0]
+    return torch.stack([fit_input(u, model.image_shape, model.dataset, normalized)[0]
                         for u in uploads])
 
 
-def nuisance_section(model: Any, sets: dict[str, torch.Tensor], limit: int) -> dict[str, Any]:
+def nuisance_section(model: ModelBundle, sets: dict[str, torch.Tensor], limit: int
+                     ) -> dict[str, Any]:
     """Capture nuisances (``inpaint_app.nuisances``) applied to the first ``limit`` images of every
     set: the default score's flag rate on the in-distribution images at its calibrated threshold,
     with the input normalization and without, and its AUROC against every out set under the same
     nuisance (normalized). The inverted set is left out: black on white is a nuisance here."""
-    calibration = model.card["anomaly"]
+    calibration = model.calibration
     default = calibration["default_score"]
     threshold = calibration["scores"][default]["threshold"]
 

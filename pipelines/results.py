@@ -13,15 +13,17 @@ from pathlib import Path
 
 import torch
 
+from inpaint_app.card import ModelCard
 from inpaint_app.data import DatasetNotFound, load_split
-from inpaint_app.models import load_model
+from inpaint_app.models import load_model, read_card
 from inpaint_app.training import bpd_summary, evaluate_bpd
 
 
-def training_minutes(card: dict) -> str:
+def training_minutes(card: ModelCard) -> str:
     """The minutes of every budget that made a checkpoint, oldest first: a warm restart's card
     holds its source's card summary under ``init_from``, which may hold its own."""
-    budgets, node = [], card
+    budgets = ["?" if card.training_minutes is None else str(card.training_minutes)]
+    node = card.init_from
     while node:
         budgets.append(str(node.get("training_minutes", "?")))
         node = node.get("init_from")
@@ -37,10 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = ["| model | dataset | parameters | test bits/dim | training | hardware |",
             "|---|---|---:|---:|---:|---|"]
     for path in sorted(Path(args.trained).glob("*/model.pt")):
-        model = load_model(path)
-        card = model.card
+        model, card = load_model(path), read_card(path)
         try:
-            images = load_split(card["dataset"], "test", args.data_root)
+            images = load_split(card.dataset, "test", args.data_root)
         except DatasetNotFound as err:
             raise SystemExit(f"error: {err}") from err
         images = images[: args.limit] if args.limit else images
@@ -48,11 +49,11 @@ def main(argv: list[str] | None = None) -> None:
             bpd = evaluate_bpd(model, images)
         mean, stderr = bpd_summary(bpd)
         minutes = training_minutes(card)
-        rows.append(f"| `{path.parent.name}` | {card['dataset']} | "
+        rows.append(f"| `{path.parent.name}` | {card.dataset} | "
                     f"{sum(p.numel() for p in model.parameters()):,} | "
                     f"{mean:.3f} ± {stderr:.3f} | "
                     f"{minutes} min | "
-                    f"{card.get('hardware', '?')} |")
+                    f"{card.hardware or '?'} |")
     print("\n".join(rows))
 
 

@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from inpaint_app.anomaly import NEEDS_CALIBRATION, SCORES, score_images
 from inpaint_app.atomic import atomic_write, ensure_writable_dir
+from inpaint_app.bundle import load_bundle
 from inpaint_app.images import ImageError, open_image
-from inpaint_app.models import CheckpointError, ConfigError, load_model
+from inpaint_app.models import CheckpointError, ConfigError
 from inpaint_app.normalize import fit_input
 
 COLUMNS = ["file", "bpd", "score", *(s for s in SCORES if s != "bpd"), "p_value", "flag",
@@ -78,19 +79,19 @@ def main(argv: list[str] | None = None) -> None:
                    help="score for score/p_value/flag (default: the card's default score)")
     p.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="plain resize instead of the model's input normalization")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256, help="images read and scored per step")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     try:
-        model = load_model(args.checkpoint)
+        model = load_bundle(args.checkpoint)
     except (CheckpointError, ConfigError) as err:
         sys.exit(f"error: {err}")
     folder = Path(args.images)
     if not folder.is_dir():
         sys.exit(f"error: --images {folder} is not a folder")
-    if args.score and "anomaly" not in model.card and args.score in NEEDS_CALIBRATION:
+    if args.score and model.calibration is None and args.score in NEEDS_CALIBRATION:
         sys.exit(f"error: score {args.score!r} needs a calibrated checkpoint "
                  f"(run python -m pipelines.calibrate {args.checkpoint})")
     try:
@@ -98,11 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as err:
         sys.exit(f"error: cannot write {args.out}: {err.strerror or err}")
     names, tensors, errors, notes = read_folder(folder, model.image_shape,
-                                                model.card.get("dataset"), args.normalize)
+                                                model.dataset, args.normalize)
     scored: dict[str, dict[str, Any]] = {}
     for start in tqdm(range(0, len(tensors), args.batch_size), desc="score", unit="batch"):
         batch = torch.stack(tensors[start:start + args.batch_size])
-        results = score_images(model, batch, batch_size=args.batch_size, score=args.score)
+        results = score_images(model, batch, score=args.score)
         scored.update(zip(names[start:start + args.batch_size], results, strict=True))
     rows = [{"file": name, **scored[name], "normalization": notes[name]} if name in scored
             else {"file": name, "error": errors[name]} for name in sorted({*scored, *errors})]

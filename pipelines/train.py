@@ -19,6 +19,7 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +27,8 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from inpaint_app.data import DatasetNotFound, image_shape, load_split
+from inpaint_app.card import Measurement, ModelCard
+from inpaint_app.data import VALIDATION_SIZE, DatasetNotFound, image_shape, load_split
 from inpaint_app.models import (
     ALL_FAMILIES,
     CONDITIONAL_FAMILIES,
@@ -51,6 +53,8 @@ from inpaint_app.training import (
     train_step,
     warmup_cosine,
 )
+
+STATE_FILE = "train_state.pt"  # in --out; rewritten every --checkpoint-every steps
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -123,10 +127,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
-    """(rank, world size, device); joins the process group when launched by torchrun."""
+@dataclass(frozen=True)
+class Process:
+    """This process's place in the run: its DDP rank, the number of processes, its device."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+
+def setup_distributed(device_name: str) -> Process:
+    """This process; joins the process group when launched by torchrun."""
     if "RANK" not in os.environ:
-        return 0, 1, select_device(device_name)
+        return Process(0, 1, select_device(device_name))
     device = select_device(device_name)
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend)
@@ -134,20 +147,158 @@ def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
-    return rank, world, device
+    return Process(rank, world, device)
+
+
+@dataclass
+class TrainState:
+    """What a run carries from step to step; ``train_state.pt`` holds it so that ``--resume``
+    continues exactly (same weights, optimizer moments, schedule, random stream and losses)."""
+
+    density: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # this rank's dequantization (and perturbation) noise
+    ema: EMA | None
+    steps_per_epoch: int  # the plan, which the schedule and the loop follow
+    total_steps: int
+    budget: float  # seconds: the schedule anneals within them, then training stops (inf: none)
+    step: int = 0
+    best_val: float = math.inf
+    history: list[dict] = field(default_factory=list)  # one entry a validation
+    elapsed: float = 0.0  # training seconds, rank 0's clock on every rank
+    step_losses: list[float] = field(default_factory=list)
+    lr_scale: float = 1.0  # halved after each run of non-finite losses
+    guard: NonFiniteGuard = field(default_factory=lambda: NonFiniteGuard(patience=3))
+    last_good: dict = field(default_factory=dict)  # weights and optimizer to fall back on
+    scheduler: torch.optim.lr_scheduler.LambdaLR = field(init=False)
+
+    @classmethod
+    def start(cls, args: argparse.Namespace, density: torch.nn.Module, steps_per_epoch: int,
+              proc: Process) -> TrainState:
+        """A new run from the density's current weights."""
+        # Fused Adam: one kernel over all parameters (NICE: 126 -> 9.5 ms a step,
+        # docs/performance.md).
+        optimizer = torch.optim.Adam(density.parameters(), lr=args.lr, fused=True)
+        state = cls(density, optimizer,
+                    torch.Generator(device=proc.device).manual_seed(args.seed * 1000 + proc.rank),
+                    EMA(density, args.ema) if args.ema > 0 else None,
+                    steps_per_epoch=steps_per_epoch, total_steps=args.epochs * steps_per_epoch,
+                    budget=60 * args.max_minutes if args.max_minutes else math.inf)
+        # The schedule reads the state: the cosine also follows the time budget, and lr_scale
+        # halves after a run of non-finite losses. A lambda, as LambdaLR saves nothing of a
+        # plain function (it would save a bound method's __dict__ into train_state.pt).
+        state.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: state.lr_scale * warmup_cosine(
+                s, warmup=args.warmup, total=state.total_steps,
+                time_progress=state.elapsed / state.budget))
+        return state
+
+    @classmethod
+    def resume(cls, path: Path, args: argparse.Namespace, density: torch.nn.Module,
+               steps_per_epoch: int, proc: Process) -> TrainState:
+        """The run saved at ``path``, to continue where it stopped."""
+        saved = torch.load(path, map_location=proc.device, weights_only=True)
+        density.load_state_dict(saved["model"])  # first: an EMA the file lacks starts from it
+        state = cls.start(args, density, steps_per_epoch, proc)
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.scheduler.load_state_dict(saved["scheduler"])
+        state.generator.set_state(saved["generator"].cpu() if proc.device.type == "cpu"
+                                  else saved["generator"])
+        state.step, state.best_val, state.history, state.elapsed = (
+            saved["step"], saved["best_val"], saved["history"], saved["elapsed"])
+        state.step_losses = list(saved.get("losses", []))
+        state.lr_scale = saved.get("lr_scale", 1.0)
+        if state.ema is not None and "ema" in saved:
+            state.ema.load_state_dict(saved["ema"])
+        return state
+
+    def save(self, path: Path) -> None:
+        """Write the state to ``path`` atomically; a failed write (a full disk) only warns, as
+        the previous file is still intact."""
+        try:
+            atomic_save({"model": self.density.state_dict(),
+                         "optimizer": self.optimizer.state_dict(),
+                         "scheduler": self.scheduler.state_dict(),
+                         "generator": self.generator.get_state(), "step": self.step,
+                         "best_val": self.best_val, "history": self.history,
+                         "elapsed": self.elapsed,
+                         "ema": self.ema.state_dict() if self.ema is not None else None,
+                         "losses": self.step_losses, "lr_scale": self.lr_scale}, path)
+        except OSError as err:
+            print(f"warning: could not write {path} ({err}); the previous train state is "
+                  "kept and training goes on", file=sys.stderr, flush=True)
+
+    def checkpoint(self, path: Path, rank: int) -> None:
+        """Remember the current weights as good ones; rank 0 also saves the state."""
+        self.remember_good()
+        if rank == 0:
+            self.save(path)
+
+    def remember_good(self) -> None:
+        """An in-memory copy of weights and optimizer to fall back on after non-finite losses."""
+        self.last_good = copy.deepcopy({"model": self.density.state_dict(),
+                                        "optimizer": self.optimizer.state_dict()})
+
+    def fall_back(self) -> None:
+        """Back to the last good weights and optimizer, at half the learning rate."""
+        self.density.load_state_dict(self.last_good["model"])
+        self.optimizer.load_state_dict(self.last_good["optimizer"])
+        self.lr_scale *= 0.5
+
+    def eval_weights(self) -> dict[str, torch.Tensor]:
+        """The weights to validate and keep: the EMA's when there is one."""
+        return self.ema.state_dict() if self.ema is not None else self.density.state_dict()
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Set up data, model and DDP; start or resume the state; train and validate epoch by
+    epoch; finish the card and samples."""
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rank, world, device = setup_distributed(args.device)
-    if args.amp and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    proc = setup_distributed(args.device)
+    if (args.amp and proc.device.type == "cpu"
+            and not torch.ops.mkldnn._is_mkldnn_bf16_supported()):
         print("warning: --amp on a CPU without native bf16 is emulated and slower than float32",
               file=sys.stderr)
     torch.manual_seed(args.seed)
+    train, val = load_data(args)
+    source = read_init_source(args)
+    density = build_density(args, source).to(proc.device)
+    steps_per_epoch = max(1, len(train) // (args.batch_size * proc.world))
+    state_path = args.out / STATE_FILE
+    if args.resume and state_path.exists():
+        state = TrainState.resume(state_path, args, density, steps_per_epoch, proc)
+        print(f"resumed from {state_path} at step {state.step}")
+    else:
+        init_weights(args, density, source, train, proc.device)
+        state = TrainState.start(args, density, steps_per_epoch, proc)
 
-    # Data: uint8 tensors in memory; validation is held out of the training set.
+    model = LogProb(density)
+    if proc.world > 1:
+        ddp_ids = [proc.device.index] if proc.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
+    state.remember_good()  # after DDP's broadcast, so that every rank holds rank 0's weights
+    started = time.time() - state.elapsed
+    out_of_time = False
+    while state.step < state.total_steps and not out_of_time:
+        epoch = state.step // steps_per_epoch
+        losses, out_of_time = run_epoch(args, state, model, train, proc, started)
+        if proc.rank == 0:
+            validate(args, state, val, epoch, losses, proc)
+        state.checkpoint(state_path, proc.rank)
+
+    if proc.rank == 0:
+        finish(args, proc.device, state.history)
+    if proc.world > 1:
+        del model  # the DDP wrapper must go before the group, or gloo may abort at exit
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training and validation images, uint8 tensors in memory; validation is held out of the
+    training set, and --capture adds captured copies of the training images only."""
     try:
         train = load_split(args.dataset, "train", args.data_root, download=args.download)
         val = load_split(args.dataset, "val", args.data_root, download=args.download)
@@ -160,15 +311,24 @@ def main(argv: list[str] | None = None) -> None:
         train = torch.cat([train, captured])
         print(f"training on {len(train):,} images: {args.capture} captured cop"
               f"{'y' if args.capture == 1 else 'ies'} of each")
+    return train, val
 
-    source = None
-    if args.init_from:  # read once: its weights and architecture below, its summary in every card
-        try:
-            source = load_checkpoint(args.init_from)
-        except CheckpointError as err:
-            sys.exit(f"error: --init-from {args.init_from}: {str(err).splitlines()[0]}")
-        args.init_source = init_from_summary(args.init_from, source)
 
+def read_init_source(args: argparse.Namespace) -> dict | None:
+    """The --init-from checkpoint, read once: its weights and architecture start this run, and
+    its summary (``args.init_source``) goes into every card."""
+    if not args.init_from:
+        return None
+    try:
+        source = load_checkpoint(args.init_from)
+    except CheckpointError as err:
+        sys.exit(f"error: --init-from {args.init_from}: {str(err).splitlines()[0]}")
+    args.init_source = init_from_summary(args.init_from, source)
+    return source
+
+
+def build_density(args: argparse.Namespace, source: dict | None) -> torch.nn.Module:
+    """The model to train, from --model and --hparams, or the --init-from checkpoint's."""
     try:
         # A warm restart takes its architecture from the checkpoint: rebuilding it from --hparams
         # could load the weights into a different coupling of the same shapes without complaint.
@@ -181,156 +341,89 @@ def main(argv: list[str] | None = None) -> None:
                                or shape != image_shape(args.dataset)):
         sys.exit(f"error: --init-from {args.init_from} is a {density.config['family']} model of "
                  f"shape {density.config['image_shape']}, not {args.model} on {args.dataset}")
-    density.to(device)
-    # Fused Adam: one kernel over all parameters (NICE: 126 -> 9.5 ms a step, docs/performance.md).
-    optimizer = torch.optim.Adam(density.parameters(), lr=args.lr, fused=True)
-    steps_per_epoch = max(1, len(train) // (args.batch_size * world))
-    total_steps = args.epochs * steps_per_epoch
-    budget = 60 * args.max_minutes if args.max_minutes else math.inf
-    # Read by the schedule: the cosine also follows the time budget, and lr_scale halves after
-    # a run of non-finite losses.
-    clock = {"elapsed": 0.0, "lr_scale": 1.0}
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: clock["lr_scale"] * warmup_cosine(
-            s, warmup=args.warmup, total=total_steps, time_progress=clock["elapsed"] / budget))
-    generator = torch.Generator(device=device).manual_seed(args.seed * 1000 + rank)
-    state_path = args.out / "train_state.pt"
-    step, best_val, history, elapsed, step_losses = 0, math.inf, [], 0.0, []
+    return density
 
-    if args.resume and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        density.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"].cpu() if device.type == "cpu"
-                            else state["generator"])
-        step, best_val, history, elapsed = (state["step"], state["best_val"], state["history"],
-                                            state["elapsed"])
-        step_losses = list(state.get("losses", []))
-        clock["lr_scale"] = state.get("lr_scale", 1.0)
-        print(f"resumed from {state_path} at step {step}")
-    elif source is not None:
+
+def init_weights(args: argparse.Namespace, density: torch.nn.Module, source: dict | None,
+                 train: torch.Tensor, device: torch.device) -> None:
+    """A new run's first weights: the --init-from checkpoint's, else ActNorm initialised from
+    512 training images."""
+    if source is not None:
         try:
             density.load_state_dict(source["state_dict"])
         except RuntimeError as err:
             sys.exit(f"error: --init-from {args.init_from}: {str(err).splitlines()[0]}")
         print(f"initialised from {args.init_from} (val {source.get('card', {}).get('val_bpd')})")
-    else:
-        init_gen = torch.Generator(device="cpu").manual_seed(args.seed)
-        init_batch = train[torch.randperm(len(train), generator=init_gen)[:512]].to(device)
-        initialize_actnorm(density, init_batch,
-                           torch.Generator(device=device).manual_seed(args.seed))
-    ema = EMA(density, args.ema) if args.ema > 0 else None
-    if ema is not None and args.resume and state_path.exists() and "ema" in state:
-        ema.load_state_dict(state["ema"])
-
-    model = LogProb(density)
-    if world > 1:
-        ddp_ids = [device.index] if device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
-
-    last_good = snapshot(density, optimizer)
-
-    def save_state() -> None:
-        nonlocal last_good
-        last_good = snapshot(density, optimizer)
-        if rank != 0:
-            return
-        try:
-            atomic_save({"model": density.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                         "step": step, "best_val": best_val, "history": history,
-                         "elapsed": elapsed, "ema": ema.state_dict() if ema else None,
-                         "losses": step_losses, "lr_scale": clock["lr_scale"]}, state_path)
-        except OSError as err:  # e.g. a full disk: the previous state file is still intact
-            print(f"warning: could not write {state_path} ({err}); the previous train state is "
-                  "kept and training goes on", file=sys.stderr, flush=True)
-
-    def eval_weights() -> dict[str, torch.Tensor]:
-        return ema.state_dict() if ema else density.state_dict()
-
-    guard = NonFiniteGuard(patience=3)
-    all_finite = (lambda ok: all_ranks_agree(ok, device)) if world > 1 else None
-    started = time.time() - elapsed
-    clock["elapsed"] = elapsed
-    out_of_time = False
-    while step < total_steps and not out_of_time:
-        epoch, offset = divmod(step, steps_per_epoch)
-        perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(
-            args.seed * 7919 + epoch))
-        bar = tqdm(range(offset, steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}",
-                   disable=rank != 0, unit="step", initial=offset, total=steps_per_epoch)
-        losses = []
-        for i in bar:
-            start = (i * world + rank) * args.batch_size
-            batch = train[perm[start:start + args.batch_size]].to(device)
-            if args.perturb:
-                batch = perturb_pixels(batch, args.perturb, generator)
-            loss = train_step(model, density, batch, optimizer,
-                              generator=generator, clip=args.clip,
-                              amp=args.amp, all_finite=all_finite)
-            if not math.isfinite(loss):
-                print(f"warning: non-finite loss at step {step}; update skipped", file=sys.stderr)
-            if guard.observe(loss):
-                density.load_state_dict(last_good["model"])
-                optimizer.load_state_dict(last_good["optimizer"])
-                clock["lr_scale"] *= 0.5
-                print(f"warning: {guard.patience} non-finite losses in a row at step {step}: "
-                      f"restored the last good weights, learning rate x{clock['lr_scale']:g}",
-                      file=sys.stderr, flush=True)
-            losses.append(loss)
-            step_losses.append(loss)
-            scheduler.step()
-            if ema:
-                ema.update(density)
-            step += 1
-            bar.set_postfix(bpd=f"{loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
-            elapsed = synced_elapsed(time.time() - started, world, device)
-            clock["elapsed"] = elapsed
-            if step % args.checkpoint_every == 0:
-                save_state()
-            if args.max_minutes and elapsed > 60 * args.max_minutes:
-                out_of_time = True
-                break
-        bar.close()
-        if rank == 0 and (step % steps_per_epoch == 0 or out_of_time or step >= total_steps):
-            best_val = validate_and_save(args, density, eval_weights(), val, epoch, step, losses,
-                                         best_val, history, elapsed, device, world)
-        save_state()
-
-    if rank == 0:
-        finish(args, device, history)
-    if world > 1:
-        del model  # the DDP wrapper must go before the group, or gloo may abort at exit
-        dist.barrier()
-        dist.destroy_process_group()
+        return
+    init_gen = torch.Generator(device="cpu").manual_seed(args.seed)
+    init_batch = train[torch.randperm(len(train), generator=init_gen)[:512]].to(device)
+    initialize_actnorm(density, init_batch, torch.Generator(device=device).manual_seed(args.seed))
 
 
-def validate_and_save(args: argparse.Namespace, density: torch.nn.Module,
-                      weights: dict[str, torch.Tensor], val: torch.Tensor, epoch: int, step: int,
-                      losses: list[float], best_val: float, history: list[dict],
-                      elapsed: float, device: torch.device, world: int) -> float:
-    """Validation bits/dim with the evaluation weights; keeps the best as ``model.pt``."""
+def run_epoch(args: argparse.Namespace, state: TrainState, model: torch.nn.Module,
+              train: torch.Tensor, proc: Process, started: float) -> tuple[list[float], bool]:
+    """The rest of the current epoch, from ``state.step``: its losses, and whether the time
+    budget ran out (which stops the epoch early). ``started`` is when ``state.elapsed`` was 0."""
+    epoch, offset = divmod(state.step, state.steps_per_epoch)
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(
+        args.seed * 7919 + epoch))
+    all_finite = (lambda ok: all_ranks_agree(ok, proc.device)) if proc.world > 1 else None
+    bar = tqdm(range(offset, state.steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}",
+               disable=proc.rank != 0, unit="step", initial=offset, total=state.steps_per_epoch)
+    losses, out_of_time = [], False
+    for i in bar:
+        start = (i * proc.world + proc.rank) * args.batch_size
+        batch = train[perm[start:start + args.batch_size]].to(proc.device)
+        if args.perturb:
+            batch = perturb_pixels(batch, args.perturb, state.generator)
+        loss = train_step(model, state.density, batch, state.optimizer,
+                          generator=state.generator, clip=args.clip,
+                          amp=args.amp, all_finite=all_finite)
+        if not math.isfinite(loss):
+            print(f"warning: non-finite loss at step {state.step}; update skipped",
+                  file=sys.stderr)
+        if state.guard.observe(loss):
+            state.fall_back()
+            print(f"warning: {state.guard.patience} non-finite losses in a row at step "
+                  f"{state.step}: restored the last good weights, learning rate "
+                  f"x{state.lr_scale:g}", file=sys.stderr, flush=True)
+        losses.append(loss)
+        state.step_losses.append(loss)
+        state.scheduler.step()
+        if state.ema is not None:
+            state.ema.update(state.density)
+        state.step += 1
+        bar.set_postfix(bpd=f"{loss:.3f}", lr=f"{state.scheduler.get_last_lr()[0]:.1e}")
+        state.elapsed = synced_elapsed(time.time() - started, proc.world, proc.device)
+        if state.step % args.checkpoint_every == 0:
+            state.checkpoint(args.out / STATE_FILE, proc.rank)
+        if state.elapsed > state.budget:
+            out_of_time = True
+            break
+    bar.close()
+    return losses, out_of_time
+
+
+def validate(args: argparse.Namespace, state: TrainState, val: torch.Tensor, epoch: int,
+             losses: list[float], proc: Process) -> None:
+    """Validation bits/dim of the evaluation weights after ``epoch``, recorded in the history;
+    the weights become ``model.pt`` when they are the best yet (or always, with --keep last)."""
+    density = state.density
     live = {k: v.clone() for k, v in density.state_dict().items()}
-    density.load_state_dict(weights)
+    density.load_state_dict(state.eval_weights())
     val_bpd = evaluate_bpd(density, val).mean().item()
     finite = [x for x in losses if math.isfinite(x)]
     train_bpd = sum(finite) / max(1, len(finite))
-    history.append({"epoch": epoch + 1, "step": step, "train_bpd": round(train_bpd, 4),
-                    "val_bpd": round(val_bpd, 4), "minutes": round(elapsed / 60, 2)})
+    state.history.append({"epoch": epoch + 1, "step": state.step,
+                          "train_bpd": round(train_bpd, 4), "val_bpd": round(val_bpd, 4),
+                          "minutes": round(state.elapsed / 60, 2)})
     print(f"epoch {epoch + 1}: train {train_bpd:.4f} bits/dim, val {val_bpd:.4f} bits/dim, "
-          f"{elapsed / 60:.1f} min", flush=True)
-    if val_bpd < best_val or args.keep == "last":
-        best_val = min(best_val, val_bpd)
-        save_model(density, args.out / "model.pt", card=make_card(args, history, elapsed,
-                                                                  device, world, val_bpd))
+          f"{state.elapsed / 60:.1f} min", flush=True)
+    if val_bpd < state.best_val or args.keep == "last":
+        state.best_val = min(state.best_val, val_bpd)
+        save_model(density, args.out / "model.pt", card=make_card(
+            args, density, state.history, state.elapsed, proc, val_bpd))
     density.load_state_dict(live)
-    return best_val
-
-
-def snapshot(density: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """In-memory copy of weights and optimizer state to fall back on after non-finite losses."""
-    return copy.deepcopy({"model": density.state_dict(), "optimizer": optimizer.state_dict()})
 
 
 def all_ranks_agree(ok: bool, device: torch.device) -> bool:
@@ -349,36 +442,32 @@ def synced_elapsed(seconds: float, world: int, device: torch.device) -> float:
     return float(t)
 
 
-def make_card(args: argparse.Namespace, history: list[dict], elapsed: float,
-              device: torch.device, world: int, val_bpd: float) -> dict:
-    return {
-        "name": args.out.name, "dataset": args.dataset, "model": args.model,
-        "image_shape": list(image_shape(args.dataset)),
-        "val_bpd": round(val_bpd, 4),
-        "val_measured": (f"mean over the first {args.limit_val:,} of the 5,000 held-out training "
-                         "images" if args.limit_val else
-                         "mean over the 5,000 held-out training images (last 5,000 of train)")
-                        + ", one uniform dequantization sample each, seed 0"
-                        + (", bits per missing dim on training-distribution masks drawn with "
-                           "seed 0" if args.model in CONDITIONAL_FAMILIES else ""),
-        "training_minutes": round(elapsed / 60, 1), "hardware": hardware(device, world),
-        "command": "python -m pipelines.train " + shlex.join(args.argv),
-        "commit": git_commit(), "history": history,
-        **({"init_from": args.init_source} if args.init_from else {}),
-        **({"perturb": args.perturb} if args.perturb else {}),
-        **({"capture": args.capture} if args.capture else {}),
-        **({"kept": "the last validated weights"} if args.keep == "last" else {}),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+def make_card(args: argparse.Namespace, density: torch.nn.Module, history: list[dict],
+              elapsed: float, proc: Process, val_bpd: float) -> ModelCard:
+    """The card of the weights just validated: what they are, how they were trained, and the
+    validation figure with what it was measured on."""
+    val_images = min(args.limit_val or VALIDATION_SIZE, VALIDATION_SIZE)
+    return ModelCard(
+        name=args.out.name, dataset=args.dataset, model=args.model,
+        image_shape=tuple(image_shape(args.dataset)), hparams=dict(density.config["flow"]),
+        val=Measurement(bpd=round(val_bpd, 4), images=val_images,
+                        subset="first" if val_images < VALIDATION_SIZE else "all",
+                        per_missing_dim=args.model in CONDITIONAL_FAMILIES),
+        training_minutes=round(elapsed / 60, 1), hardware=hardware(proc.device, proc.world),
+        command="python -m pipelines.train " + shlex.join(args.argv), commit=git_commit(),
+        history=tuple(history), init_from=args.init_source if args.init_from else None,
+        perturb=args.perturb or None, capture=args.capture or None,
+        kept="the last validated weights" if args.keep == "last" else None,
+        date=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def init_from_summary(path: str, checkpoint: dict) -> dict:
     """Where a warm-restarted run's weights came from, so its card tells the whole training."""
-    card = checkpoint.get("card", {})
-    summary = {"checkpoint": str(path), "val_bpd": card.get("val_bpd"),
-               "training_minutes": card.get("training_minutes"), "command": card.get("command")}
-    if card.get("init_from"):  # the source was itself a warm restart: keep the whole chain
-        summary["init_from"] = card["init_from"]
+    card = ModelCard.from_dict(checkpoint.get("card"))
+    summary = {"checkpoint": str(path), "val_bpd": card.val_bpd,
+               "training_minutes": card.training_minutes, "command": card.command}
+    if card.init_from:  # the source was itself a warm restart: keep the whole chain
+        summary["init_from"] = card.init_from
     return summary
 
 
@@ -387,22 +476,19 @@ def finish(args: argparse.Namespace, device: torch.device, history: list[dict]) 
     card.json and samples.png."""
     from torchvision.utils import save_image
 
-    from inpaint_app.models import load_model
+    from inpaint_app.models import load_model, read_card
 
     best = load_model(args.out / "model.pt", map_location=device)
-    card = best.card
-    card["parameters"] = sum(p.numel() for p in best.parameters())
-    card["history"] = history
+    card = read_card(args.out / "model.pt").replace(
+        parameters=sum(p.numel() for p in best.parameters()), history=tuple(history))
     if args.eval_test:
         test = load_split(args.dataset, "test", args.data_root, download=args.download)
         bpd = evaluate_bpd(best, test.to(device), progress=True)
         mean, stderr = bpd_summary(bpd)
-        card["test_bpd"], card["test_bpd_stderr"] = round(mean, 4), round(stderr, 4)
-        card["test_measured"] = (f"python -m pipelines.evaluate {args.out / 'model.pt'}: "
-                                 "mean over "
-                                 f"all {len(test)} test images, one uniform dequantization sample "
-                                 "each, seed 0")
-        print(f"test: {card['test_bpd']:.4f} bits/dim over {len(test)} images")
+        card = card.replace(test=Measurement(
+            bpd=round(mean, 4), stderr=round(stderr, 4), images=len(test), subset="all",
+            command=f"python -m pipelines.evaluate {args.out / 'model.pt'}"))
+        print(f"test: {card.test_bpd:.4f} bits/dim over {len(test)} images")
     save_model(best, args.out / "model.pt", card=card)
     samples = best.sample(64, temperature=0.8,
                           generator=torch.Generator(device=device).manual_seed(0))

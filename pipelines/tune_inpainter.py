@@ -13,26 +13,32 @@ kind's presets among temperatures whose gap is within ``--max-gap`` on each of t
 is kept only where it adds ``--min-ascent-gain`` dB. The card's ``inpainting`` entry records the
 choice, the exemplar start's PSNR on the same images and the whole grid; ``--from-card`` chooses
 again from that grid without measuring. ``--install`` copies the checkpoint to
-``<into>/inpainter.pt``, where ``load_model`` attaches it.
+``<into>/inpainter.pt``, where ``load_bundle`` finds it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import shutil
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from inpaint_app.bundle import ModelBundle, load_bundle
 from inpaint_app.conditional import ConditionalInpainter
 from inpaint_app.data import default_data_root, load_split
 from inpaint_app.inpainting import describe_temperatures, discrete_bits_per_dim, inpaint_batch
 from inpaint_app.masks import MASK_KINDS, MASK_PRESETS, make_mask, mask_kind
 from inpaint_app.metrics import masked_psnr
-from inpaint_app.models import INPAINTER_FILE, load_checkpoint, load_model, save_model
+from inpaint_app.models import (
+    INPAINTER_FILE,
+    checkpoint_file,
+    load_checkpoint,
+    load_model,
+    read_card,
+    save_model,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,19 +66,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def measure(model: torch.nn.Module, inpainter: ConditionalInpainter,
-            args: argparse.Namespace) -> dict:
+def measure(bundle: ModelBundle, args: argparse.Namespace) -> dict:
     """The grid: per temperature and ascent length, every preset's mean masked PSNR of the fill
-    and single-sample bits/dim gap on the first ``--limit`` validation images."""
-    dataset = inpainter.card.get("dataset")
-    images = load_split(dataset, "val", args.data_root)[: args.limit]
-    true_bpd = discrete_bits_per_dim(model, images)
+    and single-sample bits/dim gap on the first ``--limit`` validation images, for the bundle's
+    conditional flow (its exemplar bank gives the exemplar start's PSNR)."""
+    images = load_split(bundle.inpainter_card.dataset, "val", args.data_root)[: args.limit]
+    true_bpd = discrete_bits_per_dim(bundle.model, images)
     masks = {preset: torch.stack([make_mask(preset, images.shape[2:], seed=i)
                                   for i in range(len(images))]) for preset in MASK_PRESETS}
-    model.inpainters = (inpainter,)
     exemplar = statistics.fmean(
         statistics.fmean(masked_psnr(r.image, x, m[None].expand_as(x)) for r, x, m in zip(
-            inpaint_batch(model, images, mask, method="exemplar"), images, mask, strict=True))
+            inpaint_batch(bundle, images, mask, method="exemplar"), images, mask, strict=True))
         for mask in masks.values())
     print(f"exemplar start: PSNR {exemplar:.2f} dB", flush=True)
     grid = []
@@ -80,13 +84,14 @@ def measure(model: torch.nn.Module, inpainter: ConditionalInpainter,
         for steps in (int(s) for s in args.ascent.split(",")):
             psnr, gap = {}, {}
             for preset, mask in masks.items():
-                results = inpaint_batch(model, images, mask, n_samples=args.samples,
+                results = inpaint_batch(bundle, images, mask, n_samples=args.samples,
                                         temperature=temperature, steps=steps)
                 psnr[preset] = statistics.fmean(
                     masked_psnr(r.image, x, m[None].expand_as(x))
                     for r, x, m in zip(results, images, mask, strict=True))
                 one = torch.stack([r.samples[0] for r in results])
-                gap[preset] = (discrete_bits_per_dim(model, one) - true_bpd).mean().item()
+                gap[preset] = (discrete_bits_per_dim(bundle.model, one)
+                               - true_bpd).mean().item()
             entry = {"temperature": temperature, "ascent_steps": steps,
                      "psnr": round(statistics.fmean(psnr.values()), 3),
                      "sample_bpd_gap": round(statistics.fmean(gap.values()), 3),
@@ -147,25 +152,25 @@ def choose(grid: list[dict], kinds: dict[str, str], max_gap: float,
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = load_model(args.into)
-    inpainter = load_model(args.checkpoint)
+    inpainter, card = load_model(args.checkpoint), read_card(args.checkpoint)
     if not isinstance(inpainter, ConditionalInpainter):
         raise SystemExit(f"error: {args.checkpoint} is not a conditional inpainting model")
+    bundle = replace(load_bundle(args.into), inpainter=inpainter, inpainter_card=card)
     if args.from_card:
-        measured = inpainter.card.get("inpainting", {})
+        measured = card.inpainting or {}
         if not measured.get("grid"):
             raise SystemExit(f"error: {args.checkpoint}'s card has no tuning grid to choose "
                              f"from; run without --from-card")
-        measured = {"samples": measured["samples"], "exemplar_psnr": measured["exemplar_psnr"],
-                    "images": measured.get("images") or int(re.search(
-                        r"first (\d+) validation", measured["chosen_on"]).group(1)),
-                    "grid": measured["grid"]}
+        keys = ("samples", "exemplar_psnr", "images", "grid")
+        if missing := [key for key in keys if key not in measured]:
+            raise SystemExit(f"error: {args.checkpoint}'s card has no {', '.join(missing)} "
+                             f"beside its tuning grid; run without --from-card")
+        measured = {key: measured[key] for key in keys}
     else:
-        measured = measure(model, inpainter, args)
-    kinds = preset_kinds(tuple(model.image_shape[1:]), measured["images"])
+        measured = measure(bundle, args)
+    kinds = preset_kinds(tuple(bundle.image_shape[1:]), measured["images"])
     best = choose(measured["grid"], kinds, args.max_gap, args.min_ascent_gain)
-    card = dict(inpainter.card)
-    card["inpainting"] = {
+    card = card.replace(inpainting={
         "samples": measured["samples"], "temperature_by_mask": best["temperature_by_mask"],
         "ascent_steps": best["ascent_steps"],
         "chosen_on": f"first {measured['images']} validation images x {len(kinds)} presets; "
@@ -177,18 +182,15 @@ def main(argv: list[str] | None = None) -> None:
                      + f"; ascent only where it gains {args.min_ascent_gain:g} dB or more"
                      " (python -m pipelines.tune_inpainter)",
         "images": measured["images"], "exemplar_psnr": measured["exemplar_psnr"],
-        "grid": measured["grid"]}
-    checkpoint = load_checkpoint(args.checkpoint)
-    inpainter.card = card
+        "grid": measured["grid"]})
+    config = load_checkpoint(args.checkpoint)["config"]
     save_model(inpainter, args.checkpoint, card=card)
-    assert load_checkpoint(args.checkpoint)["config"] == checkpoint["config"]
+    assert load_checkpoint(args.checkpoint)["config"] == config
     print(f"chosen: {describe_temperatures(best['temperature_by_mask'])}, ascent "
           f"{best['ascent_steps']} steps, PSNR {best['psnr']:.2f} dB")
     if args.install:
-        target = Path(args.into) / INPAINTER_FILE
-        shutil.copyfile(args.checkpoint, target.with_name(f".{INPAINTER_FILE}.tmp"))
-        target.with_name(f".{INPAINTER_FILE}.tmp").replace(target)
-        (Path(args.into) / "inpainter-card.json").write_text(json.dumps(card, indent=2) + "\n")
+        target = checkpoint_file(args.into).parent / INPAINTER_FILE
+        save_model(inpainter, target, card=card)  # and inpainter-card.json beside it
         print(f"installed {target}")
 
 

@@ -18,6 +18,8 @@ from inpaint_app.anomaly import (
     png_bits_per_dim,
     score_images,
 )
+from inpaint_app.bundle import ModelBundle, load_bundle
+from inpaint_app.card import Measurement, ModelCard
 from inpaint_app.models import build_model, load_model, save_model
 from inpaint_app.ood_metrics import aupr, auroc, fpr_at_tpr
 
@@ -134,10 +136,13 @@ def test_thresholds_survive_save_and_load(tiny: torch.nn.Module, tmp_path: Path)
     calibration = calibrate(tiny, _images(200, 4), source="synthetic")
     path = tmp_path / "model.pt"
     save_model(tiny, path, card={"dataset": "synthetic", "anomaly": calibration})
-    loaded = load_model(path)
-    assert loaded.card["anomaly"] == json.loads((tmp_path / "card.json").read_text())["anomaly"]
+    loaded = load_bundle(path)
+    assert loaded.calibration == json.loads((tmp_path / "card.json").read_text())["anomaly"]
+    assert loaded.card.anomaly == loaded.calibration
     x = _images(8, 5)
     assert score_images(loaded, x) == score_images(tiny, x, calibration)
+    # the bare model carries no card: uncalibrated, it falls back to complexity
+    assert score_images(load_model(path), x)[0]["score_name"] == "complexity"
 
 
 @pytest.mark.parametrize("name", ["mnist-glow", "fashion-mnist-glow"])
@@ -148,8 +153,7 @@ def test_shipped_cards_carry_thresholds(name: str) -> None:
     assert anomaly["source"].startswith(card["dataset"]) and anomaly["n"] == 5000
     for entry in anomaly["scores"].values():
         assert abs(entry["val_fpr"] - anomaly["fpr"]) <= 0.01
-    model = load_model(ROOT / "trained" / name / "model.pt")
-    assert model.card["anomaly"] == anomaly
+    assert load_bundle(ROOT / "trained" / name / "model.pt").calibration == anomaly
 
 
 def test_background_beside_a_checkpoint_gives_the_likelihood_ratio(
@@ -162,9 +166,11 @@ def test_background_beside_a_checkpoint_gives_the_likelihood_ratio(
     save_model(tiny, tmp_path / "model.pt", card={"dataset": "synthetic"})
     save_model(background, tmp_path / "bg" / "model.pt", card={"name": "background"})
     shutil.copy(tmp_path / "bg" / "model.pt", tmp_path / "background.pt")
-    loaded = load_model(tmp_path)
-    assert len(loaded.background) == 1 and not load_model(tmp_path / "background.pt").background
-    assert set(loaded.state_dict()) == set(tiny.state_dict())  # not saved inside the model
+    loaded = load_bundle(tmp_path)
+    assert loaded.background is not None
+    assert load_bundle(tmp_path / "background.pt").background is None  # not its own background
+    assert not hasattr(load_model(tmp_path), "background")  # the bare model carries none
+    assert set(loaded.model.state_dict()) == set(tiny.state_dict())  # not saved inside the model
     x = _images(5, 11)
     base = base_scores(loaded, x)
     expected = base_scores(tiny, x)["bpd"] - base_scores(background, x)["bpd"]
@@ -179,7 +185,7 @@ def test_background_beside_a_checkpoint_gives_the_likelihood_ratio(
                tmp_path / "bg" / "model.pt")
     shutil.copy(tmp_path / "bg" / "model.pt", tmp_path / "background.pt")
     with pytest.raises(CheckpointError, match="shape"):
-        load_model(tmp_path / "model.pt")
+        load_bundle(tmp_path / "model.pt")
 
 
 def test_orientation_is_bpd_minus_the_likeliest_turn(tiny: torch.nn.Module) -> None:
@@ -210,16 +216,13 @@ def test_evidence_adds_the_excess_of_each_part_over_its_validation_median(
     assert np.allclose([r["evidence"] for r in rows], expected, atol=1e-9)
     assert all(r["score_name"] == "evidence" for r in rows)  # the default once calibrated
     # With a bank, the nearest-exemplar distance joins; it is zero for an image in the bank.
-    tiny.exemplars = ExemplarBank(x)
-    try:
-        with_bank = calibrate(tiny, _images(100, 8), source="synthetic")
-        assert "exemplar_distance" in with_bank["scores"]["evidence"]["parts"]
-        assert np.allclose(base_scores(tiny, x)["exemplar_distance"], 0, atol=1e-6)
-        tiny.exemplars = None
-        with pytest.raises(ValueError, match="exemplar bank"):
-            score_images(tiny, x, with_bank)
-    finally:
-        tiny.exemplars = None
+    bundle = ModelBundle(tiny, exemplars=ExemplarBank(x))
+    with_bank = calibrate(bundle, _images(100, 8), source="synthetic")
+    assert "exemplar_distance" in with_bank["scores"]["evidence"]["parts"]
+    assert np.allclose(base_scores(bundle, x)["exemplar_distance"], 0, atol=1e-6)
+    assert "exemplar_distance" not in base_scores(tiny, x)
+    with pytest.raises(ValueError, match="exemplar bank"):
+        score_images(tiny, x, with_bank)
 
 
 @pytest.mark.data
@@ -230,7 +233,8 @@ def test_calibrate_installs_a_background_and_records_it(data_root: Path, tmp_pat
     save_model(build_model("glow", image_shape=(1, 28, 28), steps=1, hidden=8),
                tmp_path / "m" / "model.pt", card={"dataset": "mnist"})
     save_model(build_model("glow", image_shape=(1, 28, 28), steps=1, hidden=4),
-               tmp_path / "bg" / "model.pt", card={"perturb": 0.1, "val_bpd": 9.0})
+               tmp_path / "bg" / "model.pt",
+               card=ModelCard(perturb=0.1, val=Measurement(9.0, images=500, subset="first")))
     save_model(build_model("glow", image_shape=(1, 8, 8), steps=1, hidden=4),
                tmp_path / "small" / "model.pt")
     checkpoint = tmp_path / "m" / "model.pt"
@@ -243,5 +247,5 @@ def test_calibrate_installs_a_background_and_records_it(data_root: Path, tmp_pat
     anomaly = json.loads((tmp_path / "m" / "card.json").read_text())["anomaly"]
     assert anomaly["background"]["perturb"] == 0.1 and anomaly["background"]["val_bpd"] == 9.0
     assert "likelihood_ratio" in anomaly["scores"]["evidence"]["parts"]
-    assert len(load_model(checkpoint).background) == 1
+    assert load_bundle(checkpoint).background is not None
     assert anomaly["input_normalization"] == "mnist"  # thresholds for what uploads become

@@ -33,6 +33,7 @@ from inpaint_app.app.layout import check_sizes
 from inpaint_app.app.pictures import mark_layout
 from inpaint_app.app.registry import DEFAULT_MODEL, ModelCache, checkpoints_for, discover
 from inpaint_app.app.wording import EXAMPLE_FILES, plain_verdict
+from inpaint_app.bundle import ModelBundle
 from inpaint_app.masks import MASK_PRESETS
 from inpaint_app.models import CheckpointError, build_model, save_model
 
@@ -49,7 +50,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = build_model("glow", image_shape=SHAPE, steps=2).eval()
     val = torch.randint(0, 256, (200, *SHAPE), dtype=torch.uint8)
     card = {"dataset": "noise", "model": "glow", "test_bpd": 8.1, "test_bpd_stderr": 0.01,
-            "training_minutes": 0.0, "hardware": "none", "command": "tests/test_app.py",
+            "test_images": 200, "test_subset": "first", "training_minutes": 0.0,
+            "hardware": "none", "command": "tests/test_app.py",
             "anomaly": calibrate(model, val, fpr=0.05, source="noise val (200)")}
     folder = tmp_path_factory.mktemp("trained")
     save_model(model, folder / "tiny-glow" / "model.pt", card)
@@ -98,6 +100,7 @@ def test_cache_loads_each_model_once(root: Path) -> None:
     cache = ModelCache(*checkpoints_for(None, root))
     first, second = cache.get("tiny-glow"), cache.get("")
     assert first is second and cache.loads == 1
+    assert isinstance(first, ModelBundle) and first.dataset == "noise"
     with pytest.raises(gr.Error, match="unknown model"):
         cache.get("../../etc/passwd")
 
@@ -277,7 +280,7 @@ def test_verdicts_in_plain_words(flag: bool | None, p: float | None, words: str)
 
 def test_every_upload_is_on_the_histogram(handlers: Handlers) -> None:
     """Issue 18.4: ten uploads, eight beyond the axis and two at one score: each is found."""
-    calibration = handlers.cache.get("tiny-glow").card["anomaly"]
+    calibration = handlers.cache.get("tiny-glow").calibration
     lo, hi = calibration["histogram"]["edges"][0], calibration["histogram"]["edges"][-1]
     scores = [hi + 1 + i for i in range(7)] + [lo - 1, (lo + hi) / 2, (lo + hi) / 2]
     marks = [(f"#{i}", score) for i, score in enumerate(scores, start=1)]
@@ -307,6 +310,7 @@ def test_sample_and_card(handlers: Handlers) -> None:
         handlers.sample("tiny-glow", 3, 9.0, 0)
     card = handlers.card("tiny-glow")
     assert "noise" in card and "8.1" in card and f"{DEFAULT_SCORE} (flag)" in card
+    assert "the first 200 test images" in card  # rendered from the structured measurement
 
 
 def test_shipped_card_renders(shipped: Handlers) -> None:

@@ -3,6 +3,7 @@ its exact conditional log-likelihood against closed form and brute force, sampli
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from collections.abc import Callable
@@ -11,6 +12,8 @@ import pytest
 import torch
 
 import inpaint_app.flows.conditional as conditional_layers
+from inpaint_app.bundle import ModelBundle, load_bundle
+from inpaint_app.card import ModelCard
 from inpaint_app.conditional import ConditionalInpainter
 from inpaint_app.density import bits_per_dim_from_log_prob
 from inpaint_app.flows.conditional import (
@@ -23,7 +26,7 @@ from inpaint_app.flows.conditional import (
     pattern_mask,
 )
 from inpaint_app.masks import training_masks
-from inpaint_app.models import build_model, load_model, save_model
+from inpaint_app.models import CheckpointError, build_model, load_model, read_card, save_model
 
 SHAPE, FEATURES, BATCH = (4, 4, 4), 3, 3
 
@@ -246,7 +249,9 @@ def test_checkpoint_round_trip(tmp_path) -> None:
     model = tiny_model().float()
     save_model(model, tmp_path / "model.pt", card={"name": "tiny"})
     loaded = load_model(tmp_path / "model.pt")
-    assert isinstance(loaded, ConditionalInpainter) and loaded.card["name"] == "tiny"
+    assert isinstance(loaded, ConditionalInpainter) and read_card(tmp_path).name == "tiny"
+    with pytest.raises(CheckpointError, match="is a conditional inpainting model, not an image"):
+        load_bundle(tmp_path)  # served only beside an image model, as its inpainter.pt
     y = torch.rand(2, 1, 4, 4)
     torch.testing.assert_close(loaded.log_prob(y, bottom_half(2)),
                                model.log_prob(y, bottom_half(2)))
@@ -255,7 +260,7 @@ def test_checkpoint_round_trip(tmp_path) -> None:
 # ---- the default inpainting method -----------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def glow_with_inpainter() -> torch.nn.Module:
+def glow_with_inpainter() -> ModelBundle:
     from inpaint_app.exemplars import ExemplarBank
 
     torch.manual_seed(0)
@@ -263,15 +268,14 @@ def glow_with_inpainter() -> torch.nn.Module:
     with torch.no_grad():
         glow.log_prob(torch.rand(16, 1, 8, 8) * 0.9 + 0.05)  # ActNorm init
     glow.eval()
-    glow.exemplars = ExemplarBank(torch.randint(0, 256, (20, 1, 8, 8), dtype=torch.uint8,
-                                                generator=torch.Generator().manual_seed(4)))
+    bank = ExemplarBank(torch.randint(0, 256, (20, 1, 8, 8), dtype=torch.uint8,
+                                      generator=torch.Generator().manual_seed(4)))
     inpainter = build_model("cflow", (1, 8, 8), steps=2, hidden=8, features=4, width=8)
     with torch.no_grad():
         for p in inpainter.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    inpainter.card = {"inpainting": {"samples": 4, "temperature": 0.7, "ascent_steps": 0}}
-    glow.inpainters = (inpainter.eval(),)
-    return glow
+    card = ModelCard(inpainting={"samples": 4, "temperature": 0.7, "ascent_steps": 0})
+    return ModelBundle(glow, exemplars=bank, inpainter=inpainter.eval(), inpainter_card=card)
 
 
 def test_default_samples_the_conditional_flow(glow_with_inpainter) -> None:
@@ -318,13 +322,10 @@ def test_exemplar_method_and_fallback_without_conditional_model(glow_with_inpain
                                                mask[None, None])
     assert torch.equal(exemplar.image[:, mask], (start[0] * 256).floor().clamp(0, 255).to(
         torch.uint8)[:, mask])
-    inpainter = glow_with_inpainter.inpainters
-    glow_with_inpainter.inpainters = ()
-    try:
-        fallback = inpaint(glow_with_inpainter, image, mask)
-    finally:
-        glow_with_inpainter.inpainters = inpainter
+    fallback = inpaint(dataclasses.replace(glow_with_inpainter, inpainter=None), image, mask)
     assert NO_CONDITIONAL in fallback.message and fallback.steps == 10
+    bare = inpaint(glow_with_inpainter.model, image, mask)  # a bare model: no flow, no bank
+    assert NO_CONDITIONAL in bare.message and bare.steps == 10
     with pytest.raises(ValueError, match="temperature"):
         inpaint(glow_with_inpainter, image, mask, method="nice", temperature=0.5)
 
@@ -364,27 +365,23 @@ def test_default_samples_at_the_card_temperature_of_each_mask_kind(glow_with_inp
     from inpaint_app.inpainting import conditional_settings, inpaint_batch
     from inpaint_app.masks import make_mask
 
-    inpainter = glow_with_inpainter.inpainter
-    card = inpainter.card
-    inpainter.card = {"inpainting": {"samples": 4, "ascent_steps": 0,
-                                     "temperature_by_mask": {"compact": 0.8, "scattered": 0.0}}}
-    try:
-        assert conditional_settings(inpainter)["temperature_by_mask"] == {
-            "compact": 0.8, "scattered": 0.0, "sparse": 0.0}  # no "sparse": the scattered one
-        images = torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8,
-                               generator=torch.Generator().manual_seed(5))
-        masks = torch.stack([make_mask("bottom", (8, 8)), make_mask("random50", (8, 8))])
-        hole, scattered = inpaint_batch(glow_with_inpainter, images, masks)
-        forced = inpaint_batch(glow_with_inpainter, images, masks, temperature=0.8)[1]
-    finally:
-        inpainter.card = card
+    card = ModelCard(inpainting={"samples": 4, "ascent_steps": 0, "temperature_by_mask": {
+        "compact": 0.8, "scattered": 0.0}})
+    bundle = dataclasses.replace(glow_with_inpainter, inpainter_card=card)
+    assert conditional_settings(card)["temperature_by_mask"] == {
+        "compact": 0.8, "scattered": 0.0, "sparse": 0.0}  # no "sparse": the scattered one
+    images = torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(5))
+    masks = torch.stack([make_mask("bottom", (8, 8)), make_mask("random50", (8, 8))])
+    hole, scattered = inpaint_batch(bundle, images, masks)
+    forced = inpaint_batch(bundle, images, masks, temperature=0.8)[1]
     assert "temperature 0.8 (compact mask)" in hole.message
     assert "temperature 0 (scattered mask)" in scattered.message
     assert not torch.equal(hole.samples[0], hole.samples[1])
     assert all(torch.equal(s, scattered.samples[0]) for s in scattered.samples)  # T = 0
     assert "temperature 0.8," in forced.message  # an explicit temperature applies to every mask
     assert not torch.equal(forced.samples[0], forced.samples[1])
-    old_card = conditional_settings(inpainter)  # one "temperature": every kind
+    old_card = conditional_settings(glow_with_inpainter.inpainter_card)  # one "temperature"
     assert old_card["temperature_by_mask"] == {"compact": 0.7, "scattered": 0.7, "sparse": 0.7}
 
 
@@ -417,28 +414,31 @@ def test_image_model_with_inpainter_attached_still_trains_unconditionally(
         glow_with_inpainter) -> None:
     from inpaint_app.training import LogProb
 
+    glow = glow_with_inpainter.model  # the bundle's image model: nothing attached to it
+    assert not hasattr(glow, "inpainter") and not hasattr(glow, "inpainters")
     y = torch.rand(2, 1, 8, 8) * 0.9 + 0.05
-    log_prob, dims = LogProb(glow_with_inpainter)(y)
-    torch.testing.assert_close(log_prob, glow_with_inpainter.log_prob(y))
+    log_prob, dims = LogProb(glow)(y)
+    torch.testing.assert_close(log_prob, glow.log_prob(y))
     assert dims.tolist() == [64.0, 64.0]
 
 
 def test_bad_inpainter_file_is_a_clear_checkpoint_error(tmp_path) -> None:
-    from inpaint_app.models import CheckpointError
-
     torch.manual_seed(0)
     glow = build_model("glow", image_shape=(1, 8, 8), hidden=8, steps=2)
     save_model(glow, tmp_path / "model.pt")
     save_model(build_model("glow", image_shape=(1, 8, 8), hidden=8, steps=2),
                tmp_path / "inpainter.pt")  # an image model where the inpainter should be
     with pytest.raises(CheckpointError, match="inpainter.pt is not a conditional"):
-        load_model(tmp_path)
+        load_bundle(tmp_path)
     save_model(tiny_model().float(), tmp_path / "inpainter.pt")  # 4x4 images, not 8x8
     with pytest.raises(CheckpointError, match="images of shape"):
-        load_model(tmp_path)
+        load_bundle(tmp_path)
     save_model(build_model("cflow", (1, 8, 8), steps=2, hidden=8, features=4, width=8),
-               tmp_path / "inpainter.pt")
-    assert isinstance(load_model(tmp_path).inpainter, ConditionalInpainter)
+               tmp_path / "inpainter.pt", card={"inpainting": {"samples": 3}})
+    bundle = load_bundle(tmp_path)
+    assert isinstance(bundle.inpainter, ConditionalInpainter)
+    assert bundle.inpainter_card.inpainting == {"samples": 3}
+    assert not hasattr(load_model(tmp_path), "inpainter")  # the bare model carries none
 
 
 def test_tuner_chooses_again_from_the_card_without_touching_the_image_model(tmp_path) -> None:
@@ -455,16 +455,23 @@ def test_tuner_chooses_again_from_the_card_without_touching_the_image_model(tmp_
              "gap_by_preset": {p: (0.5 * t if p.startswith("random") else 0.2 * t)
                                for p in presets}} for t in (0.2, 0.4, 0.6)]
     inpainter = build_model("cflow", (1, 8, 8), steps=2, hidden=8, features=4, width=8)
+    tuned = {"samples": 4, "temperature": 0.4, "ascent_steps": 0, "exemplar_psnr": 1.0,
+             "chosen_on": "first 8 validation images", "grid": grid}
+    save_model(inpainter, tmp_path / "run" / "model.pt", card={"inpainting": tuned})
+    # the number of images is a field of the card; the chosen_on sentence is never parsed
+    with pytest.raises(SystemExit, match="no images"):
+        tune([str(tmp_path / "run" / "model.pt"), "--into", str(tmp_path), "--from-card"])
     save_model(inpainter, tmp_path / "run" / "model.pt", card={"inpainting": {
-        "samples": 4, "temperature": 0.4, "ascent_steps": 0, "exemplar_psnr": 1.0,
-        "chosen_on": "first 8 validation images", "grid": grid}})
+        **tuned, "images": 8}})
     tune([str(tmp_path / "run" / "model.pt"), "--into", str(tmp_path), "--from-card",
           "--install", "--max-gap", "0.15"])
     assert json.loads((tmp_path / "card.json").read_text()) == {"name": "image model"}
     card = json.loads((tmp_path / "inpainter-card.json").read_text())
     assert card["inpainting"]["temperature_by_mask"] == {"compact": 0.6, "scattered": 0.2,
                                                          "sparse": 0.2}
-    assert load_model(tmp_path).inpainter.card == card
+    bundle = load_bundle(tmp_path)
+    assert bundle.inpainter_card == ModelCard.from_dict(card) and bundle.card.name == "image model"
+    assert bundle.inpainter_card.to_dict() == card
 
 
 def test_app_refuses_to_serve_a_conditional_checkpoint(tmp_path) -> None:

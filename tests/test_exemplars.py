@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from inpaint_app.bundle import ModelBundle, load_bundle
 from inpaint_app.exemplars import BANK_FILE, ExemplarBank, load_bank, save_bank
 from inpaint_app.inpainting import inpaint, inpaint_batch, make_mask
 from inpaint_app.models import CheckpointError, build_model, load_model, save_model
@@ -78,7 +79,7 @@ def test_bank_validation_and_save_load_round_trip(tmp_path) -> None:
         ExemplarBank(images).fill(torch.rand(1, 1, 4, 4), torch.ones(1, 1, 4, 4, dtype=bool))
 
 
-def saved_model(folder, bank: torch.Tensor | None):
+def saved_model(folder, bank: torch.Tensor | None) -> ModelBundle:
     torch.manual_seed(0)
     model = build_model("glow", image_shape=SHAPE, hidden=8, steps=2)
     with torch.no_grad():
@@ -86,15 +87,17 @@ def saved_model(folder, bank: torch.Tensor | None):
     save_model(model, folder / "model.pt", card={"dataset": "test"})
     if bank is not None:
         save_bank(bank, folder / BANK_FILE)
-    return load_model(folder)
+    return load_bundle(folder)
 
 
-def test_load_model_attaches_the_bank_and_refuses_a_mismatched_one(tmp_path) -> None:
-    model = saved_model(tmp_path, random_bank())
-    assert len(model.exemplars) == 40
+def test_load_bundle_carries_the_bank_and_refuses_a_mismatched_one(tmp_path) -> None:
+    bundle = saved_model(tmp_path, random_bank())
+    assert len(bundle.exemplars) == 40
+    assert not hasattr(load_model(tmp_path), "exemplars")  # the bare model carries none
     save_bank(torch.zeros(3, 1, 4, 4, dtype=torch.uint8), tmp_path / BANK_FILE)
     with pytest.raises(CheckpointError, match="shape"):
-        load_model(tmp_path)
+        load_bundle(tmp_path)
+    load_model(tmp_path)  # the model alone does not read the bank
 
 
 def test_default_inpainting_starts_from_the_exemplars_when_a_bank_ships(tmp_path) -> None:

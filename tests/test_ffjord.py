@@ -9,14 +9,16 @@ import pytest
 import torch
 from flow_checks import perturbed
 
+from inpaint_app.density import DensityModel
 from inpaint_app.flows.ffjord import (
     CNF,
     ODENet,
     bits_summary,
     build_ffjord,
+    cnf_blocks,
     divergence,
     log_prob_probe_samples,
-    rnode_penalty,
+    log_prob_with_penalty,
     total_nfe,
 )
 from inpaint_app.models import build_model, load_model, save_model
@@ -77,14 +79,19 @@ def test_eval_mode_hutchinson_is_deterministic_and_batch_independent() -> None:
     torch.testing.assert_close(alone, first[2:3], rtol=1e-12, atol=1e-12)
 
 
-def test_adjoint_gradients_equal_direct_backprop() -> None:
-    x = torch.randn(4, 3, dtype=torch.float64)
+@pytest.mark.parametrize("trace", ["exact", "hutchinson"])
+def test_adjoint_gradients_equal_direct_backprop(trace: str) -> None:
+    # the input requires grad, as it does for every block after the first; the backward solve
+    # must see the forward's own probes (the same global seed draws them for both runs)
     grads = []
     for adjoint in (False, True):
-        cnf = vector_cnf(3, rtol=1e-10, atol=1e-10, adjoint=adjoint)
+        cnf = vector_cnf(3, rtol=1e-10, atol=1e-10, adjoint=adjoint, trace=trace).train()
+        x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1),
+                        requires_grad=True)
+        torch.manual_seed(2)
         z, logdet = cnf(x)
         (z.pow(2).sum() - logdet.sum()).backward()
-        grads.append(torch.cat([p.grad.reshape(-1) for p in cnf.parameters()]))
+        grads.append(torch.cat([p.grad.reshape(-1) for p in (*cnf.parameters(), x)]))
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)
 
 
@@ -99,19 +106,21 @@ def test_nfe_is_reported_and_rk4_takes_four_per_step() -> None:
     assert adaptive.nfe_forward > 6
 
 
-def test_rnode_penalty_applies_in_training_only() -> None:
+def test_rnode_penalty_is_returned_in_training_only() -> None:
     x = torch.randn(4, 3, dtype=torch.float64)
     plain = vector_cnf(3, solver="rk4").train()
-    reg = vector_cnf(3, solver="rk4", kinetic=0.1, jacobian=0.1).train()
-    z_plain, logdet_plain = plain(x)
-    z_reg, logdet_reg = reg(x)
-    # the Flow contract holds in training too: the true logdet; the penalty is the loss's
-    assert torch.equal(z_plain, z_reg) and torch.equal(logdet_reg, logdet_plain)
-    assert plain.penalty is None and rnode_penalty(plain) == 0
-    assert torch.all(reg.penalty > 0) and reg.penalty.requires_grad
-    assert reg.regularization.item() == pytest.approx(reg.penalty.mean().item())
-    reg.eval()(x)
-    assert reg.penalty is None
+    both, kinetic, jacobian = (vector_cnf(3, solver="rk4", kinetic=k, jacobian=j).train()
+                               for k, j in ((0.1, 0.2), (0.1, 0.0), (0.0, 0.2)))
+    z, logdet, penalty = both.forward_with_penalty(x)
+    # the Flow contract holds in training too: forward gives the true logdet, no penalty
+    assert all(torch.equal(a, b) for a, b in zip((z, logdet), plain(x), strict=True))
+    assert torch.all(penalty > 0) and penalty.requires_grad
+    torch.testing.assert_close(penalty, kinetic.forward_with_penalty(x)[2]
+                               + jacobian.forward_with_penalty(x)[2])
+    assert plain.forward_with_penalty(x)[2] is None
+    with torch.no_grad():
+        assert both.forward_with_penalty(x)[2] is None
+    assert both.eval().forward_with_penalty(x)[2] is None
 
 
 def test_training_loss_adds_the_rnode_penalty() -> None:
@@ -119,16 +128,29 @@ def test_training_loss_adds_the_rnode_penalty() -> None:
                         jacobian=0.1)
     perturbed(model, scale=0.05).train()
     y = torch.rand(3, 1, 4, 4) * 0.9 + 0.05
-    log_prob, _ = LogProb(model)(y)
-    penalty = rnode_penalty(model)
-    assert torch.all(penalty > 0)
-    torch.testing.assert_close(log_prob, model.log_prob(y) - penalty)
+    log_prob, penalty = log_prob_with_penalty(model, y)
+    assert torch.all(penalty > 0) and penalty.requires_grad
+    torch.testing.assert_close(log_prob, model.log_prob(y), rtol=0, atol=0)
+    torch.testing.assert_close(LogProb(model)(y)[0], log_prob - penalty, rtol=0, atol=0)
+    # the sum over the model's CNF blocks, each fed what the flow feeds it
+    inputs = []
+    for block in cnf_blocks(model):
+        block.register_forward_pre_hook(lambda _, args: inputs.append(args[0]))
+    model.log_prob(y)
+    blocks = [block.forward_with_penalty(u)[2] for block, u in zip(cnf_blocks(model), inputs,
+                                                                   strict=True)]
+    torch.testing.assert_close(penalty, sum(blocks))
+
+
+def hutchinson_model_and_images(n: int) -> tuple[DensityModel, torch.Tensor]:
+    """An 8x8 FFJORD in evaluation whose blocks all take the Hutchinson trace, and n images."""
+    model = build_model("ffjord", image_shape=(1, 8, 8), exact_max_dim=4, solver="rk4")
+    perturbed(model, scale=0.05).eval()
+    return model, torch.rand(n, 1, 8, 8) * 0.9 + 0.05
 
 
 def test_probe_samples_give_a_mean_and_standard_error() -> None:
-    model = build_model("ffjord", image_shape=(1, 8, 8), exact_max_dim=4, solver="rk4")
-    perturbed(model, scale=0.05).eval()
-    y = torch.rand(3, 1, 8, 8) * 0.9 + 0.05
+    model, y = hutchinson_model_and_images(3)
     samples = log_prob_probe_samples(model, y, probes=4)
     assert samples.shape == (4, 3) and samples.std(dim=0).min() > 0
     summary = bits_summary(samples, 64)
@@ -136,6 +158,26 @@ def test_probe_samples_give_a_mean_and_standard_error() -> None:
     exact = build_model("ffjord", image_shape=(1, 4, 4), solver="rk4").eval()  # D = 16: exact
     rows = log_prob_probe_samples(exact, torch.rand(2, 1, 4, 4), probes=3)
     assert torch.equal(rows[0], rows[2])
+
+
+def test_a_request_scored_during_another_gets_its_own_numbers() -> None:
+    # Threads of a server interleave solves on one shared model: here one scoring runs inside
+    # another, mid-solve. Neither call may leave probes or a generator on the modules.
+    model, y = hutchinson_model_and_images(2)
+    with torch.no_grad():
+        alone = model.log_prob(y)
+    samples_alone = log_prob_probe_samples(model, y, probes=2)
+    nested: list[torch.Tensor | None] = []
+
+    def interleave(*_) -> None:
+        if not nested:  # once: the nested call's own solves come through here too
+            nested.append(None)
+            with torch.no_grad():
+                nested[0] = model.log_prob(y)
+
+    cnf_blocks(model)[-1].func.net.register_forward_pre_hook(interleave)
+    samples = log_prob_probe_samples(model, y, probes=2)
+    assert torch.equal(nested[0], alone) and torch.equal(samples, samples_alone)
 
 
 def test_multiscale_structure_round_trips() -> None:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from inpaint_app import load_model
+from inpaint_app.models import read_card
 from pipelines.gpu_run import MAX_FILE_BYTES, pack, transit_choice, transit_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +91,8 @@ def test_gpu_run_on_the_cpu_then_home(data_root: Path, tmp_path: Path) -> None:
     assert floats and all(v.dtype == torch.bfloat16 for v in floats)
     assert sent["card"]["gpu_run"]["recipe"]["eval_test"] is False
     assert "test_bpd" not in sent["card"]
+    # the validation figure says what it covers in fields: the first limit_val images
+    assert (sent["card"]["val_images"], sent["card"]["val_subset"]) == (256, "first")
 
     home = subprocess.run(
         [sys.executable, "-m", "pipelines.gpu_home", str(out), "--data-root", str(data_root),
@@ -100,7 +103,10 @@ def test_gpu_run_on_the_cpu_then_home(data_root: Path, tmp_path: Path) -> None:
     assert all(v.dtype != torch.bfloat16 for v in model.state_dict().values())
     card = json.loads((runs / "gpu-home" / "tiny-glow" / "card.json").read_text())
     assert card["trained_on"] and "bfloat16" in card["precision_note"]
-    assert card["test_bpd"] == model.card["test_bpd"] and 1.0 < card["test_bpd"] < 8.0
+    assert card["test_bpd"] == read_card(runs / "gpu-home" / "tiny-glow").test_bpd
+    assert 1.0 < card["test_bpd"] < 8.0
+    assert (card["test_images"], card["test_subset"]) == (200, "random")  # --limit-test 200
+    assert (card["val_images"], card["val_subset"]) == (256, "first")
     x = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
     with torch.inference_mode():
         assert torch.isfinite(model.bits_per_dim(x)).all()

@@ -158,11 +158,11 @@ def test_bad_input_raises_clear_value_error(model, image, kwargs, match) -> None
 def test_shipped_mnist_model_observed_pixels_and_likelihood(data_root) -> None:
     from pathlib import Path
 
+    from inpaint_app.bundle import load_bundle
     from inpaint_app.data import load_split
-    from inpaint_app.models import load_model
 
     path = Path(__file__).resolve().parents[1] / "trained/mnist-glow/model.pt"
-    model = load_model(path)
+    model = load_bundle(path)  # the default method uses the conditional flow beside it
     image = load_split("mnist", "test", data_root)[0]
     mask = make_mask("bottom", (28, 28))
     result = inpaint(model, image, mask)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from inpaint_app import load_model
+from inpaint_app import load_bundle, load_model
 from inpaint_app.data import load_split
 from inpaint_app.training import evaluate_bpd
 
@@ -24,10 +24,13 @@ def test_models_are_shipped() -> None:
 def test_checkpoint_is_small_and_card_complete(path: Path) -> None:
     assert path.stat().st_size < 25 * 2**20
     card = json.loads((path.parent / "card.json").read_text())
-    for key in ("dataset", "image_shape", "test_bpd", "test_measured", "training_minutes",
-                "hardware", "command", "commit"):
+    for key in ("dataset", "image_shape", "hparams", "test_bpd", "test_images", "test_subset",
+                "test_measured", "training_minutes", "hardware", "command", "commit"):
         assert key in card, key
-    assert load_model(path).card["test_bpd"] == card["test_bpd"]
+    bundle = load_bundle(path)
+    assert bundle.card.test_bpd == card["test_bpd"] and bundle.card.to_dict() == card
+    assert (bundle.card.test.images, bundle.card.test.subset) == (10000, "all")
+    assert bundle.model.config["flow"] == card["hparams"]  # the card rebuilds the architecture
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.parent.name)
@@ -53,11 +56,12 @@ def test_round_trip_on_samples(path: Path) -> None:
 def test_evaluate_reproduces_card(path: Path, data_root: Path) -> None:
     """The card's test bits/dim is what `pipelines.evaluate CHECKPOINT` gives on the full test set
     (fixed dequantization seed, so it reproduces to rounding)."""
-    model = load_model(path)
-    images = load_split(model.card["dataset"], "test", data_root)
+    bundle = load_bundle(path)
+    images = load_split(bundle.dataset, "test", data_root)
+    assert len(images) == bundle.card.test.images  # the card's figure covers the whole split
     with torch.inference_mode():
-        bpd = evaluate_bpd(model, images).mean().item()
-    assert abs(bpd - model.card["test_bpd"]) <= 1e-3
+        bpd = evaluate_bpd(bundle.model, images).mean().item()
+    assert abs(bpd - bundle.card.test_bpd) <= 1e-3
 
 
 @pytest.mark.data
@@ -92,29 +96,29 @@ INPAINTERS = sorted(Path(__file__).resolve().parents[1].glob("trained/*/inpainte
 
 
 @pytest.mark.parametrize("path", INPAINTERS, ids=lambda p: p.parent.name)
-def test_shipped_inpainter_attaches_with_validated_settings(path: Path) -> None:
+def test_shipped_inpainter_loads_with_validated_settings(path: Path) -> None:
     assert path.stat().st_size < 25 * 2**20
-    model = load_model(path.parent)
-    inpainter = model.inpainter
-    assert inpainter is not None and tuple(inpainter.image_shape) == tuple(model.image_shape)
-    settings = inpainter.card["inpainting"]
+    bundle = load_bundle(path.parent)
+    inpainter = bundle.inpainter
+    assert inpainter is not None and tuple(inpainter.image_shape) == tuple(bundle.image_shape)
+    settings = bundle.inpainter_card.inpainting
     assert settings["samples"] >= 1
     chosen = settings["temperature_by_mask"]
     assert set(chosen) == {"compact", "scattered", "sparse"}
     for temperature in chosen.values():  # each one measured on validation
         assert 0 <= temperature <= 2
         assert any(e["temperature"] == temperature for e in settings["grid"])
-    assert inpainter.card["dataset"] == model.card["dataset"]
+    assert bundle.inpainter_card.dataset == bundle.dataset
 
 
 @pytest.mark.parametrize("path", INPAINTERS, ids=lambda p: p.parent.name)
 def test_shipped_inpainter_scores_test_holes(path: Path, data_root: Path) -> None:
     from inpaint_app.masks import make_mask
 
-    model = load_model(path.parent)
-    images = load_split(model.card["dataset"], "test", data_root)[:16]
+    bundle = load_bundle(path.parent)
+    images = load_split(bundle.dataset, "test", data_root)[:16]
     masks = torch.stack([make_mask("bottom", (28, 28))] * 16)
     with torch.no_grad():
-        bpd = model.inpainter.bits_per_dim(images, masks,
-                                           generator=torch.Generator().manual_seed(0))
+        bpd = bundle.inpainter.bits_per_dim(images, masks,
+                                            generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(bpd).all() and 0 < bpd.mean() < 8  # better than uniform noise

@@ -15,6 +15,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from inpaint_app import build_model, load_model
+from inpaint_app.card import ModelCard
+from inpaint_app.models import read_card
 from inpaint_app.training import (
     LogProb,
     NonFiniteGuard,
@@ -51,6 +53,12 @@ def test_short_training_run_lowers_validation_bits_per_dim(trained: Path) -> Non
     assert all(math.isfinite(v) for v in val)
     assert val[-1] < val[0], f"validation bits/dim did not fall: {val}"
     assert card["val_bpd"] == min(val)
+    # what the figure covers is recorded in fields, and the hparams rebuild the architecture
+    assert (card["val_images"], card["val_subset"]) == (256, "first")
+    assert card["hparams"] == {"steps": 2, "hidden": 16}
+    from pipelines.families import model_from_card
+
+    assert model_from_card(read_card(trained)).config == load_model(trained).config
     state = torch.load(trained / "train_state.pt", weights_only=True)
     assert [entry["epoch"] for entry in state["history"]] == [1, 2, 3]
     assert state["step"] == 3 * (512 // 32)
@@ -94,9 +102,17 @@ def test_evaluate_update_card_records_the_full_split(trained: Path, data_root: P
     result = json.loads(out.read_text())
     card = json.loads((copy / "card.json").read_text())
     assert card["val_bpd"] == result["bpd"] and "val_measured" in card
-    assert load_model(copy / "model.pt").card["val_bpd"] == result["bpd"]
+    assert (card["val_images"], card["val_subset"]) == (result["images"], "all")
+    assert card["val_bpd_stderr"] == result["bpd_stderr"]
+    assert card["val_command"].startswith("python -m pipelines.evaluate")
+    assert card["val_images"] == 5000 and "all 5,000" in card["val_measured"]
+    measured = read_card(copy / "model.pt").val
+    assert (measured.bpd, measured.images, measured.subset) == (result["bpd"], 5000, "all")
     with pytest.raises(SystemExit, match="full-split"):
         evaluate.main([str(copy), "--limit", "8", "--update-card", "--data-root", str(data_root)])
+    with pytest.raises(SystemExit, match="val or test"):
+        evaluate.main([str(copy), "--split", "train", "--update-card",
+                       "--data-root", str(data_root)])
 
 
 @pytest.mark.data
@@ -126,15 +142,60 @@ def test_keep_last_installs_weights_that_validate_worse(tmp_path: Path, keep: st
     args = train.parse_args([*TINY_GLOW, "--out", str(tmp_path), "--keep", keep])
     args.init_source = None
     density = build_model("glow", image_shape=(1, 28, 28), steps=2, hidden=16)
+    proc = train.Process(0, 1, torch.device("cpu"))
+    state = train.TrainState.start(args, density, 1, proc)
+    state.step, state.best_val, state.elapsed = 1, -math.inf, 1.0
     val = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
-    best = train.validate_and_save(args, density, density.state_dict(), val, 0, 1, [1.0],
-                                   -math.inf, [], 1.0, torch.device("cpu"), 1)
-    assert best == -math.inf  # a worse validation never becomes the best
+    train.validate(args, state, val, 0, [1.0], proc)
+    assert state.best_val == -math.inf  # a worse validation never becomes the best
     assert (tmp_path / "model.pt").is_file() == (keep == "last")
     if keep == "last":
         card = json.loads((tmp_path / "card.json").read_text())
         assert card["kept"] == "the last validated weights"
         assert card["val_bpd"] == card["history"][-1]["val_bpd"]
+
+
+def test_train_state_resumes_from_its_file_and_a_failed_write_only_warns(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """train_state.pt keeps the keys of running jobs' files, and resuming from it restores
+    weights, EMA, optimizer, schedule, random stream and counters; a write that fails (here
+    the folder is a file) warns and leaves the previous file."""
+    args = train.parse_args([*TINY_GLOW, "--out", str(tmp_path), "--ema", "0.9", "--epochs", "2"])
+    proc = train.Process(0, 1, torch.device("cpu"))
+    density = build_model("glow", image_shape=(1, 8, 8), steps=2, hidden=8)
+    state = train.TrainState.start(args, density, 4, proc)
+    batch = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(0))
+    loss = train_step(LogProb(density), density, batch, state.optimizer, generator=state.generator)
+    state.scheduler.step()
+    state.ema.update(density)
+    state.step, state.best_val, state.history, state.elapsed = 1, 5.0, [{"epoch": 1}], 12.5
+    state.step_losses, state.lr_scale = [loss], 0.5
+    path = tmp_path / "train_state.pt"
+    state.save(path)
+    assert set(torch.load(path, weights_only=True)) == {
+        "model", "optimizer", "scheduler", "generator", "step", "best_val", "history",
+        "elapsed", "ema", "losses", "lr_scale"}
+
+    other = build_model("glow", image_shape=(1, 8, 8), steps=2, hidden=8)
+    back = train.TrainState.resume(path, args, other, 4, proc)
+    assert (back.step, back.best_val, back.history, back.elapsed, back.step_losses,
+            back.lr_scale) == (1, 5.0, [{"epoch": 1}], 12.5, [loss], 0.5)
+    saved_tensors = [*density.state_dict().values(), *state.ema.state_dict().values(),
+                     *(t for s in state.optimizer.state_dict()["state"].values()
+                       for t in s.values()), state.generator.get_state()]
+    back_tensors = [*other.state_dict().values(), *back.ema.state_dict().values(),
+                    *(t for s in back.optimizer.state_dict()["state"].values()
+                      for t in s.values()), back.generator.get_state()]
+    assert all(torch.equal(a, b) for a, b in zip(saved_tensors, back_tensors, strict=True))
+    assert back.scheduler.get_last_lr() == state.scheduler.get_last_lr()
+    assert back.scheduler.lr_lambdas[0](1) == pytest.approx(  # the schedule reads lr_scale
+        0.5 * warmup_cosine(1, warmup=args.warmup, total=8))
+
+    state.step = 2
+    state.save(path / "unwritable")
+    assert "warning: could not write" in capsys.readouterr().err
+    assert torch.load(path, weights_only=True)["step"] == 1
 
 
 def test_a_second_warm_restart_keeps_the_whole_training_history() -> None:
@@ -146,9 +207,13 @@ def test_a_second_warm_restart_keeps_the_whole_training_history() -> None:
     third = train.init_from_summary("runs/b/model.pt", {"card": source_card})
     assert third["init_from"]["checkpoint"] == "runs/a/model.pt"
     assert third["init_from"]["val_bpd"] == 1.42
-    card = {"training_minutes": 110.0, "init_from": third}
+    card = ModelCard(training_minutes=110.0, init_from=third)
     assert results.training_minutes(card) == "125.0 + 135.0 + 110.0"
-    assert results.training_minutes({"training_minutes": 9.5}) == "9.5"
+    assert results.training_minutes(ModelCard.from_dict(card.to_dict())) == \
+        "125.0 + 135.0 + 110.0"  # the chain survives card.json
+    assert results.training_minutes(ModelCard(training_minutes=9.5)) == "9.5"
+    assert results.training_minutes(ModelCard(training_minutes=0.0)) == "0.0"  # not unknown
+    assert results.training_minutes(ModelCard()) == "?"
 
 
 @pytest.mark.data

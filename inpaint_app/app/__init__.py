@@ -1,6 +1,6 @@
 """The Gradio web app: ``create_app`` builds it, ``serve`` runs it on 127.0.0.1.
 
-    python -m inpaint_app serve [--port 7860] [--host 127.0.0.1] [--checkpoint C]
+    python -m inpaint_app serve [--port 7860] [--host 127.0.0.1] [--checkpoint C] [--no-compile]
 
 Layout lives in ``layout``, the actions in ``handlers`` (testable without a browser), the model
 cache in ``registry``. Exposure is conservative: loopback unless told otherwise, no share link,
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from ..compiled import compile_enabled
 from ..images import MAX_FILE_BYTES
 from .handlers import Handlers
 from .layout import CSS, build_app
@@ -25,11 +26,17 @@ __all__ = ["create_app", "serve", "launch_kwargs", "ModelCache", "Handlers"]
 
 
 def create_app(checkpoint: str | Path | None = None, *, root: str | Path = TRAINED_DIR,
-               concurrency: int = CONCURRENCY) -> gr.Blocks:
+               concurrency: int = CONCURRENCY, compile: bool = False) -> gr.Blocks:
     """The app over every checkpoint in ``root`` (plus ``checkpoint``, then the default), with
-    its queue configured; the models load lazily, once each."""
+    its queue configured; the models load lazily, once each. With ``compile`` (off where
+    ``FLOWPAINT_COMPILE=0``) the default model loads at once in the background and each loaded
+    model's scoring pass compiles there too (``inpaint_app.compiled``); requests run eagerly
+    until it is ready, never waiting for a compile."""
     paths, default = checkpoints_for(checkpoint, root)
-    demo = build_app(Handlers(ModelCache(paths, default)))
+    cache = ModelCache(paths, default, compile=compile_enabled(compile))
+    if cache.compile:
+        cache.preload()
+    demo = build_app(Handlers(cache))
     return demo.queue(default_concurrency_limit=concurrency, max_size=QUEUE_SIZE)
 
 
@@ -41,6 +48,8 @@ def launch_kwargs(host: str = "127.0.0.1", port: int = 7860) -> dict:
 
 
 def serve(host: str = "127.0.0.1", port: int = 7860, checkpoint: str | Path | None = None,
-          concurrency: int = CONCURRENCY) -> None:
-    """Build and run the app until interrupted."""
-    create_app(checkpoint, concurrency=concurrency).launch(**launch_kwargs(host, port))
+          concurrency: int = CONCURRENCY, compile: bool = True) -> None:
+    """Build and run the app until interrupted; it compiles in the background unless
+    ``compile`` is False or ``FLOWPAINT_COMPILE=0``."""
+    create_app(checkpoint, concurrency=concurrency, compile=compile).launch(
+        **launch_kwargs(host, port))

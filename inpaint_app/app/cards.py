@@ -1,23 +1,24 @@
-"""A checkpoint's card (the dict saved beside its weights) as Markdown for the Models tab."""
+"""A checkpoint's card (``inpaint_app.card.ModelCard``) as Markdown for the Models tab."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from ..card import ModelCard
 
 
 def _num(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if isinstance(value, int | float) else "n/a"
 
 
-def _quality(card: dict[str, Any]) -> list[str]:
+def _quality(card: ModelCard) -> list[str]:
     lines = []
     for split in ("test", "val"):
-        if f"{split}_bpd" in card:
-            err = card.get(f"{split}_bpd_stderr")
-            spread = f" ± {_num(err, 2)}" if err is not None else ""
-            lines.append(f"- **{split} bits/dim**: {_num(card[f'{split}_bpd'])}{spread}")
-            if card.get(f"{split}_measured"):
-                lines.append(f"  <small>{card[f'{split}_measured']}</small>")
+        measured = getattr(card, split)
+        if measured is not None:
+            spread = f" ± {_num(measured.stderr, 2)}" if measured.stderr is not None else ""
+            lines.append(f"- **{split} bits/dim**: {_num(measured.bpd)}{spread}")
+            lines.append(f"  <small>{measured.describe(split)}</small>")
     return lines
 
 
@@ -35,19 +36,20 @@ def _thresholds(anomaly: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def card_markdown(name: str, card: dict[str, Any], image_shape: tuple[int, ...]) -> str:
+def card_markdown(name: str, card: ModelCard, image_shape: tuple[int, ...]) -> str:
     """Dataset, shape, bits/dim, thresholds, training time and hardware, how it was made."""
     shape = "x".join(str(s) for s in image_shape)
     lines = [f"### {name}",
-             f"- **dataset**: {card.get('dataset', 'unknown')} · **model**: "
-             f"{card.get('model', 'unknown')} · **input**: {shape} (C x H x W)"
-             + (f" · **parameters**: {card['parameters']:,}" if "parameters" in card else ""),
-             *_quality(card), *_thresholds(card.get("anomaly")),
-             f"- **training**: {_num(card.get('training_minutes'), 4)} minutes on "
-             f"{card.get('hardware', 'unknown hardware')}"]
-    if card.get("command"):
-        lines.append(f"- **command**: `{card['command']}`"
-                     + (f" (commit {card['commit']})" if card.get("commit") else ""))
-    if card.get("notes"):
-        lines.append(f"- **notes**: {card['notes']}")
+             f"- **dataset**: {card.dataset or 'unknown'} · **model**: "
+             f"{card.model or 'unknown'} · **input**: {shape} (C x H x W)"
+             + (f" · **parameters**: {card.parameters:,}" if card.parameters else ""),
+             *_quality(card), *_thresholds(card.anomaly),
+             f"- **training**: {_num(card.training_minutes, 4)} minutes on "
+             f"{card.hardware or 'unknown hardware'}"]
+    if card.command:
+        lines.append(f"- **command**: `{card.command}`"
+                     + (f" (commit {card.commit})" if card.commit else ""))
+    note = card.notes.get("training_note")
+    if note:
+        lines.append(f"- **notes**: {note}")
     return "\n".join(lines)

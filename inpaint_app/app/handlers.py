@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from ..anomaly import explain, score_images
+from ..bundle import ModelBundle
 from ..images import (
     ImageError,
     open_image,
@@ -143,10 +144,10 @@ class Handlers:
         steps = _int(steps, "steps", 0, MAX_STEPS)
         n_samples = _int(n_samples, "samples", 0, MAX_SAMPLES) or None  # 0: method's own
         seed = _int(seed, "seed", 0, 2**31 - 1)
-        model = self.cache.get(model_name)
-        shape = model.image_shape
+        bundle = self.cache.get(model_name)
+        shape = bundle.image_shape
         picture = open_image(editor["background"])
-        x, framing, fit = fit_input(picture, shape, model.card.get("dataset"), bool(normalize))
+        x, framing, fit = fit_input(picture, shape, bundle.dataset, bool(normalize))
         # Strokes are painted on the picture: with a framing they move into model pixels with it.
         painted = painted_mask(editor.get("layers"), (picture.height, picture.width)
                                if framing else shape[1:])
@@ -156,19 +157,19 @@ class Handlers:
             raise gr.Error("the mask is empty: paint over the pixels to fill, or choose a preset"
                            + (" (the strokes miss the model's view of the image)"
                               if framing is not None and mask_source == PAINTED else ""))
-        runs = self._method(method, model).runs
+        runs = self._method(method, bundle).runs
 
         def report(done: int, total: int) -> None:
             progress((done, total), desc=f"{method}: {runs}", unit="steps")
 
         try:
-            result = inpaint(model, x, mask, method=method, steps=steps or None, seed=seed,
+            result = inpaint(bundle, x, mask, method=method, steps=steps or None, seed=seed,
                              n_samples=n_samples, progress=report)
         except ValueError as err:
             raise gr.Error(str(err)) from None
         name = model_name or self.cache.default
         numbers = plotted(result)
-        text = summary(result, numbers, int(mask.sum()), fit, name, model.card.get("dataset"),
+        text = summary(result, numbers, int(mask.sum()), fit, name, bundle.dataset,
                        ignored_strokes=mask_source != PAINTED and bool(strokes.any()))
         samples = [_own(to_pil(s)) for s in result.samples] if len(result.samples) > 1 else []
         uncertainty = (None if result.uncertainty is None
@@ -202,13 +203,13 @@ class Handlers:
             raise gr.Error(f"{name}: {err}") from None
         shown = to_8bit(picture, 3)
         shown.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.LANCZOS)
-        model = self.cache.get(model_name)
+        bundle = self.cache.get(model_name)
         size = f"{picture.width}x{picture.height}"
         note = (f"**Upload**: {name}, {size} {picture.mode}"
                 + (f", shown at {shown.width}x{shown.height}" if shown.size != picture.size
                    else "")
                 + f". The model **{model_name or self.cache.default}** learned "
-                f"{wording.dataset_name(model.card.get('dataset'))} images: fills of pictures "
+                f"{wording.dataset_name(bundle.dataset)} images: fills of pictures "
                 "unlike those are poor.")
         return None, {"background": shown, "layers": [], "composite": shown}, note
 
@@ -227,9 +228,9 @@ class Handlers:
         names = [self.cache.default, *self.cache.names]
         return next((n for n in names if n == dataset or n.startswith(f"{dataset}-")), None)
 
-    def _method(self, method: str, model: Any) -> wording.Method:
-        """How ``method`` runs on ``model``: the default falls back without a conditional flow."""
-        if method == "default" and model.inpainter is None:
+    def _method(self, method: str, bundle: ModelBundle) -> wording.Method:
+        """How ``method`` runs on ``bundle``: the default falls back without a conditional flow."""
+        if method == "default" and bundle.inpainter is None:
             return wording.FALLBACK
         return wording.METHODS[method]
 
@@ -240,11 +241,11 @@ class Handlers:
         poorly)."""
         if method not in METHODS:
             raise gr.Error(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-        model = self.cache.get(model_name)
-        text = self._method(method, model)
+        bundle = self.cache.get(model_name)
+        text = self._method(method, bundle)
         steps, samples = DEFAULT_STEPS[method], 1
-        if method == "default" and model.inpainter is not None:
-            settings = conditional_settings(model.inpainter)
+        if method == "default" and bundle.inpainter is not None:
+            settings = conditional_settings(bundle.inpainter_card)
             steps, samples = int(settings["ascent_steps"]), int(settings["samples"])
         return (gr.update(info=f"{text.steps}; 0 = the method's default ({steps})"),
                 gr.update(visible=text.samples, info=f"0 = the method's default ({samples})"),
@@ -263,7 +264,7 @@ class Handlers:
             raise gr.Error("no images: upload one or more image files")
         if len(paths) > MAX_FILES:
             raise gr.Error(f"{len(paths)} files: at most {MAX_FILES} per request")
-        model = self.cache.get(model_name)
+        bundle = self.cache.get(model_name)
         readable, rows = [], []
         for i, path in enumerate(paths, start=1):
             name = Path(str(path)).name
@@ -272,13 +273,13 @@ class Handlers:
             except ImageError as err:
                 rows.append([i, "", name, "unreadable", None, None, None, str(err)])
                 continue
-            x, _, fit = fit_input(picture, model.image_shape, model.card.get("dataset"),
+            x, _, fit = fit_input(picture, bundle.image_shape, bundle.dataset,
                                   bool(normalize))
             readable.append((len(rows), x))
             rows.append([i, thumbnail_html(to_pil(x)), name, "", None, None, None, fit])
-        calibration = model.card.get("anomaly")
-        dataset = model.card.get("dataset")
-        results = score_images(model, torch.stack([x for _, x in readable])) if readable else []
+        calibration = bundle.calibration
+        dataset = bundle.dataset
+        results = score_images(bundle, torch.stack([x for _, x in readable])) if readable else []
         marks = []
         for (row, _), result in zip(readable, results, strict=True):
             rows[row][3:7] = [wording.plain_verdict(result["flag"], result["p_value"],
@@ -319,14 +320,15 @@ class Handlers:
             raise gr.Error(f"temperature must be a number, got {temperature!r}") from None
         if not 0.0 <= temperature <= 2.0:
             raise gr.Error(f"temperature must be between 0 and 2, got {temperature}")
-        model = self.cache.get(model_name)
+        bundle = self.cache.get(model_name)
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            images = model.sample(1 if temperature == 0 else n, temperature, generator=generator)
+            images = bundle.model.sample(1 if temperature == 0 else n, temperature,
+                                        generator=generator)
         return [_own(to_pil(torch.nan_to_num(x, nan=0.0).clamp(0, 1))) for x in images]
 
     @user_errors
     def card(self, model_name: str) -> str:
         """The model card as Markdown: data, quality, thresholds, training cost."""
-        model = self.cache.get(model_name)
-        return card_markdown(model_name or self.cache.default, model.card, model.image_shape)
+        bundle = self.cache.get(model_name)
+        return card_markdown(model_name or self.cache.default, bundle.card, bundle.image_shape)

@@ -1,7 +1,10 @@
 """The checkpoints the app offers and a process-wide cache that loads each one once.
 
 Every tab and every API call asks the same ``ModelCache``, so a model is read from disk once per
-process and shared by all users (models are used in eval mode and never modified).
+process and shared by all users (models are used in eval mode and never modified). With
+``compile=True`` a model's first load also starts compiling its scoring pass, and its
+background model's, in a daemon thread (``inpaint_app.compiled``): requests score eagerly
+until that is done, never waiting for it.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..density import DensityModel
-from ..models import CheckpointError, ConfigError, load_model
+from ..bundle import ModelBundle, load_bundle
+from ..compiled import warm_in_background
+from ..models import CheckpointError, ConfigError
 
 TRAINED_DIR = Path(__file__).resolve().parents[2] / "trained"
 DEFAULT_MODEL = "mnist-glow"
@@ -44,35 +48,53 @@ def checkpoints_for(checkpoint: str | Path | None, root: str | Path = TRAINED_DI
 
 
 class ModelCache:
-    """Loads a named checkpoint on first use and hands the same model to every later caller."""
+    """Loads a named checkpoint on first use and hands the same bundle to every later caller."""
 
-    def __init__(self, paths: dict[str, Path], default: str) -> None:
+    def __init__(self, paths: dict[str, Path], default: str, *, compile: bool = False) -> None:
         if default not in paths:
             raise ValueError(f"default model {default!r} is not among {sorted(paths)}")
-        self.paths, self.default = dict(paths), default
-        self._models: dict[str, DensityModel] = {}
+        self.paths, self.default, self.compile = dict(paths), default, compile
+        self._models: dict[str, ModelBundle] = {}
         self._lock = threading.Lock()
         self.loads = 0  # how many times a file was read (tests check it stays one per model)
+        self.warming: dict[str, threading.Thread] = {}  # compile warm-ups started, by model
 
     @property
     def names(self) -> list[str]:
         return list(self.paths)
 
-    def get(self, name: str | None) -> DensityModel:
-        """The model called ``name`` (the default when empty); ``gr.Error`` for unknown names."""
+    def get(self, name: str | None) -> ModelBundle:
+        """The model called ``name`` (the default when empty) with what ships beside it;
+        ``gr.Error`` for unknown names and unloadable files."""
         name = name or self.default
         if name not in self.paths:
             raise gr.Error(f"unknown model {name!r}: choose one of {', '.join(self.paths)}")
         with self._lock:
             if name not in self._models:
                 try:
-                    model = load_model(self.paths[name])
+                    self._models[name] = load_bundle(self.paths[name])
                 except (CheckpointError, ConfigError, RuntimeError) as err:
                     raise gr.Error(f"cannot load model {name!r}: {err}") from err
-                if not isinstance(model, DensityModel):
-                    raise gr.Error(f"cannot serve {name!r}: it is a conditional inpainting "
-                                   "model, not an image model; install it beside one as "
-                                   "inpainter.pt (python -m pipelines.tune_inpainter --install)")
-                self._models[name] = model
                 self.loads += 1
+                self._warm(name, self._models[name])
             return self._models[name]
+
+    def _warm(self, name: str, bundle: ModelBundle) -> None:
+        if self.compile:
+            thread = warm_in_background({name: bundle.model,
+                                         f"{name} background": bundle.background})
+            if thread is not None:
+                self.warming[name] = thread
+
+    def preload(self, name: str | None = None) -> threading.Thread:
+        """Load ``name`` (the default) in a daemon thread, so that the first request finds it
+        loaded and, with ``compile``, compiling; a load error is left for that request."""
+        def load() -> None:
+            try:
+                self.get(name)
+            except gr.Error:
+                pass  # the request that asks for it reports it
+
+        thread = threading.Thread(target=load, daemon=True, name="flowpaint-preload")
+        thread.start()
+        return thread

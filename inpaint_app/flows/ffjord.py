@@ -14,13 +14,14 @@ References: Grathwohl et al., FFJORD (arXiv:1810.01367); Chen et al., Neural ODE
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from ..density import bits_per_dim_from_log_prob
+from ..density import DensityModel, bits_per_dim_from_log_prob
 from .base import Flow, Sequential, Split, Squeeze
 from .realnvp import inner_out_shape, max_levels
 
@@ -94,28 +95,26 @@ def divergence(dx: torch.Tensor, x: torch.Tensor, probes: torch.Tensor | None,
 
 
 class ODEFunc(nn.Module):
-    """The augmented dynamics (dx, d logdet, [d kinetic, d jacobian]); counts evaluations."""
+    """The augmented dynamics (dx, d logdet[, d kinetic, d jacobian]) of the ODE net. Per-solve
+    settings are arguments, never attributes, so concurrent solves of one module cannot see each
+    other's probes; a module of its own only so that checkpoints keep their ``func.net`` keys."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
-        self.nfe = 0
-        self.probes: torch.Tensor | None = None
-        self.with_logdet, self.regularize = True, False
 
-    def forward(self, t: torch.Tensor, state: tuple[torch.Tensor, ...]
-                ) -> tuple[torch.Tensor, ...]:
-        self.nfe += 1
+    def forward(self, t: torch.Tensor, state: tuple[torch.Tensor, ...],
+                probes: torch.Tensor | None, regularize: bool) -> tuple[torch.Tensor, ...]:
         x = state[0]
-        if not self.with_logdet:
-            return (self.net(t, x),)
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
-            x = x if x.requires_grad else x.detach().requires_grad_(True)
+            # a solve without grad (evaluation, the adjoint's forward) gets a fresh leaf: an input
+            # that requires grad would be a view made under no_grad, outside any graph
+            x = x if create_graph and x.requires_grad else x.detach().requires_grad_(True)
             dx = self.net(t, x)
-            trace, frob = divergence(dx, x, self.probes, create_graph)
+            trace, frob = divergence(dx, x, probes, create_graph)
         out = (dx, trace)
-        if self.regularize:
+        if regularize:
             out += (dx.pow(2).reshape(x.shape[0], -1).sum(dim=1), frob)
         return out if create_graph else tuple(o.detach() for o in out)
 
@@ -127,13 +126,13 @@ class CNF(Flow):
     ``rk4``/``midpoint``/``euler`` with ``step_size``); tolerances below 10 eps of the dtype are
     raised to it. ``adjoint`` backpropagates by the adjoint ODE. ``kinetic``/``jacobian`` > 0 add
     the RNODE penalties (lambda * int |f|^2 dt, lambda * int |df/dx|_F^2 dt) to the training loss:
-    a training-mode forward leaves them per example in ``penalty`` (with its graph; their batch
-    mean in ``regularization``), which the loss adds (``rnode_penalty``); the logdet it returns is
-    always the true one. ``nfe_forward``/``nfe_inverse`` hold the function evaluations of the
-    last solve; ``func.nfe`` keeps counting through the backward pass.
+    ``forward_with_penalty`` returns them per example, ``forward`` keeps the Flow contract (the
+    true logdet, no penalty). ``nfe_forward``/``nfe_inverse`` hold the function evaluations of the
+    last solve (a diagnostic; nothing else is written to the module by a solve).
 
     >>> cnf = CNF(ODENet(2, hidden=16), solver="rk4", step_size=0.25)
     >>> z, logdet = cnf(torch.randn(5, 2))
+    >>> z, logdet, penalty = cnf.forward_with_penalty(torch.randn(5, 2))
     """
 
     def __init__(self, net: nn.Module, *, time: float = 1.0, solver: str = "dopri5",
@@ -152,10 +151,7 @@ class CNF(Flow):
         self.exact_max_dim, self.probe = exact_max_dim, probe
         self.eval_probes, self.eval_seed = eval_probes, eval_seed
         self.kinetic, self.jacobian = kinetic, jacobian
-        self.probe_generator: torch.Generator | None = None
         self.nfe_forward = self.nfe_inverse = 0
-        self.regularization = torch.zeros(())
-        self.penalty: torch.Tensor | None = None
 
     def uses_exact_trace(self, x: torch.Tensor) -> bool:
         return self.trace == "exact" or (self.trace == "auto" and x[0].numel() <=
@@ -171,18 +167,30 @@ class CNF(Flow):
             e = 2 * e - 1
         return e.to(like.device)
 
-    def _probes(self, x: torch.Tensor) -> torch.Tensor | None:
+    def _probes(self, x: torch.Tensor, generator: torch.Generator | None
+                ) -> torch.Tensor | None:
+        """This call's Hutchinson probes ``[K, B or 1, ...]``, or None for the exact trace: one
+        per example from ``generator`` when given; else one fresh per example in training, and
+        in evaluation the ``eval_probes`` drawn from ``eval_seed`` that every image shares."""
         if self.uses_exact_trace(x):
             return None
-        if self.probe_generator is not None:
-            return self._draw((1, *x.shape), x, self.probe_generator)
-        if self.training:
-            return self._draw((1, *x.shape), x, None)
+        if generator is not None or self.training:
+            return self._draw((1, *x.shape), x, generator)
         g = torch.Generator().manual_seed(self.eval_seed)
         return self._draw((self.eval_probes, 1, *x.shape[1:]), x, g)
 
-    def _solve(self, state: tuple[torch.Tensor, ...], t0: float, t1: float, need_grad: bool
-               ) -> tuple[torch.Tensor, ...]:
+    def _solve(self, rhs: Callable[[torch.Tensor, tuple[torch.Tensor, ...]],
+                                   tuple[torch.Tensor, ...]],
+               state: tuple[torch.Tensor, ...], t0: float, t1: float, need_grad: bool
+               ) -> tuple[tuple[torch.Tensor, ...], int]:
+        """The state at t1 of dstate/dt = rhs(t, state) from t0, and the evaluations it took."""
+        nfe = 0
+
+        def counted(t: torch.Tensor, s: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+            nonlocal nfe
+            nfe += 1
+            return rhs(t, s)
+
         x = state[0]
         floor = 10 * torch.finfo(x.dtype).eps
         kwargs: dict[str, Any] = {"rtol": max(self.rtol, floor), "atol": max(self.atol, floor),
@@ -191,40 +199,48 @@ class CNF(Flow):
                              else {"norm": _detached_norm})
         t = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
         if self.adjoint and need_grad:
-            sol = odeint_adjoint(self.func, state, t, adjoint_params=tuple(self.parameters()),
+            sol = odeint_adjoint(counted, state, t, adjoint_params=tuple(self.parameters()),
                                  **kwargs)
         else:
-            sol = odeint(self.func, state, t, **kwargs)
-        return tuple(s[-1] for s in sol)
+            sol = odeint(counted, state, t, **kwargs)
+        return tuple(s[-1] for s in sol), nfe
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _integrate(self, x: torch.Tensor, generator: torch.Generator | None, penalize: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(z, logdet, RNODE penalty or None); the penalty is integrated only when ``penalize``
+        and gradients are on (it exists for the training loss alone)."""
         need_grad = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
         with torch.inference_mode(False), torch.set_grad_enabled(need_grad):
             x = x.clone() if x.is_inference() else x
-            self.func.with_logdet, self.func.probes = True, self._probes(x)
-            self.func.regularize = bool(self.training and need_grad
-                                        and (self.kinetic > 0 or self.jacobian > 0))
+            probes = self._probes(x, generator)
+            regularize = penalize and need_grad
             zeros = x.new_zeros(x.shape[0])
-            state = (x, zeros, zeros, zeros) if self.func.regularize else (x, zeros)
-            self.func.nfe = 0
-            out = self._solve(state, 0.0, self.time, need_grad)
-            self.nfe_forward = self.func.nfe
-            self.func.probes = None
-            z, logdet = out[0], out[1]
-            self.penalty = (self.kinetic * out[2] + self.jacobian * out[3]
-                            if self.func.regularize else None)
-            if self.penalty is not None:
-                self.regularization = self.penalty.detach().mean()
+            state = (x, zeros, zeros, zeros) if regularize else (x, zeros)
+            out, self.nfe_forward = self._solve(
+                lambda t, s: self.func(t, s, probes, regularize), state, 0.0, self.time,
+                need_grad)
+            penalty = self.kinetic * out[2] + self.jacobian * out[3] if regularize else None
+        return out[0], out[1], penalty
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z, logdet, _ = self._integrate(x, None, penalize=False)
         return z, logdet
+
+    def forward_with_penalty(self, x: torch.Tensor, *, generator: torch.Generator | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``forward``'s (z, logdet) and the per-example RNODE penalty that the training loss
+        adds to -log p: None unless the block regularizes (``kinetic`` or ``jacobian`` > 0) and
+        is training with gradients. ``generator``, when given, draws this call's Hutchinson
+        probes, one per example (independent draws for ``log_prob_probe_samples``)."""
+        return self._integrate(x, generator,
+                               penalize=self.training and (self.kinetic > 0 or self.jacobian > 0))
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         need_grad = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
         with torch.inference_mode(False), torch.set_grad_enabled(need_grad):
             z = z.clone() if z.is_inference() else z
-            self.func.with_logdet, self.func.nfe = False, 0
-            (x,) = self._solve((z,), self.time, 0.0, need_grad)
-            self.nfe_inverse = self.func.nfe
-            self.func.with_logdet = True
+            (x,), self.nfe_inverse = self._solve(lambda t, s: (self.func.net(t, s[0]),), (z,),
+                                                 self.time, 0.0, need_grad)
         return x
 
 
@@ -232,34 +248,61 @@ def cnf_blocks(module: nn.Module) -> list[CNF]:
     return [m for m in module.modules() if isinstance(m, CNF)]
 
 
-def rnode_penalty(module: nn.Module) -> torch.Tensor | float:
-    """The per-example RNODE penalty of the last training forward, summed over CNF blocks (0
-    when none regularizes): what the training loss adds to -log p."""
-    return sum((b.penalty for b in cnf_blocks(module) if b.penalty is not None), 0.0)
-
-
 def total_nfe(module: nn.Module) -> int:
     """Function evaluations of the last forward solve, summed over every CNF block."""
     return sum(block.nfe_forward for block in cnf_blocks(module))
 
 
-def log_prob_probe_samples(density: nn.Module, y: torch.Tensor, *, probes: int = 8,
+def _forward_with_penalties(flow: Flow, x: torch.Tensor, generator: torch.Generator | None
+                            ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """``flow(x)`` with ``generator`` handed to every CNF block, and their RNODE penalties in
+    the order they ran. The Flow contract has no room for either, so this walks the containers
+    that ``build_ffjord`` nests CNF blocks in (Sequential, Split) as their ``forward`` does."""
+    if isinstance(flow, CNF):
+        z, logdet, penalty = flow.forward_with_penalty(x, generator=generator)
+        return z, logdet, [] if penalty is None else [penalty]
+    if not cnf_blocks(flow):
+        return (*flow(x), [])
+    if type(flow) is Sequential:
+        logdet, penalties = x.new_zeros(x.shape[0]), []
+        for step in flow.flows:
+            x, step_logdet, step_penalties = _forward_with_penalties(step, x, generator)
+            logdet, penalties = logdet + step_logdet, penalties + step_penalties
+        return x, logdet, penalties
+    if type(flow) is Split:
+        x_out, x_keep = x.chunk(2, dim=1)
+        z_keep, logdet, penalties = _forward_with_penalties(flow.flow, x_keep, generator)
+        return torch.cat([x_out, z_keep.reshape(x_keep.shape)], dim=1), logdet, penalties
+    raise TypeError(f"{type(flow).__name__} holds CNF blocks but cannot pass them a generator "
+                    "or return their penalties")
+
+
+def log_prob_with_penalty(density: DensityModel, y: torch.Tensor, *,
+                          generator: torch.Generator | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``density.log_prob(y)`` and the per-example RNODE penalty summed over its CNF blocks
+    (zeros where none regularizes): the training loss is -(log p - penalty). ``generator``
+    draws the Hutchinson probes of this call (see ``CNF.forward_with_penalty``). Nothing is
+    left on the model, so concurrent calls on one model do not interact."""
+    if not cnf_blocks(density.flow):
+        log_prob = density.log_prob(y)
+        return log_prob, torch.zeros_like(log_prob)
+    u, logdet_pre = density.preprocess(y)
+    z, logdet, penalties = _forward_with_penalties(density.flow, u, generator)
+    log_prob = density.prior.log_prob(z) + (logdet + logdet_pre)  # as DensityModel.to_latent
+    return log_prob, sum(penalties, torch.zeros_like(log_prob))
+
+
+def log_prob_probe_samples(density: DensityModel, y: torch.Tensor, *, probes: int = 8,
                            seed: int = 0) -> torch.Tensor:
     """``[probes, B]`` unbiased log p(y) estimates, each from independent Hutchinson probes
     (identical rows where every block uses the exact trace). Their mean and its standard error
     (std / sqrt(probes)) give a bits/dim with a stated error."""
-    blocks = cnf_blocks(density)
     rows = []
-    try:
+    with torch.no_grad():
         for k in range(probes):
             g = torch.Generator(device=y.device).manual_seed(seed * 100003 + k)
-            for block in blocks:
-                block.probe_generator = g
-            with torch.no_grad():
-                rows.append(density.log_prob(y))
-    finally:
-        for block in blocks:
-            block.probe_generator = None
+            rows.append(log_prob_with_penalty(density, y, generator=g)[0])
     return torch.stack(rows)
 
 

@@ -56,6 +56,11 @@ class InvConv1x1LU(Flow):
     updates bump the tensor's version counter; ``.to()`` gives new storage), so scoring and
     inpainting skip the per-call assembly and matrix inverse. Writes through ``.data`` bypass
     the version counter: change weights under ``torch.no_grad()`` or by ``load_state_dict``.
+
+    Under ``torch.compile`` the cache is read without that check (comparing data pointers breaks
+    the graph, and the versions change the guards, so dynamo recompiled until its limit): call
+    ``precompute()`` eagerly before compiling, and again after changing the weights
+    (``inpaint_app.compiled`` does both). Without a cache the compiled code assembles W inline.
     """
 
     def __init__(self, channels: int) -> None:
@@ -86,6 +91,8 @@ class InvConv1x1LU(Flow):
         """(W, W^-1, sum log_s), cached, when no gradient can reach the weights; else None."""
         if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
             return None
+        if torch.compiler.is_compiling():  # plain tensors, no key check (see the class)
+            return None if self._cache is None else self._cache[1:]
         key = self._state_key()
         if self._cache is None or self._cache[0] != key:
             # Plain tensors (not inference tensors), so a later autograd pass through the
@@ -94,6 +101,12 @@ class InvConv1x1LU(Flow):
                 w = self.weight()
                 self._cache = (key, w, torch.linalg.inv(w), self.log_s.sum())
         return self._cache[1:]
+
+    def precompute(self) -> None:
+        """Fill the cache now (or refresh it for changed weights), eagerly, as the first call
+        under ``no_grad`` would: before ``torch.compile`` traces this layer."""
+        with torch.no_grad():
+            self._frozen()
 
     @staticmethod
     def _mix(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,143 @@
+"""One servable model: the image density, its card and what ships beside it in its folder.
+
+    bundle = load_bundle("trained/mnist-glow")
+    bundle.model.bits_per_dim(images)       # the exact likelihood
+    score_images(bundle, images)            # the anomaly verdict (calibration, background, bank)
+    inpaint(bundle, image, mask)            # the default fill (conditional flow, bank)
+
+A folder holds ``model.pt`` (its card inside, ``card.json`` beside it) and, optionally, the
+exemplar bank (``exemplars.npz``), the background density of the anomaly likelihood ratio
+(``background.pt``) and the conditional inpainting flow (``inpainter.pt``). The app, the
+scripts and the Python API all get them from ``load_bundle``; the models themselves carry no
+attached state. Library functions that take a bundle also take a bare ``DensityModel``, which
+is a bundle with an empty card and nothing beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .card import ModelCard
+from .conditional import ConditionalInpainter
+from .density import DensityModel
+from .exemplars import BANK_FILE, ExemplarBank, load_bank
+from .models import (
+    BACKGROUND_FILE,
+    CONDITIONAL_FAMILIES,
+    INPAINTER_FILE,
+    CheckpointError,
+    ConfigError,
+    checkpoint_file,
+    load_checkpoint,
+    load_model,
+)
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """An image model with its card, exemplar bank, background model and conditional
+    inpainting flow (with that flow's own card). Read-only: requests share it."""
+
+    model: DensityModel
+    card: ModelCard = field(default_factory=ModelCard)
+    exemplars: ExemplarBank | None = None
+    background: DensityModel | None = None
+    inpainter: ConditionalInpainter | None = None
+    inpainter_card: ModelCard = field(default_factory=ModelCard)
+    path: Path | None = None
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The anomaly thresholds (``inpaint_app.anomaly.calibrate``), or None."""
+        return self.card.anomaly
+
+    @property
+    def dataset(self) -> str | None:
+        return self.card.dataset
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.model.image_shape
+
+
+def as_bundle(source: ModelBundle | DensityModel) -> ModelBundle:
+    """``source`` itself, or a bare model as a bundle with nothing beside it."""
+    if isinstance(source, ModelBundle):
+        return source
+    if not isinstance(source, DensityModel):
+        raise TypeError(f"expected a ModelBundle or DensityModel, got {type(source).__name__}")
+    return ModelBundle(source)
+
+
+def load_bundle(path: str | Path, map_location: str | torch.device = "cpu") -> ModelBundle:
+    """The image model in ``path`` (a ``model.pt`` or its folder) with its card and whatever
+    ships beside it; a missing, unsafe or mismatched file is a ``CheckpointError`` naming it."""
+    file = checkpoint_file(path)
+    ckpt = load_checkpoint(file, map_location)
+    if ckpt["config"].get("family") in CONDITIONAL_FAMILIES:
+        raise CheckpointError(f"{file} is a conditional inpainting model, not an image model; "
+                              "install it beside one as inpainter.pt "
+                              "(python -m pipelines.tune_inpainter --install)")
+    model = _weights(file, map_location)
+    folder = file.parent
+    inpainter, inpainter_card, beside = None, ModelCard(), folder / INPAINTER_FILE
+    if beside.is_file() and beside.resolve() != file.resolve():
+        inpainter, inpainter_card = _inpainter(beside, model, map_location)
+    return ModelBundle(model=model, card=_card(file, ckpt), path=file,
+                       exemplars=_bank(folder / BANK_FILE, model),
+                       background=_background(folder / BACKGROUND_FILE, file, model,
+                                              map_location),
+                       inpainter=inpainter, inpainter_card=inpainter_card)
+
+
+def _weights(file: Path, map_location: str | torch.device) -> Any:
+    try:
+        return load_model(file, map_location)
+    except (ConfigError, RuntimeError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{file}: {str(err).splitlines()[0]}") from err
+
+
+def _card(file: Path, ckpt: dict[str, Any]) -> ModelCard:
+    try:
+        return ModelCard.from_dict(ckpt.get("card"))
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{file} has an unreadable card: {err}") from err
+
+
+def _bank(path: Path, model: DensityModel) -> ExemplarBank | None:
+    if not path.is_file():
+        return None
+    try:
+        bank = load_bank(path)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from err
+    if tuple(bank.images.shape[1:]) != tuple(model.image_shape):
+        raise CheckpointError(f"{path} holds images of shape {tuple(bank.images.shape[1:])}, "
+                              f"the model {tuple(model.image_shape)}")
+    return bank
+
+
+def _background(path: Path, file: Path, model: DensityModel, map_location: str | torch.device
+                ) -> DensityModel | None:
+    if not path.is_file() or path.resolve() == file.resolve():
+        return None
+    background = _weights(path, map_location)
+    if background.image_shape != model.image_shape:
+        raise CheckpointError(f"{path} models images of shape {background.image_shape}, "
+                              f"the model {model.image_shape}")
+    return background
+
+
+def _inpainter(path: Path, model: DensityModel, map_location: str | torch.device
+               ) -> tuple[ConditionalInpainter, ModelCard]:
+    """The conditional inpainting flow in ``path``, checked against the image model it serves."""
+    ckpt = load_checkpoint(path, map_location)
+    family, shape = ckpt["config"].get("family"), ckpt["config"].get("image_shape")
+    if family not in CONDITIONAL_FAMILIES or tuple(shape or ()) != tuple(model.image_shape):
+        raise CheckpointError(f"{path} is not a conditional inpainting model of images of shape "
+                              f"{model.image_shape} (family {family!r}, shape {shape})")
+    return _weights(path, map_location), _card(path, ckpt)
