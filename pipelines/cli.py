@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exemplars": ("pipelines.exemplars", "build a model's exemplar bank"),
     "families": ("pipelines.families", "compare the flow families"),
     "peer-benchmark": ("pipelines.benchmark", "speed and bits/dim against normflows"),
+    "time-to-quality": ("pipelines.time_to_quality",
+                        "time to normflows' bits/dim: both Glows, the same budget"),
     "pack-data": ("pipelines.pack_data", "pack the datasets for a GPU machine"),
     "gpu-run": ("pipelines.gpu_run", "run training recipes on a GPU machine"),
     "gpu-home": ("pipelines.gpu_home", "bring a GPU run's checkpoints home"),

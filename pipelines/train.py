@@ -19,6 +19,8 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -249,6 +251,17 @@ class TrainState:
         """The weights to validate and keep: the EMA's when there is one."""
         return self.ema.state_dict() if self.ema is not None else self.density.state_dict()
 
+    @contextmanager
+    def eval_weights_loaded(self) -> Iterator[torch.nn.Module]:
+        """The density holding the evaluation weights inside the block, its live (training)
+        weights again after it."""
+        live = {k: v.clone() for k, v in self.density.state_dict().items()}
+        self.density.load_state_dict(self.eval_weights())
+        try:
+            yield self.density
+        finally:
+            self.density.load_state_dict(live)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Set up data, model and DDP; start or resume the state; train and validate epoch by
@@ -374,25 +387,8 @@ def run_epoch(args: argparse.Namespace, state: TrainState, model: torch.nn.Modul
     for i in bar:
         start = (i * proc.world + proc.rank) * args.batch_size
         batch = train[perm[start:start + args.batch_size]].to(proc.device)
-        if args.perturb:
-            batch = perturb_pixels(batch, args.perturb, state.generator)
-        loss = train_step(model, state.density, batch, state.optimizer,
-                          generator=state.generator, clip=args.clip,
-                          amp=args.amp, all_finite=all_finite)
-        if not math.isfinite(loss):
-            print(f"warning: non-finite loss at step {state.step}; update skipped",
-                  file=sys.stderr)
-        if state.guard.observe(loss):
-            state.fall_back()
-            print(f"warning: {state.guard.patience} non-finite losses in a row at step "
-                  f"{state.step}: restored the last good weights, learning rate "
-                  f"x{state.lr_scale:g}", file=sys.stderr, flush=True)
+        loss = train_batch(args, state, model, batch, all_finite)
         losses.append(loss)
-        state.step_losses.append(loss)
-        state.scheduler.step()
-        if state.ema is not None:
-            state.ema.update(state.density)
-        state.step += 1
         bar.set_postfix(bpd=f"{loss:.3f}", lr=f"{state.scheduler.get_last_lr()[0]:.1e}")
         state.elapsed = synced_elapsed(time.time() - started, proc.world, proc.device)
         if state.step % args.checkpoint_every == 0:
@@ -404,26 +400,47 @@ def run_epoch(args: argparse.Namespace, state: TrainState, model: torch.nn.Modul
     return losses, out_of_time
 
 
+def train_batch(args: argparse.Namespace, state: TrainState, model: torch.nn.Module,
+                batch: torch.Tensor, all_finite: Callable[[bool], bool] | None = None) -> float:
+    """One step of the recipe on a uint8 batch (also ``pipelines.time_to_quality``'s): the
+    --perturb corruption, the likelihood step, the non-finite guard, the schedule and the EMA.
+    Returns the batch's bits/dim (nan for a skipped update)."""
+    if args.perturb:
+        batch = perturb_pixels(batch, args.perturb, state.generator)
+    loss = train_step(model, state.density, batch, state.optimizer, generator=state.generator,
+                      clip=args.clip, amp=args.amp, all_finite=all_finite)
+    if not math.isfinite(loss):
+        print(f"warning: non-finite loss at step {state.step}; update skipped", file=sys.stderr)
+    if state.guard.observe(loss):
+        state.fall_back()
+        print(f"warning: {state.guard.patience} non-finite losses in a row at step "
+              f"{state.step}: restored the last good weights, learning rate "
+              f"x{state.lr_scale:g}", file=sys.stderr, flush=True)
+    state.step_losses.append(loss)
+    state.scheduler.step()
+    if state.ema is not None:
+        state.ema.update(state.density)
+    state.step += 1
+    return loss
+
+
 def validate(args: argparse.Namespace, state: TrainState, val: torch.Tensor, epoch: int,
              losses: list[float], proc: Process) -> None:
     """Validation bits/dim of the evaluation weights after ``epoch``, recorded in the history;
     the weights become ``model.pt`` when they are the best yet (or always, with --keep last)."""
-    density = state.density
-    live = {k: v.clone() for k, v in density.state_dict().items()}
-    density.load_state_dict(state.eval_weights())
-    val_bpd = evaluate_bpd(density, val).mean().item()
     finite = [x for x in losses if math.isfinite(x)]
     train_bpd = sum(finite) / max(1, len(finite))
-    state.history.append({"epoch": epoch + 1, "step": state.step,
-                          "train_bpd": round(train_bpd, 4), "val_bpd": round(val_bpd, 4),
-                          "minutes": round(state.elapsed / 60, 2)})
-    print(f"epoch {epoch + 1}: train {train_bpd:.4f} bits/dim, val {val_bpd:.4f} bits/dim, "
-          f"{state.elapsed / 60:.1f} min", flush=True)
-    if val_bpd < state.best_val or args.keep == "last":
-        state.best_val = min(state.best_val, val_bpd)
-        save_model(density, args.out / "model.pt", card=make_card(
-            args, density, state.history, state.elapsed, proc, val_bpd))
-    density.load_state_dict(live)
+    with state.eval_weights_loaded() as density:
+        val_bpd = evaluate_bpd(density, val).mean().item()
+        state.history.append({"epoch": epoch + 1, "step": state.step,
+                              "train_bpd": round(train_bpd, 4), "val_bpd": round(val_bpd, 4),
+                              "minutes": round(state.elapsed / 60, 2)})
+        print(f"epoch {epoch + 1}: train {train_bpd:.4f} bits/dim, val {val_bpd:.4f} bits/dim, "
+              f"{state.elapsed / 60:.1f} min", flush=True)
+        if val_bpd < state.best_val or args.keep == "last":
+            state.best_val = min(state.best_val, val_bpd)
+            save_model(density, args.out / "model.pt", card=make_card(
+                args, density, state.history, state.elapsed, proc, val_bpd))
 
 
 def all_ranks_agree(ok: bool, device: torch.device) -> bool:

@@ -9,6 +9,7 @@ uploads capped at ``images.MAX_FILE_BYTES``, a queue with a concurrency limit.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import gradio as gr
@@ -50,6 +51,10 @@ def launch_kwargs(host: str = "127.0.0.1", port: int = 7860) -> dict:
 def serve(host: str = "127.0.0.1", port: int = 7860, checkpoint: str | Path | None = None,
           concurrency: int = CONCURRENCY, compile: bool = True) -> None:
     """Build and run the app until interrupted; it compiles in the background unless
-    ``compile`` is False or ``FLOWPAINT_COMPILE=0``."""
+    ``compile`` is False or ``FLOWPAINT_COMPILE=0``, and says in the server log when each
+    model's compiled scoring is ready."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("inpaint_app").setLevel(logging.INFO)
     create_app(checkpoint, concurrency=concurrency, compile=compile).launch(
         **launch_kwargs(host, port))
