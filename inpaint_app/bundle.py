@@ -33,7 +33,7 @@ from .models import (
     ConfigError,
     checkpoint_file,
     load_checkpoint,
-    load_model,
+    model_from_checkpoint,
 )
 
 
@@ -82,7 +82,7 @@ def load_bundle(path: str | Path, map_location: str | torch.device = "cpu") -> M
         raise CheckpointError(f"{file} is a conditional inpainting model, not an image model; "
                               "install it beside one as inpainter.pt "
                               "(python -m pipelines.tune_inpainter --install)")
-    model = _weights(file, map_location)
+    model = _weights(file, ckpt, map_location)
     folder = file.parent
     inpainter, inpainter_card, beside = None, ModelCard(), folder / INPAINTER_FILE
     if beside.is_file() and beside.resolve() != file.resolve():
@@ -94,9 +94,9 @@ def load_bundle(path: str | Path, map_location: str | torch.device = "cpu") -> M
                        inpainter=inpainter, inpainter_card=inpainter_card)
 
 
-def _weights(file: Path, map_location: str | torch.device) -> Any:
+def _weights(file: Path, ckpt: dict[str, Any], map_location: str | torch.device) -> Any:
     try:
-        return load_model(file, map_location)
+        return model_from_checkpoint(ckpt, map_location)
     except (ConfigError, RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{file}: {str(err).splitlines()[0]}") from err
 
@@ -125,7 +125,7 @@ def _background(path: Path, file: Path, model: DensityModel, map_location: str |
                 ) -> DensityModel | None:
     if not path.is_file() or path.resolve() == file.resolve():
         return None
-    background = _weights(path, map_location)
+    background = _weights(path, load_checkpoint(path, map_location), map_location)
     if background.image_shape != model.image_shape:
         raise CheckpointError(f"{path} models images of shape {background.image_shape}, "
                               f"the model {model.image_shape}")
@@ -140,4 +140,4 @@ def _inpainter(path: Path, model: DensityModel, map_location: str | torch.device
     if family not in CONDITIONAL_FAMILIES or tuple(shape or ()) != tuple(model.image_shape):
         raise CheckpointError(f"{path} is not a conditional inpainting model of images of shape "
                               f"{model.image_shape} (family {family!r}, shape {shape})")
-    return _weights(path, map_location), _card(path, ckpt)
+    return _weights(path, ckpt, map_location), _card(path, ckpt)

@@ -184,7 +184,13 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> De
     with its weights frozen: a loaded model serves requests, which must never change it
     (``requires_grad_(True)`` to fine-tune). Its card and what ships beside it come with
     ``inpaint_app.bundle.load_bundle``."""
-    ckpt = load_checkpoint(path, map_location)
+    return model_from_checkpoint(load_checkpoint(path, map_location), map_location)
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], map_location: str | torch.device = "cpu"
+                          ) -> DensityModel:
+    """The model of a checkpoint dict already read by ``load_checkpoint``, as ``load_model``
+    returns it (a file read once serves both its card and its weights)."""
     model = build_model(ckpt["config"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(map_location).eval().requires_grad_(False)
