@@ -1,10 +1,13 @@
 """``python -m inpaint_app serve``: the web app on http://127.0.0.1:7860.
 
-    python -m inpaint_app serve [--port 7860] [--host 127.0.0.1] [--checkpoint C] [--no-compile]
+    python -m inpaint_app serve [--models DIR] [--checkpoint C] [--port 7860]
+                                [--host 127.0.0.1] [--no-compile]
 
-Binds loopback by default; ``--host 0.0.0.0`` exposes it (add Gradio authentication first).
-The default model loads at start and its scoring pass compiles in the background
-(``inpaint_app.compiled``); ``--no-compile`` or ``FLOWPAINT_COMPILE=0`` keeps everything eager.
+Offers every bundle ``DIR/<name>/model.pt`` of the models folder (default: trained/) that loads;
+the others are skipped and listed, with why, on the Models tab. Binds loopback by default;
+``--host 0.0.0.0`` exposes it (add Gradio authentication first). The models load at start and
+the default one's scoring pass compiles in the background (``inpaint_app.compiled``);
+``--no-compile`` or ``FLOWPAINT_COMPILE=0`` keeps everything eager.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, default=7860)
     serve.add_argument("--host", default="127.0.0.1",
                        help="interface to bind (default loopback only)")
+    serve.add_argument("--models", default=None, metavar="DIR",
+                       help="folder of bundles, each DIR/<name>/model.pt (default: trained/)")
     serve.add_argument("--checkpoint", default=None,
-                       help="model.pt or its folder; default: trained/mnist-glow")
+                       help="model.pt or its folder, offered with those of --models and "
+                            "selected first (default: mnist-glow, else the first)")
     serve.add_argument("--concurrency", type=int, default=2,
                        help="requests computed at once; the rest queue")
     serve.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -33,12 +39,14 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from .app import serve as run_server
+    from .app.registry import TRAINED_DIR
     from .models import CheckpointError
 
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        run_server(args.host, args.port, args.checkpoint, args.concurrency, compile=args.compile)
+        run_server(args.host, args.port, args.checkpoint, args.concurrency, compile=args.compile,
+                   models=args.models or TRAINED_DIR)
     except CheckpointError as err:
         sys.exit(f"error: {err}")
 

@@ -35,6 +35,9 @@ from .models import (
     load_checkpoint,
     model_from_checkpoint,
 )
+from .normalize import Recipe, recipe_for
+
+EXAMPLES_DIR = "examples"  # beside model.pt: example PNGs for the app's gallery
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,20 @@ class ModelBundle:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return self.model.image_shape
+
+    @property
+    def recipe(self) -> Recipe:
+        """How uploads are brought to this model's conventions (``inpaint_app.normalize``):
+        the card's own recipe (folder models), else its dataset's."""
+        return recipe_for(self.dataset, self.card.input_recipe)
+
+    @property
+    def example_files(self) -> list[Path]:
+        """Example images shipped in ``<folder>/examples/`` (a folder model's validation
+        images, written by ``flowpaint train --images``), sorted by name."""
+        if self.path is None:
+            return []
+        return sorted((self.path.parent / EXAMPLES_DIR).glob("*.png"))
 
 
 def as_bundle(source: ModelBundle | DensityModel) -> ModelBundle:

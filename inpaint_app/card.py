@@ -33,6 +33,7 @@ class Measurement:
     command: str | None = None      # the command that measured it, when not the training run
     per_missing_dim: bool = False
     text: str | None = None       # a pre-schema card's own sentence, shown as it is, never parsed
+    source: str | None = None     # what the split's images are, when not the dataset's own split
 
     def __post_init__(self) -> None:
         if self.subset not in SUBSETS:
@@ -45,7 +46,9 @@ class Measurement:
         where = {"all": f"all {self.images:,} {split} images",
                  "first": f"the first {self.images:,} {split} images",
                  "random": f"a random subset of {self.images:,} {split} images"}[self.subset]
-        if split == "val":
+        if self.source:
+            where = where.replace(f"{split} images", self.source)
+        elif split == "val":
             where = where.replace("val images", "held-out training images (last 5,000 of "
                                                 "train)")
         text = (f"mean over {where}, one uniform dequantization sample each, seed {self.seed}"
@@ -79,6 +82,8 @@ class ModelCard:
     anomaly: dict[str, Any] | None = None         # calibration (inpaint_app.anomaly.calibrate)
     exemplars: dict[str, Any] | None = None       # how the exemplar bank was drawn
     inpainting: dict[str, Any] | None = None      # validated settings of a conditional model
+    folder: dict[str, Any] | None = None          # an image-folder dataset (inpaint_app.folder)
+    input_recipe: str | None = None               # normalize.RECIPES name; None: the dataset's
     notes: dict[str, Any] = field(default_factory=dict)  # provenance kept verbatim
 
     @property
@@ -116,6 +121,8 @@ class ModelCard:
                     out[f"{split}_command"] = m.command
                 if m.per_missing_dim:
                     out[f"{split}_per_missing_dim"] = True
+                if m.source:
+                    out[f"{split}_source"] = m.source
         return {**out, **self.notes}
 
     @classmethod
@@ -141,11 +148,11 @@ def _measurement(data: dict[str, Any], split: str) -> Measurement | None:
     bpd = data.pop(f"{split}_bpd", None)
     fields = {name: data.pop(f"{split}_{key}", None) for name, key in (
         ("images", "images"), ("subset", "subset"), ("stderr", "bpd_stderr"), ("seed", "seed"),
-        ("command", "command"), ("per_missing_dim", "per_missing_dim"))}
+        ("command", "command"), ("per_missing_dim", "per_missing_dim"), ("source", "source"))}
     if bpd is None:
         return None
     return Measurement(bpd=float(bpd), text=None if fields["images"] is not None else text,
                        images=None if fields["images"] is None else int(fields["images"]),
                        subset=fields["subset"] or "all", stderr=fields["stderr"],
                        seed=int(fields["seed"] or 0), command=fields["command"],
-                       per_missing_dim=bool(fields["per_missing_dim"]))
+                       per_missing_dim=bool(fields["per_missing_dim"]), source=fields["source"])

@@ -14,6 +14,7 @@ Every entry point (web app, batch scripts, Python API) goes through ``open_image
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -131,6 +132,42 @@ def describe_fit(image: Image.Image, image_shape: tuple[int, int, int]) -> str:
     if image.size != (width, height):
         steps.append(f"resized to {width}x{height} (Lanczos)")
     return " -> ".join(steps)
+
+
+@dataclass(frozen=True)
+class Resize:
+    """The plain fit (``to_model_input``) as a map between an upload and the model's pixels,
+    with the methods of ``normalize.Framing`` that carry masks across and paste a fill back
+    into the upload's own frame: colour models, which have no input normalization, use it."""
+
+    size: tuple[int, int]  # the upload's (width, height)
+    shape: tuple[int, int]  # the model's (height, width)
+
+    def to_model_mask(self, mask: np.ndarray) -> torch.Tensor:
+        """A bool mask in the upload's frame, in model pixels (missing when a quarter is)."""
+        height, width = self.shape
+        image = Image.fromarray(np.where(mask, 255, 0).astype(np.uint8))
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.BOX)
+        return torch.from_numpy(np.asarray(image) >= 64)
+
+    def to_upload_mask(self, mask: torch.Tensor) -> np.ndarray:
+        """A bool model-space mask in the upload's frame (nearest model pixel)."""
+        image = Image.fromarray(mask.numpy().astype(np.uint8) * 255)
+        if image.size != self.size:
+            image = image.resize(self.size, Image.Resampling.NEAREST)
+        return np.asarray(image) >= 128
+
+    def restore(self, completed: torch.Tensor, upload: Image.Image, mask: np.ndarray
+                ) -> Image.Image:
+        """The upload, in the model's mode (L or RGB), with its ``mask`` pixels taken from the
+        model-space fill ``completed`` (uint8 ``[C, H, W]``), scaled back to the upload's size."""
+        fill = to_pil(completed)
+        if fill.size != self.size:
+            fill = fill.resize(self.size, Image.Resampling.BICUBIC)
+        original = np.asarray(to_8bit(upload, completed.shape[0]))
+        where = mask if original.ndim == 2 else mask[..., None]
+        return Image.fromarray(np.where(where, np.asarray(fill), original))
 
 
 def to_mask(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:

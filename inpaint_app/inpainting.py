@@ -415,7 +415,7 @@ def _conditional_results(model: DensityModel, inpainter: ConditionalInpainter,
             isinstance(temperature, bool) or not isinstance(temperature, (int, float))
             or not 0.0 <= temperature <= 2.0):
         raise ValueError(f"temperature must be a number in [0, 2], got {temperature!r}")
-    kinds = mask_kind(masks)
+    kinds = mask_kind(masks.any(dim=1))  # one kind per image, whatever its channels
     temperatures = [float(temperature) if temperature is not None
                     else settings["temperature_by_mask"][kind] for kind in kinds]
     device = next(inpainter.parameters()).device

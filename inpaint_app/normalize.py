@@ -52,13 +52,30 @@ class Recipe:
 RECIPES = {"mnist": Recipe("mnist", box=20, centre="mass", content_level=0.2,
                          white_level=WHITE_LEVEL),
            "fashion-mnist": Recipe("fashion-mnist", box=28, centre="box"),
-           "resize": Recipe("resize", box=None, dark_background=False)}
+           "resize": Recipe("resize", box=None, dark_background=False),
+           # a folder of dark-background content (or light, inverted at training): plain resize
+           # with the polarity and background-level steps
+           "resize-dark": Recipe("resize-dark", box=None)}
 DATASET_RECIPES = {"mnist": "mnist", "fashion-mnist": "fashion-mnist"}
 
 
-def recipe_for(dataset: str | None) -> Recipe:
-    """The framing recipe of a model's dataset (plain resize when none is known)."""
+def recipe_for(dataset: str | None, recipe: str | None = None) -> Recipe:
+    """The framing recipe named ``recipe`` (a card's ``input_recipe``), else that of a model's
+    dataset (plain resize when none is known)."""
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown input recipe {recipe!r}: choose one of {sorted(RECIPES)}")
+        return RECIPES[recipe]
     return RECIPES[DATASET_RECIPES.get(dataset or "", "resize")]
+
+
+def as_recipe(recipe_or_dataset: Recipe | str | None) -> Recipe:
+    """A Recipe as it is; a string as a dataset name (its recipe), or a recipe name."""
+    if isinstance(recipe_or_dataset, Recipe):
+        return recipe_or_dataset
+    if recipe_or_dataset in RECIPES and recipe_or_dataset not in DATASET_RECIPES:
+        return RECIPES[recipe_or_dataset]
+    return recipe_for(recipe_or_dataset)
 
 
 @dataclass
@@ -122,7 +139,7 @@ def _inverse(affine: tuple[float, ...]) -> tuple[float, ...]:
     return (1 / a, 0.0, -c / a, 0.0, 1 / e, -f / e) if b == 0 and d == 0 else affine
 
 
-def _ring(array: np.ndarray) -> np.ndarray:
+def outer_ring(array: np.ndarray) -> np.ndarray:
     """The outermost pixel ring of a 2-D array."""
     if min(array.shape) < 3:
         return array.ravel()
@@ -141,11 +158,11 @@ def prepare(image: Image.Image, image_shape: tuple[int, int, int], recipe: Recip
         raise ValueError("input normalization handles grayscale models only")
     array = np.asarray(to_8bit(image, 1), dtype=np.float64)
     framing = Framing(size=(array.shape[1], array.shape[0]), shape=(height, width))
-    if recipe.dark_background and np.median(_ring(array)) > 127:
+    if recipe.dark_background and np.median(outer_ring(array)) > 127:
         array = 255.0 - array
         framing.inverted = True
         framing.steps.append("light background: inverted")
-    background = int(np.median(_ring(array))) if recipe.dark_background else 0
+    background = int(np.median(outer_ring(array))) if recipe.dark_background else 0
     if background > 0:
         array = np.clip(array - background, 0, None)
         framing.background = background
@@ -233,24 +250,27 @@ def _paste(field_: np.ndarray, content: np.ndarray, dx: int, dy: int) -> None:
     field_[ys, xs] = content[ys.start - dy:ys.stop - dy, xs.start - dx:xs.stop - dx]
 
 
-def fit_input(image: Image.Image, image_shape: tuple[int, int, int], dataset: str | None,
-              normalize: bool = True) -> tuple[torch.Tensor, Framing | None, str]:
-    """The one path from an upload to a model's input (app, batch scripts, API): the dataset's
-    input normalization for grayscale models when ``normalize``, else the plain fit
-    (``images.to_model_input``). Returns the input, the framing (None for the plain fit) and
-    a line saying what was done."""
+def fit_input(image: Image.Image, image_shape: tuple[int, int, int],
+              recipe: Recipe | str | None, normalize: bool = True
+              ) -> tuple[torch.Tensor, Framing | None, str]:
+    """The one path from an upload to a model's input (app, batch scripts, API): the input
+    normalization ``recipe`` (a bundle's ``recipe``, or a dataset name) for grayscale models
+    when ``normalize``, else the plain fit (``images.to_model_input``). Returns the input, the
+    framing (None for the plain fit) and a line saying what was done."""
     if normalize and image_shape[0] == 1:
-        x, framing = prepare(image, image_shape, recipe_for(dataset))
+        recipe = as_recipe(recipe)
+        x, framing = prepare(image, image_shape, recipe)
         mode = "" if image.mode == "L" else ", converted to grayscale"
         return x, framing, (f"{image.width}x{image.height} {image.mode}{mode}; "
-                            f"{recipe_for(dataset).name} normalization: {framing.describe()}")
+                            f"{recipe.name} normalization: {framing.describe()}")
     return to_model_input(image, image_shape), None, describe_fit(image, image_shape)
 
 
-def normalize_images(images: torch.Tensor, dataset: str | None) -> torch.Tensor:
+def normalize_images(images: torch.Tensor, recipe: Recipe | str | None) -> torch.Tensor:
     """The input normalization of uint8 ``[N, 1, H, W]`` images at the model's size (e.g. the
-    validation split that calibrates thresholds for normalized uploads)."""
-    recipe = recipe_for(dataset)
+    validation split that calibrates thresholds for normalized uploads); ``recipe`` as in
+    ``fit_input``."""
+    recipe = as_recipe(recipe)
     shape = tuple(images.shape[1:])
     return torch.stack([prepare(Image.fromarray(x[0].numpy()), shape, recipe)[0]
                         for x in images]) if len(images) else images

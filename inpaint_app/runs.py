@@ -28,6 +28,8 @@ def model_and_split(checkpoint: str | Path, dataset: str | None, split: str,
     except (CheckpointError, ConfigError) as err:
         sys.exit(f"error: {err}")
     dataset = dataset or model.dataset
+    if dataset == model.dataset and model.card.folder:
+        return model, dataset, _folder_split(model, split, data_root)
     if dataset not in DATASETS:
         sys.exit(f"error: unknown dataset {dataset!r}: pass --dataset, one of {sorted(DATASETS)}")
     try:
@@ -35,6 +37,25 @@ def model_and_split(checkpoint: str | Path, dataset: str | None, split: str,
     except DatasetNotFound as err:
         sys.exit(f"error: {err}")
     return model, dataset, images
+
+
+def _folder_split(model: ModelBundle, split: str, root: str | None) -> torch.Tensor:
+    """A folder model's split, read again from its folder (``root`` when it moved); a folder
+    whose content changed since training is used with a warning."""
+    from .folder import FolderError, folder_split
+
+    entry = model.card.folder
+    if split == "test":
+        print("note: a folder has no test split; using its validation files", file=sys.stderr)
+    try:
+        images, sha256 = folder_split(entry, split, root)
+    except FolderError as err:
+        sys.exit(f"error: {err} (the model was trained on {entry['path']}; pass --data-root "
+                 "with the folder's new place)")
+    if sha256 != entry.get("sha256"):
+        print(f"warning: the folder's content changed since training (sha256 {sha256[:12]}, "
+              f"card {str(entry.get('sha256'))[:12]})", file=sys.stderr)
+    return images
 
 
 def git_commit() -> str:

@@ -121,17 +121,30 @@ class LogProb(nn.Module):
 
 
 class EMA:
-    """Exponential moving average of parameters (and a copy of buffers), for evaluation."""
+    """Exponential moving average of parameters (and a copy of buffers), for evaluation.
+
+    The decay warms up as min(decay, (1 + step) / (10 + step)): early on the average follows
+    the fast-moving weights instead of dragging the initialization along for thousands of steps
+    (a 0.999 average without warm-up validated at 5.5 bits/dim on MNIST after 2 minutes of
+    training whose raw weights were at 2.8; runs/ttq15 of stop 26).
+    """
 
     def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
         self.decay = decay
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+    def decay_at(self, step: int) -> float:
+        """The decay used by the update after ``step`` earlier updates."""
+        return min(self.decay, (1 + step) / (10 + step))
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int | None = None) -> None:
+        """Move the average towards ``model``; ``step`` (updates so far) sets the warm-up, None
+        uses the full decay."""
+        decay = self.decay if step is None else self.decay_at(step)
         for key, value in model.state_dict().items():
             if value.dtype.is_floating_point:
-                self.shadow[key].lerp_(value, 1 - self.decay)
+                self.shadow[key].lerp_(value, 1 - decay)
             else:
                 self.shadow[key].copy_(value)
 

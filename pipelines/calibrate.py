@@ -24,6 +24,7 @@ import torch
 
 from inpaint_app.anomaly import VERDICT_BATCH, calibrate
 from inpaint_app.atomic import atomic_write
+from inpaint_app.bundle import ModelBundle
 from inpaint_app.models import (
     BACKGROUND_FILE,
     CheckpointError,
@@ -59,15 +60,28 @@ def main(argv: list[str] | None = None) -> None:
     if args.background:
         install_background(Path(args.background), path)
     model, dataset, images = model_and_split(path, args.dataset, args.split, args.data_root)
-    start = time.perf_counter()
     normalized = args.normalize and model.image_shape[0] == 1
     if normalized:
-        images = normalize_images(images, dataset)
-    anomaly = calibrate(model, images, fpr=args.fpr, batch_size=args.batch_size, progress=True,
-                        source=f"{dataset} {args.split} ({len(images):,})")
-    anomaly["command"] = (f"python -m pipelines.calibrate {path} --fpr {args.fpr}"
-                          + ("" if normalized else " --no-normalize"))
-    anomaly["input_normalization"] = recipe_for(dataset).name if normalized else "off"
+        images = normalize_images(images, model.recipe if dataset == model.dataset else dataset)
+    store_calibration(path, model, images, fpr=args.fpr, batch_size=args.batch_size,
+                      source=f"{dataset} {args.split} ({len(images):,})",
+                      recipe=(model.recipe.name if dataset == model.dataset
+                              else recipe_for(dataset).name) if normalized else "off",
+                      command=(f"python -m pipelines.calibrate {path} --fpr {args.fpr}"
+                               + ("" if normalized else " --no-normalize")))
+
+
+def store_calibration(path: Path, model: ModelBundle, images: torch.Tensor, *, fpr: float,
+                      source: str, recipe: str, command: str,
+                      batch_size: int = VERDICT_BATCH) -> dict:
+    """Calibrate ``model`` (the bundle of ``path``) on ``images`` and rewrite its card with the
+    thresholds; ``recipe`` names the input normalization the images went through ("off":
+    none). Returns the calibration."""
+    start = time.perf_counter()
+    anomaly = calibrate(model, images, fpr=fpr, batch_size=batch_size, progress=True,
+                        source=source)
+    anomaly["command"] = command
+    anomaly["input_normalization"] = recipe
     if model.background is not None:
         card = read_card(path.with_name(BACKGROUND_FILE))
         anomaly["background"] = {"file": BACKGROUND_FILE, "perturb": card.perturb,
@@ -76,10 +90,11 @@ def main(argv: list[str] | None = None) -> None:
                                  "command": card.command}
     save_model(model.model, path, card=model.card.replace(anomaly=anomaly))
     print(f"calibrated {path} on {anomaly['source']} in {time.perf_counter() - start:.0f} s; "
-          f"target FPR {args.fpr:.3f}")
+          f"target FPR {fpr:.3f}")
     for name, entry in anomaly["scores"].items():
         print(f"  {name:11s} threshold {entry['threshold']:.4f}  validation FPR "
               f"{entry['val_fpr']:.4f}{'  (two-sided)' if entry['two_sided'] else ''}")
+    return anomaly
 
 
 def install_background(source: Path, checkpoint: Path) -> None:

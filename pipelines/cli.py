@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inpaint": ("pipelines.inpaint_batch", "inpaint a folder of images with masks"),
     "benchmark": ("pipelines.inpaint_benchmark", "the inpainting benchmark over the presets"),
     "ood-eval": ("pipelines.ood_eval", "out-of-distribution evaluation of the anomaly scores"),
+    "folder-eval": ("pipelines.folder_eval",
+                    "AUROC of a model on your folders: its own kind against others"),
     "tune-inpainter": ("pipelines.tune_inpainter", "choose a conditional flow's settings"),
     "exemplars": ("pipelines.exemplars", "build a model's exemplar bank"),
     "families": ("pipelines.families", "compare the flow families"),

@@ -14,7 +14,6 @@ import sys
 
 import torch
 
-from inpaint_app.data import DatasetNotFound, load_split
 from inpaint_app.exemplars import BANK_FILE, save_bank
 from inpaint_app.models import (
     CheckpointError,
@@ -23,6 +22,7 @@ from inpaint_app.models import (
     read_card,
     save_model,
 )
+from inpaint_app.runs import model_and_split
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,12 +35,12 @@ def main(argv: list[str] | None = None) -> None:
     path = checkpoint_file(args.checkpoint)
     try:
         card = read_card(path)
-        if card.dataset is None:
-            sys.exit(f"error: the card of {path} names no dataset")
-        dataset = card.dataset
-        train = load_split(dataset, "train", args.data_root, download=args.download)
-    except (CheckpointError, DatasetNotFound) as err:
+    except CheckpointError as err:
         sys.exit(f"error: {err}")
+    if card.dataset is None:
+        sys.exit(f"error: the card of {path} names no dataset")
+    dataset = card.dataset
+    _, _, train = model_and_split(path, None, "train", args.data_root, download=args.download)
     if not 1 <= args.count <= len(train):
         sys.exit(f"error: --count must be in [1, {len(train)}]")
     chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:args.count]

@@ -6,9 +6,10 @@
 
 A mask is a PNG of the image's size paired by file name; white (>= 128) marks missing pixels.
 Grayscale models see each image through their input normalization (``inpaint_app.normalize``:
-polarity, the dataset's framing, levels) and the fill is mapped back, so ``<out>/<name>.png`` has
-the upload's size and polarity with only its missing pixels replaced (``--no-normalize``: the
-model-size image, plainly resized, as before). Ground-truth scores are then taken in the upload's
+polarity, the dataset's framing, levels), colour models a plain resize (``images.Resize``), and
+the fill is mapped back, so ``<out>/<name>.png`` has the upload's size and polarity (in colour
+for a colour model) with only its missing pixels replaced (``--no-normalize``: the model-size
+image, plainly resized, as before). Ground-truth scores are then taken in the upload's
 frame. Writes ``<out>/<name>.png`` (atomically) and ``<out>/metrics.csv``; outputs that exist are
 skipped. A file that cannot be used (unreadable, mask missing or of the wrong size) gets an
 ``error`` row and no image; the run goes on.
@@ -26,7 +27,14 @@ from tqdm import tqdm
 
 from inpaint_app.atomic import atomic_write, ensure_writable_dir
 from inpaint_app.bundle import ModelBundle, load_bundle
-from inpaint_app.images import ImageError, open_image, save_png, to_mask, to_model_input
+from inpaint_app.images import (
+    ImageError,
+    Resize,
+    open_image,
+    save_png,
+    to_mask,
+    to_model_input,
+)
 from inpaint_app.inpainting import MASK_PRESETS, METHODS, inpaint, make_mask
 from inpaint_app.metrics import masked_psnr, masked_ssim
 from inpaint_app.models import CheckpointError, ConfigError
@@ -68,8 +76,9 @@ def process(path: Path, model: ModelBundle, args: argparse.Namespace, index: int
     """Inpaint one file; returns its metrics row (raises ImageError for unusable input)."""
     image = open_image(path)
     _, h, w = model.image_shape
-    x, framing, note = fit_input(image, model.image_shape, model.dataset,
-                                 args.normalize)
+    x, framing, note = fit_input(image, model.image_shape, model.recipe, args.normalize)
+    if framing is None and args.normalize:  # a colour model: its fill goes back into the image
+        framing = Resize(image.size, (h, w))
     size = (image.height, image.width) if framing else (h, w)  # where masks and scores live
     if args.mask_preset is not None:
         mask = make_mask(args.mask_preset, (h, w), seed=args.seed + index)
@@ -81,8 +90,9 @@ def process(path: Path, model: ModelBundle, args: argparse.Namespace, index: int
     if not mask.any():
         raise ImageError("the mask misses the model's view of the image: nothing to fill")
     result = inpaint(model, x, mask, method=args.method, steps=args.steps, seed=args.seed)
+    channels = model.image_shape[0]
     output = result.image if framing is None else to_model_input(
-        framing.restore(result.image, image, user_mask), (1, *size))
+        framing.restore(result.image, image, user_mask), (channels, *size))
     row = {"bpd_before": f"{result.bpd_before:.4f}", "bpd_after": f"{result.bpd_after:.4f}",
            "seconds": f"{result.seconds:.3f}", "missing_fraction": f"{mask.float().mean():.4f}",
            "note": "; ".join(s for s in (note, result.message) if s)}

@@ -43,6 +43,7 @@ MODELS = {"mnist": "trained/mnist-glow/model.pt",
           "fashion-mnist": "trained/fashion-mnist-glow/model.pt"}
 OTHER = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+FONT_DIRS = ("/usr/share/fonts/truetype", "/usr/share/fonts/TTF", "/Library/Fonts")
 SET_NAMES = {"other": "{other}", "noise": "uniform noise", "constant": "constant",
              "inverted": "inverted {name}", "rotated": "{name} rotated 90°",
              "letters": "rendered letters (synthetic)", "scribbles": "scribbles (synthetic)"}
@@ -51,20 +52,40 @@ SET_NAMES = {"other": "{other}", "noise": "uniform noise", "constant": "constant
 def rendered_letters(n: int, seed: int = 0) -> torch.Tensor:
     """uint8 ``[n, 1, 28, 28]`` white letters on black, MNIST-like framing, from Pillow's font."""
     rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        font = ImageFont.load_default(size=int(rng.integers(16, 24)))
-        image = Image.new("L", (28, 28), 0)
-        draw = ImageDraw.Draw(image)
-        char = LETTERS[rng.integers(len(LETTERS))]
-        left, top, right, bottom = draw.textbbox((0, 0), char, font=font)
-        x = (28 - (right - left)) / 2 - left + rng.integers(-2, 3)
-        y = (28 - (bottom - top)) / 2 - top + rng.integers(-2, 3)
-        draw.text((x, y), char, fill=255, font=font, stroke_width=int(rng.integers(0, 2)),
-                  stroke_fill=255)
-        image = image.rotate(float(rng.uniform(-10, 10)), resample=Image.Resampling.BILINEAR)
-        out.append(torch.from_numpy(np.asarray(image).copy())[None])
-    return torch.stack(out)
+    return torch.stack([_glyph(rng, LETTERS, lambda size: ImageFont.load_default(size=size))
+                        for _ in range(n)])
+
+
+def rendered_digits(n: int, seed: int = 0) -> torch.Tensor:
+    """uint8 ``[n, 1, 28, 28]`` typed digits 0-9, white on black, MNIST-like framing, in the
+    system's TrueType fonts (DejaVu, Liberation: sans, serif, mono, bold, italic) and Pillow's
+    own: a stand-in for a second digit set that is not handwritten."""
+    rng = np.random.default_rng(seed + 11)
+    fonts = sorted(Path(p) for d in FONT_DIRS for p in Path(d).rglob("*.ttf")) if any(
+        Path(d).is_dir() for d in FONT_DIRS) else []
+
+    def font_for(size: int) -> ImageFont.FreeTypeFont:
+        pick = int(rng.integers(len(fonts) + 1))
+        return (ImageFont.truetype(str(fonts[pick]), size) if pick < len(fonts)
+                else ImageFont.load_default(size=size))
+
+    return torch.stack([_glyph(rng, "0123456789", font_for) for _ in range(n)])
+
+
+def _glyph(rng: np.random.Generator, chars: str, font_for) -> torch.Tensor:
+    """One character of ``chars`` at a random size (16-23 px), offset (+-2 px), stroke (0-1)
+    and tilt (+-10 degrees), centred in 28x28: uint8 ``[1, 28, 28]``."""
+    font = font_for(int(rng.integers(16, 24)))
+    image = Image.new("L", (28, 28), 0)
+    draw = ImageDraw.Draw(image)
+    char = chars[rng.integers(len(chars))]
+    left, top, right, bottom = draw.textbbox((0, 0), char, font=font)
+    x = (28 - (right - left)) / 2 - left + rng.integers(-2, 3)
+    y = (28 - (bottom - top)) / 2 - top + rng.integers(-2, 3)
+    draw.text((x, y), char, fill=255, font=font, stroke_width=int(rng.integers(0, 2)),
+              stroke_fill=255)
+    image = image.rotate(float(rng.uniform(-10, 10)), resample=Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(image).copy())[None]
 
 
 def scribbles(n: int, seed: int = 0) -> torch.Tensor:
@@ -117,7 +138,7 @@ def evaluate_model(name: str, checkpoint: str, limit: int, root: str | None,
     sets = build_sets(name, limit, root)
     if normalized:
         del sets["inverted"]
-        sets = {key: normalize_images(images, name) for key, images in sets.items()}
+        sets = {key: normalize_images(images, model.recipe) for key, images in sets.items()}
     scores, bpd = {}, {}
     for key, images in sets.items():
         start = time.perf_counter()
@@ -144,7 +165,7 @@ def model_inputs(model: ModelBundle, uploads: list[Image.Image], normalized: boo
                  ) -> torch.Tensor:
     """What the app feeds the model for these uploads: its input normalization (the default) or
     the plain fit (``--no-normalize``)."""
-    return torch.stack([fit_input(u, model.image_shape, model.dataset, normalized)[0]
+    return torch.stack([fit_input(u, model.image_shape, model.recipe, normalized)[0]
                         for u in uploads])
 
 

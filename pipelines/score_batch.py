@@ -3,9 +3,10 @@
     python -m pipelines.score_batch --checkpoint trained/mnist-glow/model.pt --images DIR \
         --out scores.csv [--score combined]
 
-Each image is read with ``inpaint_app.images`` (any size and mode), brought to the model's
-conventions by its input normalization (``inpaint_app.normalize``: polarity, the dataset's
-framing, levels; ``--no-normalize``: a plain Lanczos resize) and scored with
+Each image is read with ``inpaint_app.images`` (any size and mode, in colour for a colour model),
+brought to the model's conventions by its input normalization (``inpaint_app.normalize``:
+polarity, the dataset's framing, levels; colour models and ``--no-normalize``: a plain Lanczos
+resize) and scored with
 ``inpaint_app.anomaly.score_images``; the ``normalization`` column says what was done. A file that
 cannot be read gets a row with its ``error`` and the run goes on. The CSV is written to a
 temporary file and renamed, so no half-written file is left behind.
@@ -27,22 +28,23 @@ from inpaint_app.atomic import atomic_write, ensure_writable_dir
 from inpaint_app.bundle import load_bundle
 from inpaint_app.images import ImageError, open_image
 from inpaint_app.models import CheckpointError, ConfigError
-from inpaint_app.normalize import fit_input
+from inpaint_app.normalize import Recipe, fit_input
 
 COLUMNS = ["file", "bpd", "score", *(s for s in SCORES if s != "bpd"), "p_value", "flag",
            "threshold", "normalization", "error"]
 
 
-def read_folder(folder: Path, image_shape: tuple[int, int, int], dataset: str | None = None,
-                normalize: bool = True
+def read_folder(folder: Path, image_shape: tuple[int, int, int],
+                recipe: Recipe | str | None = None, normalize: bool = True
                 ) -> tuple[list[str], list[torch.Tensor], dict[str, str], dict[str, str]]:
     """Names and uint8 tensors of the readable files, an error message for each other one, and
-    what the input normalization did to each readable one."""
+    what the input normalization (``recipe``: a bundle's, or a dataset name) did to each
+    readable one."""
     names, tensors, errors, notes = [], [], {}, {}
     for path in tqdm(sorted(p for p in folder.iterdir() if p.is_file()
                             and not p.name.startswith(".")), desc="read", unit="file"):
         try:
-            x, _, notes[path.name] = fit_input(open_image(path), image_shape, dataset, normalize)
+            x, _, notes[path.name] = fit_input(open_image(path), image_shape, recipe, normalize)
             tensors.append(x)
             names.append(path.name)
         except ImageError as err:
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as err:
         sys.exit(f"error: cannot write {args.out}: {err.strerror or err}")
     names, tensors, errors, notes = read_folder(folder, model.image_shape,
-                                                model.dataset, args.normalize)
+                                                model.recipe, args.normalize)
     scored: dict[str, dict[str, Any]] = {}
     for start in tqdm(range(0, len(tensors), args.batch_size), desc="score", unit="batch"):
         batch = torch.stack(tensors[start:start + args.batch_size])

@@ -10,8 +10,8 @@ One run trains, one after the other (``--first``), each for ``--minutes`` of tra
   ``pipelines/configs/mnist-glow-cpu.json`` through ``pipelines.train.parse_args`` and run by its
   own ``TrainState.start`` and ``train_batch``: fused Adam at lr 1e-3, 200 linear warm-up steps,
   then a cosine to 2 % that anneals within the time budget (``--max-minutes``), gradient-norm
-  clip 50, batch 64, float32 (the config sets no ``amp``), validated with its EMA (0.999)
-  weights, ActNorm initialised from 512 training images.
+  clip 50, batch 64, float32 (the config sets no ``amp``), validated with its EMA (0.999,
+  warmed up as (1 + t) / (10 + t)) weights, ActNorm initialised from 512 training images.
 - **peer**: the same architecture built with normflows (``pipelines.benchmark.PEERS["glow"]``:
   ``GlowBlock`` x steps per level, a split-prior coupling, ``transforms.Logit(0.05)``) trained as
   normflows' own Glow example does (``examples/glow.ipynb``, identical at tag v1.7.3 and on
@@ -108,6 +108,7 @@ def our_side(args: argparse.Namespace, train: torch.Tensor) -> Side:
          "--threads", str(args.threads), "--seed", str(args.seed),
          "--hparams", json.dumps(args.hparams)])
     proc = train_pipeline.Process(0, 1, torch.device("cpu"))
+    train_pipeline.settle_amp(recipe, proc.device)
     torch.manual_seed(args.seed)
     density = build_model("glow", image_shape=SHAPE, **args.hparams)
     train_pipeline.init_weights(recipe, density, None, train, proc.device)

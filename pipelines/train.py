@@ -57,12 +57,26 @@ from inpaint_app.training import (
 )
 
 STATE_FILE = "train_state.pt"  # in --out; rewritten every --checkpoint-every steps
+FOLDER_CONFIG = Path(__file__).parent / "configs" / "folder-cpu.json"  # --images' default recipe
+FOLDER_VAL_SOURCE = "validation files of the folder (held out by a hash of their path)"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", help="JSON file of defaults for any flag below (flags win)")
     p.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, cifar10, svhn")
+    p.add_argument("--images", default=None, metavar="DIR",
+                   help="train on a folder of images (flat, or class subfolders) instead of "
+                        "--dataset, and leave a calibrated, servable bundle in --out; without "
+                        f"--config the recipe is {FOLDER_CONFIG.name} (pipelines/folder.py)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="--images: the model's size (default: the folder's most common size "
+                        "when both sides are <= 64 and multiples of 4, else 32 x 32)")
+    p.add_argument("--channels", type=int, choices=[1, 3], default=None,
+                   help="--images: 1 (grayscale) or 3 (RGB); default 1 when no image has colour")
+    p.add_argument("--no-bundle", dest="bundle", action="store_false",
+                   help="--images: train the flow only (no exemplar bank, background model, "
+                        "calibration or examples)")
     p.add_argument("--model", default="glow",
                    help=f"one of {sorted(ALL_FAMILIES)} (cflow: conditional inpainting flow)")
     p.add_argument("--hparams", default="{}",
@@ -97,8 +111,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-test", action="store_true", help="score the full test set at the end")
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", action="store_true",
-                   help="bf16 autocast of the coupling networks (flow arithmetic stays float32); "
-                        "CUDA, or a CPU with native bf16 (AVX512-BF16/AMX)")
+                   help="bf16 autocast of the coupling networks (flow arithmetic stays float32) "
+                        "on CUDA or a CPU with native bf16 (AVX512-BF16/AMX); elsewhere it "
+                        "warns and trains in float32")
+    p.add_argument("--no-amp", dest="amp", action="store_false",
+                   help="float32 throughout (turns off a config's amp)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true")
@@ -106,11 +123,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="start from this model.pt's weights with a fresh optimizer and schedule "
                         "(a warm restart); the architecture is the checkpoint's")
     args = p.parse_args(argv)
-    if args.config:
-        defaults = json.loads(Path(args.config).read_text())
+    config = args.config or (FOLDER_CONFIG if args.images else None)
+    if config:
+        defaults = json.loads(Path(config).read_text())
         unknown = set(defaults) - set(vars(args))
         if unknown:
-            p.error(f"unknown keys in {args.config}: {sorted(unknown)}")
+            p.error(f"unknown keys in {config}: {sorted(unknown)}")
         p.set_defaults(**{k: (json.dumps(v) if k == "hparams" else v)
                           for k, v in defaults.items()})
         args = p.parse_args(argv)
@@ -120,6 +138,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--perturb must be in [0, 1), got {args.perturb}")
     if args.model not in ALL_FAMILIES:
         p.error(f"unknown model {args.model!r}: choose one of {sorted(ALL_FAMILIES)}")
+    if args.images:
+        if args.model in CONDITIONAL_FAMILIES or args.capture or args.eval_test:
+            p.error("--images trains an image model: --capture, --eval-test and conditional "
+                    "families are for the torchvision datasets")
+        args.dataset = f"folder:{Path(args.images).resolve().name}"
+        args.out = args.out or f"trained/{Path(args.images).resolve().name}"
+        args.image_shape = None  # from the folder (pipelines.folder.folder_data)
+    else:
+        try:
+            args.image_shape = image_shape(args.dataset)
+        except ValueError as err:
+            p.error(str(err))
     # A conditional model is not an image model the app could serve: it goes to runs/ until
     # pipelines.tune_inpainter installs it beside one.
     args.out = Path(args.out or (f"runs/{args.dataset}-{args.model}"
@@ -210,7 +240,7 @@ class TrainState:
             saved["step"], saved["best_val"], saved["history"], saved["elapsed"])
         state.step_losses = list(saved.get("losses", []))
         state.lr_scale = saved.get("lr_scale", 1.0)
-        if state.ema is not None and "ema" in saved:
+        if state.ema is not None and saved.get("ema") is not None:
             state.ema.load_state_dict(saved["ema"])
         return state
 
@@ -264,18 +294,42 @@ class TrainState:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Set up data, model and DDP; start or resume the state; train and validate epoch by
-    epoch; finish the card and samples."""
+    """Set up data and DDP, train (``fit``), finish the card and samples; with --images, also
+    the rest of a servable bundle (``pipelines.folder``)."""
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     proc = setup_distributed(args.device)
-    if (args.amp and proc.device.type == "cpu"
-            and not torch.ops.mkldnn._is_mkldnn_bf16_supported()):
-        print("warning: --amp on a CPU without native bf16 is emulated and slower than float32",
-              file=sys.stderr)
+    settle_amp(args, proc.device)
     torch.manual_seed(args.seed)
-    train, val = load_data(args)
+    if args.images:
+        from pipelines.folder import build_bundle, folder_data
+
+        folder = folder_data(args)
+        train, val = folder.train, folder.val
+    else:
+        train, val = load_data(args)
+    fit(args, proc, train, val)
+    if proc.rank == 0 and args.images and args.bundle:
+        build_bundle(args, folder, proc)
+    if proc.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def settle_amp(args: argparse.Namespace, device: torch.device) -> None:
+    """Keep --amp only where bf16 is native (CUDA, or a CPU with AVX512-BF16/AMX): emulated, it
+    is slower than float32, so a recipe that asks for it trains in float32 there."""
+    if args.amp and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        print("warning: this CPU has no native bf16, where --amp would be emulated and slower: "
+              "training in float32", file=sys.stderr)
+        args.amp = False
+
+
+def fit(args: argparse.Namespace, proc: Process, train: torch.Tensor, val: torch.Tensor
+        ) -> None:
+    """Build or resume the model, train and validate epoch by epoch until the epochs or the time
+    budget run out, then write the card and samples (rank 0)."""
     source = read_init_source(args)
     density = build_density(args, source).to(proc.device)
     steps_per_epoch = max(1, len(train) // (args.batch_size * proc.world))
@@ -305,8 +359,6 @@ def main(argv: list[str] | None = None) -> None:
         finish(args, proc.device, state.history)
     if proc.world > 1:
         del model  # the DDP wrapper must go before the group, or gloo may abort at exit
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
@@ -346,12 +398,12 @@ def build_density(args: argparse.Namespace, source: dict | None) -> torch.nn.Mod
         # A warm restart takes its architecture from the checkpoint: rebuilding it from --hparams
         # could load the weights into a different coupling of the same shapes without complaint.
         density = (build_model(source["config"]) if source is not None else
-                   build_model(args.model, image_shape(args.dataset), **json.loads(args.hparams)))
+                   build_model(args.model, args.image_shape, **json.loads(args.hparams)))
     except ConfigError as err:
         sys.exit(f"error: {err}")
     shape = tuple(density.config["image_shape"])
     if source is not None and (density.config["family"] != args.model
-                               or shape != image_shape(args.dataset)):
+                               or shape != tuple(args.image_shape)):
         sys.exit(f"error: --init-from {args.init_from} is a {density.config['family']} model of "
                  f"shape {density.config['image_shape']}, not {args.model} on {args.dataset}")
     return density
@@ -419,7 +471,7 @@ def train_batch(args: argparse.Namespace, state: TrainState, model: torch.nn.Mod
     state.step_losses.append(loss)
     state.scheduler.step()
     if state.ema is not None:
-        state.ema.update(state.density)
+        state.ema.update(state.density, step=state.step)
     state.step += 1
     return loss
 
@@ -463,13 +515,17 @@ def make_card(args: argparse.Namespace, density: torch.nn.Module, history: list[
               elapsed: float, proc: Process, val_bpd: float) -> ModelCard:
     """The card of the weights just validated: what they are, how they were trained, and the
     validation figure with what it was measured on."""
-    val_images = min(args.limit_val or VALIDATION_SIZE, VALIDATION_SIZE)
+    folder = getattr(args, "folder_entry", None)
+    full = folder["val"] if folder else VALIDATION_SIZE
+    val_images = min(args.limit_val or full, full)
     return ModelCard(
         name=args.out.name, dataset=args.dataset, model=args.model,
-        image_shape=tuple(image_shape(args.dataset)), hparams=dict(density.config["flow"]),
+        image_shape=tuple(args.image_shape), hparams=dict(density.config["flow"]),
         val=Measurement(bpd=round(val_bpd, 4), images=val_images,
-                        subset="first" if val_images < VALIDATION_SIZE else "all",
-                        per_missing_dim=args.model in CONDITIONAL_FAMILIES),
+                        subset="first" if val_images < full else "all",
+                        per_missing_dim=args.model in CONDITIONAL_FAMILIES,
+                        source=FOLDER_VAL_SOURCE if folder else None),
+        folder=folder, input_recipe=folder["recipe"] if folder else None,
         training_minutes=round(elapsed / 60, 1), hardware=hardware(proc.device, proc.world),
         command="python -m pipelines.train " + shlex.join(args.argv), commit=git_commit(),
         history=tuple(history), init_from=args.init_source if args.init_from else None,

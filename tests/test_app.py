@@ -143,7 +143,7 @@ def test_plot_and_summary_show_one_quantity(handlers: Handlers, method: str, ste
 
 
 def test_a_run_without_steps_says_so(handlers: Handlers) -> None:
-    """Issue 18.5: one value draws no line; the plot's label gives it instead."""
+    """Issue 18.5: one value is one dot; the plot's label says so and gives it."""
     *_, plot, _, summary, _ = handlers.inpaint(_editor(_digit()), "tiny-glow", "center",
                                                "exemplar", 0, 0, 0)
     value = plot["value"]["bits/dim"].tolist()

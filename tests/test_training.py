@@ -18,6 +18,7 @@ from inpaint_app import build_model, load_model
 from inpaint_app.card import ModelCard
 from inpaint_app.models import read_card
 from inpaint_app.training import (
+    EMA,
     LogProb,
     NonFiniteGuard,
     initialize_actnorm,
@@ -330,6 +331,47 @@ def test_evaluate_reports_a_missing_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as info:
         evaluate.main([str(tmp_path / "missing" / "model.pt"), "--device", "cpu"])
     assert "checkpoint not found" in str(info.value.code)
+
+
+def test_ema_warms_up_then_averages_with_its_full_decay() -> None:
+    """Early updates follow the live weights (decay (1 + t) / (10 + t)); late ones use the full
+    decay, so the average no longer drags the initialization along for thousands of steps."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = EMA(model, decay=0.999)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model, step=0)  # decay 0.1: 90 % of the way at once
+    assert ema.state_dict()["weight"].item() == pytest.approx(0.9)
+    assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(10_000) == 0.999
+    plain = EMA(torch.nn.Linear(1, 1, bias=False), decay=0.999)
+    plain.shadow["weight"].zero_()
+    plain.update(model)  # no step: the full decay, as before
+    assert plain.state_dict()["weight"].item() == pytest.approx(0.001)
+
+
+def test_resume_with_ema_from_a_state_saved_without_one(tmp_path: Path) -> None:
+    """A run started without --ema and resumed with it starts its average from the weights."""
+    args = train.parse_args([*TINY_GLOW, "--out", str(tmp_path), "--epochs", "2"])
+    proc = train.Process(0, 1, torch.device("cpu"))
+    density = build_model("glow", image_shape=(1, 8, 8), steps=2, hidden=8)
+    train.TrainState.start(args, density, 4, proc).save(tmp_path / "state.pt")
+    with_ema = train.parse_args([*TINY_GLOW, "--out", str(tmp_path), "--ema", "0.99"])
+    other = build_model("glow", image_shape=(1, 8, 8), steps=2, hidden=8)
+    back = train.TrainState.resume(tmp_path / "state.pt", with_ema, other, 4, proc)
+    assert all(torch.equal(a, b) for a, b in zip(back.ema.state_dict().values(),
+                                                 density.state_dict().values(), strict=True))
+
+
+def test_amp_falls_back_to_float32_where_bf16_would_be_emulated(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The folder recipe asks for amp; a CPU without native bf16 trains it in float32."""
+    args = train.parse_args(["--images", "imgs", "--out", "o"])
+    assert args.amp
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    train.settle_amp(args, torch.device("cpu"))
+    assert not args.amp and "training in float32" in capsys.readouterr().err
+    assert not train.parse_args(["--images", "imgs", "--out", "o", "--no-amp"]).amp
 
 
 def test_warmup_cosine_schedule() -> None:

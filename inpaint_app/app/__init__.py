@@ -1,6 +1,7 @@
 """The Gradio web app: ``create_app`` builds it, ``serve`` runs it on 127.0.0.1.
 
-    python -m inpaint_app serve [--port 7860] [--host 127.0.0.1] [--checkpoint C] [--no-compile]
+    python -m inpaint_app serve [--models DIR] [--checkpoint C] [--port 7860] [--host H]
+                                [--no-compile]
 
 Layout lives in ``layout``, the actions in ``handlers`` (testable without a browser), the model
 cache in ``registry``. Exposure is conservative: loopback unless told otherwise, no share link,
@@ -28,13 +29,15 @@ __all__ = ["create_app", "serve", "launch_kwargs", "ModelCache", "Handlers"]
 
 def create_app(checkpoint: str | Path | None = None, *, root: str | Path = TRAINED_DIR,
                concurrency: int = CONCURRENCY, compile: bool = False) -> gr.Blocks:
-    """The app over every checkpoint in ``root`` (plus ``checkpoint``, then the default), with
-    its queue configured; the models load lazily, once each. With ``compile`` (off where
-    ``FLOWPAINT_COMPILE=0``) the default model loads at once in the background and each loaded
-    model's scoring pass compiles there too (``inpaint_app.compiled``); requests run eagerly
-    until it is ready, never waiting for a compile."""
+    """The app over every bundle in the models folder ``root`` (plus ``checkpoint``, then the
+    default), with its queue configured. Each bundle loads at start (``ModelCache.survey``);
+    one that fails is skipped and listed on the Models tab with why, except ``checkpoint``,
+    which must load. With ``compile`` (off where ``FLOWPAINT_COMPILE=0``) the default model's
+    scoring pass, and each other model's on first use, compiles in the background
+    (``inpaint_app.compiled``); requests run eagerly until it is ready, never waiting."""
     paths, default = checkpoints_for(checkpoint, root)
-    cache = ModelCache(paths, default, compile=compile_enabled(compile))
+    cache = ModelCache.survey(paths, default, compile=compile_enabled(compile),
+                              required=default if checkpoint is not None else None)
     if cache.compile:
         cache.preload()
     demo = build_app(Handlers(cache))
@@ -49,12 +52,13 @@ def launch_kwargs(host: str = "127.0.0.1", port: int = 7860) -> dict:
 
 
 def serve(host: str = "127.0.0.1", port: int = 7860, checkpoint: str | Path | None = None,
-          concurrency: int = CONCURRENCY, compile: bool = True) -> None:
+          concurrency: int = CONCURRENCY, compile: bool = True,
+          models: str | Path = TRAINED_DIR) -> None:
     """Build and run the app until interrupted; it compiles in the background unless
     ``compile`` is False or ``FLOWPAINT_COMPILE=0``, and says in the server log when each
     model's compiled scoring is ready."""
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("inpaint_app").setLevel(logging.INFO)
-    create_app(checkpoint, concurrency=concurrency, compile=compile).launch(
+    create_app(checkpoint, root=models, concurrency=concurrency, compile=compile).launch(
         **launch_kwargs(host, port))

@@ -46,10 +46,20 @@ def card_markdown(name: str, card: ModelCard, image_shape: tuple[int, ...]) -> s
              *_quality(card), *_thresholds(card.anomaly),
              f"- **training**: {_num(card.training_minutes, 4)} minutes on "
              f"{card.hardware or 'unknown hardware'}"]
-    if card.command:
-        lines.append(f"- **command**: `{card.command}`"
-                     + (f" (commit {card.commit})" if card.commit else ""))
+    if card.command:  # the commit first: after a long command it wrapped onto a line alone
+        lines.append("- **command**" + (f" (commit `{card.commit}`)" if card.commit else "")
+                     + f": `{card.command}`")
     note = card.notes.get("training_note")
     if note:
         lines.append(f"- **notes**: {note}")
     return "\n".join(lines)
+
+
+def skipped_markdown(skipped: dict[str, str]) -> str:
+    """The bundles found in the models folder but not offered, each with why; empty when
+    every one loaded."""
+    if not skipped:
+        return ""
+    lines = [f"- **{name}**: {reason}" for name, reason in sorted(skipped.items())]
+    return "\n".join(["### Not offered", "Found in the models folder but skipped at start "
+                       "(fix the file and restart):", *lines])

@@ -25,6 +25,7 @@ from ..anomaly import explain, score_images
 from ..bundle import ModelBundle
 from ..images import (
     ImageError,
+    Resize,
     open_image,
     to_8bit,
     to_mask,
@@ -34,7 +35,7 @@ from ..inpainting import DEFAULT_STEPS, METHODS, conditional_settings, inpaint
 from ..masks import MASK_PRESETS, make_mask
 from ..normalize import fit_input
 from . import wording
-from .cards import card_markdown
+from .cards import card_markdown, skipped_markdown
 from .pictures import heat_map, score_histogram, show_missing, thumbnail_html
 from .registry import ModelCache
 from .runview import plot, plotted, summary
@@ -46,6 +47,7 @@ MAX_FILES = 64  # images per anomaly request
 MAX_SAMPLES = 16  # inpainting samples per request
 MAX_STEPS = 5000
 MAX_DRAWS = 64  # model samples per request
+MAX_EXAMPLES_PER_MODEL = 8  # a model's own examples (``ModelBundle.example_files``) shown
 DISPLAY_SIDE = 512  # an upload is shown in the editor at most this wide and high
 TABLE_COLUMNS = ["#", "model input", "file", "verdict", "p-value", "score", "bits/dim", "note"]
 TABLE_TYPES = ["number", "html", "str", "str", "number", "number", "number", "str"]
@@ -133,7 +135,8 @@ class Handlers:
         """Fill the missing pixels of the editor's image; returns the fill, the samples, the
         uncertainty map, the plot of what the method climbs, the model's view, a summary and
         metrics. With ``normalize`` (the default) the model sees the image through its input
-        normalization and the fill is pasted back into the image's own frame and polarity."""
+        normalization (colour models: a plain resize) and the fill is pasted back into the
+        image's own frame and polarity, in colour for a colour model."""
         if not editor or editor.get("background") is None:
             raise gr.Error("no image: pick an example or upload one first")
         if method not in METHODS:
@@ -147,7 +150,9 @@ class Handlers:
         bundle = self.cache.get(model_name)
         shape = bundle.image_shape
         picture = open_image(editor["background"])
-        x, framing, fit = fit_input(picture, shape, bundle.dataset, bool(normalize))
+        x, framing, fit = fit_input(picture, shape, bundle.recipe, bool(normalize))
+        if framing is None and normalize:  # a colour model: its fill goes back into the upload
+            framing = Resize(picture.size, shape[1:])
         # Strokes are painted on the picture: with a framing they move into model pixels with it.
         painted = painted_mask(editor.get("layers"), (picture.height, picture.width)
                                if framing else shape[1:])
@@ -213,14 +218,26 @@ class Handlers:
                 "unlike those are poor.")
         return None, {"background": shown, "layers": [], "composite": shown}, note
 
+    @functools.cached_property
+    def examples(self) -> list[tuple[Path, str]]:
+        """The examples gallery, each image with the model it selects: the packaged test images
+        of each dataset whose model is offered, then every model's own examples (at most
+        ``MAX_EXAMPLES_PER_MODEL`` of its ``example_files``)."""
+        packaged = [(path, self._model_for(wording.example_dataset(path.name)))
+                    for path in wording.EXAMPLE_FILES]
+        own = [(path, name) for name in self.cache.names
+               for path in self.cache.get(name).example_files[:MAX_EXAMPLES_PER_MODEL]]
+        return [(path, model) for path, model in packaged + own if model is not None]
+
     @user_errors
     def example(self, selected: gr.SelectData) -> tuple:
-        """Picking an example selects the model trained on its dataset and a mask preset, and
-        says what the example shows."""
-        filename = wording.EXAMPLE_FILES[selected.index].name
-        model = self._model_for(wording.example_dataset(filename))
-        preset, note = wording.describe_example(filename, model)
-        return gr.update() if model is None else model, preset, note
+        """Picking an example selects its model and a mask preset, and says what it shows."""
+        if not 0 <= selected.index < len(self.examples):
+            raise gr.Error(f"no example number {selected.index}")
+        path, model = self.examples[selected.index]
+        preset, note = wording.describe_example(path.name, model,
+                                                packaged=path.parent == wording.EXAMPLES_DIR)
+        return model, preset, note
 
     def _model_for(self, dataset: str) -> str | None:
         """The model trained on ``dataset``: the default when it is, else the first whose name
@@ -273,7 +290,7 @@ class Handlers:
             except ImageError as err:
                 rows.append([i, "", name, "unreadable", None, None, None, str(err)])
                 continue
-            x, _, fit = fit_input(picture, bundle.image_shape, bundle.dataset,
+            x, _, fit = fit_input(picture, bundle.image_shape, bundle.recipe,
                                   bool(normalize))
             readable.append((len(rows), x))
             rows.append([i, thumbnail_html(to_pil(x)), name, "", None, None, None, fit])
@@ -332,3 +349,7 @@ class Handlers:
         """The model card as Markdown: data, quality, thresholds, training cost."""
         bundle = self.cache.get(model_name)
         return card_markdown(model_name or self.cache.default, bundle.card, bundle.image_shape)
+
+    def skipped(self) -> str:
+        """The bundles found but not offered, each with why (empty when there are none)."""
+        return skipped_markdown(self.cache.skipped)

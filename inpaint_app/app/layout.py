@@ -24,7 +24,6 @@ from .handlers import (
     Handlers,
     refuse,
 )
-from .wording import EXAMPLE_FILES
 from .wording import METHODS as METHOD_TEXTS
 
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"]
@@ -35,7 +34,8 @@ NORMALIZE_INFO = ("bring the image to the model's conventions first: a light bac
 CSS = """.pixelated img { image-rendering: pixelated; width: 100%; height: 100%;
                       object-fit: contain; }
 #verdicts img { width: 42px; height: 42px; image-rendering: pixelated;
-               border: 1px solid #ccc; }"""
+               border: 1px solid #ccc; }
+#n-samples input[type=number], #model-count input[type=number] { min-width: 4.5em; }"""
 
 
 def check_sizes(editor: gr.ImageEditor) -> gr.ImageEditor:
@@ -73,10 +73,11 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown) -> tuple[gr.Dropdown, 
                 label="Image: paint over the pixels to fill (brush), eraser to undo",
                 elem_id="editor", elem_classes="pixelated"))
             note = gr.Markdown(elem_id="image-note")
-            examples = gr.Examples([[str(p)] for p in EXAMPLE_FILES], inputs=[editor],
-                                   label="Examples: MNIST and Fashion-MNIST test images "
-                                         "(each selects its model and a mask)",
-                                   examples_per_page=12)
+            examples = (gr.Examples([[str(path)] for path, _ in handlers.examples],
+                                    inputs=[editor], examples_per_page=12,
+                                    label="Examples: each model's own images (each selects "
+                                          "its model and a mask)")
+                        if handlers.examples else None)
             with gr.Row():
                 mask = gr.Dropdown(list(MASK_SOURCES), value=DEFAULT_MASK, label="Mask",
                                    info="a preset, or painted: your brush strokes",
@@ -87,7 +88,8 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown) -> tuple[gr.Dropdown, 
                 steps = gr.Slider(0, MAX_STEPS, value=0, step=5, label="Steps", scale=2,
                                   info="0 = the method's default", elem_id="steps")
                 n_samples = gr.Slider(0, MAX_SAMPLES, value=0, step=1, label="Samples",
-                                      info="0 = the method's default", elem_id="n-samples")
+                                      info="0 = the method's default", elem_id="n-samples",
+                                      min_width=200)
                 seed = gr.Number(0, precision=0, minimum=0, label="Seed", elem_id="seed")
             normalize = gr.Checkbox(True, label="Normalize the input", elem_id="inpaint-normalize",
                                     info=NORMALIZE_INFO)
@@ -103,13 +105,15 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown) -> tuple[gr.Dropdown, 
                                  elem_classes="pixelated", format="png")
             uncertainty = gr.Image(label="Uncertainty: per-pixel std of the samples",
                                    height=200, elem_classes="pixelated", format="png")
-    trajectory = gr.LinePlot(x="step", y="bits/dim", label="what the method climbs, per step",
-                             height=240, elem_id="trajectory")
+    # Dots, not a line: a run without steps has one value, which a line plot leaves blank.
+    trajectory = gr.ScatterPlot(x="step", y="bits/dim", label="what the method climbs, per step",
+                                height=240, elem_id="trajectory")
     with gr.Accordion("Metrics (JSON)", open=False):
         metrics = gr.JSON(label="metrics")
     upload.upload(handlers.upload, [upload, model], [upload, editor, note], api_name="load_image")
-    examples.dataset.select(handlers.example, None, [model, mask, note],
-                            api_visibility="private")
+    if examples is not None:
+        examples.dataset.select(handlers.example, None, [model, mask, note],
+                                api_visibility="private")
     controls = [steps, n_samples, seed, method]
     for source in (method, model):
         source.change(handlers.controls, [method, model], controls, api_visibility="private")
@@ -129,21 +133,25 @@ def build_anomaly(handlers: Handlers, model: gr.Dropdown) -> None:
     table = gr.Dataframe(headers=TABLE_COLUMNS, datatype=TABLE_TYPES, interactive=False,
                          label="Verdicts", elem_id="verdicts", wrap=True, max_height=640,
                          column_widths=["4%", "8%", "14%", "34%", "8%", "8%", "8%", "16%"])
-    histogram = gr.Image(label="Validation scores (bars), threshold (red), uploads by row # "
-                         "(orange; beyond the axis: listed under it)",
-                         elem_id="histogram", format="png")
+    # The caption above, not as the image's label: Gradio's label box hid the picture's title.
+    gr.Markdown("**Validation scores** (bars), threshold (red), uploads by row # (orange; "
+                "beyond the axis: listed under it)", elem_id="histogram-caption")
+    histogram = gr.Image(label="histogram", show_label=False, elem_id="histogram",
+                         format="png")
     note = gr.Markdown(label="explanation")
     run.click(handlers.score, [files, model, normalize], [table, histogram, note],
               api_name="score")
 
 
 def build_models(handlers: Handlers, model: gr.Dropdown) -> gr.Markdown:
-    """The selected model's card and samples at a chosen temperature."""
+    """The selected model's card, samples at a chosen temperature, and the bundles of the
+    models folder that were skipped at start, with why."""
     card = gr.Markdown(label="card", elem_id="model-card")
     with gr.Row():
         temperature = gr.Slider(0.05, 1.5, value=0.7, step=0.05, label="Temperature",
                                 info="scales the latent: lower = cleaner, less varied")
-        count = gr.Slider(1, MAX_DRAWS, value=16, step=1, label="Samples")
+        count = gr.Slider(1, MAX_DRAWS, value=16, step=1, label="Samples", min_width=200,
+                          elem_id="model-count")
         seed = gr.Number(0, precision=0, minimum=0, label="Seed")
     draw = gr.Button("Sample", variant="primary", elem_id="sample-button")
     gallery = gr.Gallery(label="Samples", columns=8, height=300, elem_classes="pixelated",
@@ -152,6 +160,9 @@ def build_models(handlers: Handlers, model: gr.Dropdown) -> gr.Markdown:
     draw.click(handlers.sample, inputs, gallery, api_name="sample")
     temperature.release(handlers.sample, inputs, gallery, api_visibility="private")
     model.change(handlers.card, model, card, api_name="model_card")
+    skipped = handlers.skipped()
+    if skipped:
+        gr.Markdown(skipped, elem_id="skipped-models")
     return card
 
 
@@ -162,7 +173,9 @@ def build_app(handlers: Handlers) -> gr.Blocks:
         gr.Markdown("# flowpaint\nExact likelihoods from normalizing flows: fill in missing "
                     "pixels, flag images the model has not seen the like of, browse the models.")
         model = gr.Dropdown(cache.names, value=cache.default, label="Model",
-                            info="every checkpoint in trained/", elem_id="model")
+                            info="every model of the models folder that loaded"
+                                 + (" (the Models tab lists those skipped)"
+                                    if cache.skipped else ""), elem_id="model")
         with gr.Tabs():
             with gr.Tab("Inpaint", id="inpaint"):
                 method, controls = build_inpaint(handlers, model)

@@ -24,12 +24,12 @@ def plotted(result: InpaintResult) -> dict[str, Any]:
 
 
 def plot(result: InpaintResult) -> dict[str, Any]:
-    """The trajectory as a line plot update, its axis named after what it measures; with a
-    single value (no steps ran) the label gives it, since one point draws no line."""
+    """The trajectory as a plot update, a dot per step, its axis named after what it
+    measures; with a single value (no steps ran) the label says so and gives it."""
     finite = [v if math.isfinite(v) else None for v in result.bpd_trajectory]
     frame = pd.DataFrame({"step": list(range(len(finite))), "bits/dim": finite})
-    label = (f"no steps ran, so no line: one value, {fmt(finite[0])}" if len(finite) == 1
-             else "at each step")
+    label = (f"no steps ran: one value, {fmt(finite[0])} (the single dot)" if len(finite) == 1
+             else "a dot per step")
     return gr.update(value=frame, y_title=result.trajectory_label,
                      label=f"{result.trajectory_label} (lower = likelier): {label}")
 

@@ -22,6 +22,7 @@ EXAMPLES = {"mnist-test-0000.png": ("a handwritten 7", "bottom"),
             "fashion-test-0001.png": ("a pullover", "left"),
             "fashion-test-0002.png": ("a pair of trousers", "bottom"),
             "fashion-test-0003.png": ("a pair of trousers", "random50")}
+OWN_EXAMPLE_MASK = "center"  # the preset for a model's own examples: nothing known of them
 DATASETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}  # card key -> display name
 
 
@@ -34,15 +35,21 @@ def example_dataset(filename: str) -> str:
     return "fashion-mnist" if filename.startswith("fashion") else filename.split("-")[0]
 
 
-def describe_example(filename: str, model: str | None) -> tuple[str, str]:
-    """The example's mask preset and a note on what it shows and what was selected for it."""
-    what, preset = EXAMPLES.get(filename, ("an example image", "center"))
-    data = dataset_name(example_dataset(filename))
+def describe_example(filename: str, model: str, packaged: bool = True) -> tuple[str, str]:
+    """The example's mask preset and a note on what it shows and the model it selected: a
+    packaged test image (``EXAMPLES``) or one of a model's own examples (its validation
+    images, ``ModelBundle.example_files``)."""
+    if packaged:
+        what, preset = EXAMPLES.get(filename, ("an example image", "center"))
+        data = dataset_name(example_dataset(filename))
+        shows = f"{what} from the {data} test set"
+        chosen = f"model **{model}** (trained on {data})"
+    else:
+        preset = OWN_EXAMPLE_MASK
+        shows, chosen = f"{filename}, one of model **{model}**'s validation images", "that model"
     hides = describe_mask(preset).rstrip(".")
-    chosen = (f"model **{model}** (trained on {data})" if model else
-              f"no {data} model is installed, so expect a poor fill")
-    return preset, (f"**Example**: {what} from the {data} test set (never seen in training). "
-                    f"Selected: {chosen}; mask **{preset}** ({hides}). "
+    return preset, (f"**Example**: {shows} (never seen in training). Selected: {chosen}; "
+                    f"mask **{preset}** ({hides}). "
                     "Press Inpaint, or paint with the brush and choose the mask *painted*.")
 
 
