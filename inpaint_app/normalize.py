@@ -70,12 +70,10 @@ def recipe_for(dataset: str | None, recipe: str | None = None) -> Recipe:
 
 
 def as_recipe(recipe_or_dataset: Recipe | str | None) -> Recipe:
-    """A Recipe as it is; a string as a dataset name (its recipe), or a recipe name."""
+    """A Recipe as it is; a string as a recipe name, else as a dataset name (its recipe)."""
     if isinstance(recipe_or_dataset, Recipe):
         return recipe_or_dataset
-    if recipe_or_dataset in RECIPES and recipe_or_dataset not in DATASET_RECIPES:
-        return RECIPES[recipe_or_dataset]
-    return recipe_for(recipe_or_dataset)
+    return RECIPES.get(recipe_or_dataset or "") or recipe_for(recipe_or_dataset)
 
 
 @dataclass

@@ -61,12 +61,12 @@ def main(argv: list[str] | None = None) -> None:
         install_background(Path(args.background), path)
     model, dataset, images = model_and_split(path, args.dataset, args.split, args.data_root)
     normalized = args.normalize and model.image_shape[0] == 1
+    recipe = model.recipe if dataset == model.dataset else recipe_for(dataset)
     if normalized:
-        images = normalize_images(images, model.recipe if dataset == model.dataset else dataset)
+        images = normalize_images(images, recipe)
     store_calibration(path, model, images, fpr=args.fpr, batch_size=args.batch_size,
                       source=f"{dataset} {args.split} ({len(images):,})",
-                      recipe=(model.recipe.name if dataset == model.dataset
-                              else recipe_for(dataset).name) if normalized else "off",
+                      recipe=recipe.name if normalized else "off",
                       command=(f"python -m pipelines.calibrate {path} --fpr {args.fpr}"
                                + ("" if normalized else " --no-normalize")))
 

@@ -61,8 +61,7 @@ def rendered_digits(n: int, seed: int = 0) -> torch.Tensor:
     system's TrueType fonts (DejaVu, Liberation: sans, serif, mono, bold, italic) and Pillow's
     own: a stand-in for a second digit set that is not handwritten."""
     rng = np.random.default_rng(seed + 11)
-    fonts = sorted(Path(p) for d in FONT_DIRS for p in Path(d).rglob("*.ttf")) if any(
-        Path(d).is_dir() for d in FONT_DIRS) else []
+    fonts = sorted(p for d in FONT_DIRS for p in Path(d).rglob("*.ttf"))  # none: Pillow's
 
     def font_for(size: int) -> ImageFont.FreeTypeFont:
         pick = int(rng.integers(len(fonts) + 1))
