@@ -7,7 +7,8 @@
 
 A folder holds ``model.pt`` (its card inside, ``card.json`` beside it) and, optionally, the
 exemplar bank (``exemplars.npz``), the background density of the anomaly likelihood ratio
-(``background.pt``) and the conditional inpainting flow (``inpainter.pt``). The app, the
+(``background.pt``), the conditional inpainting flow (``inpainter.pt``) and gallery images
+(``examples/``). The app, the
 scripts and the Python API all get them from ``load_bundle``; the models themselves carry no
 attached state. Library functions that take a bundle also take a bare ``DensityModel``, which
 is a bundle with an empty card and nothing beside it.
@@ -25,6 +26,7 @@ from .card import ModelCard
 from .conditional import ConditionalInpainter
 from .density import DensityModel
 from .exemplars import BANK_FILE, ExemplarBank, load_bank
+from .gallery import Example, read_examples
 from .models import (
     BACKGROUND_FILE,
     CONDITIONAL_FAMILIES,
@@ -37,7 +39,7 @@ from .models import (
 )
 from .normalize import Recipe, recipe_for
 
-EXAMPLES_DIR = "examples"  # beside model.pt: example PNGs for the app's gallery
+EXAMPLES_DIR = "examples"  # beside model.pt: the app's gallery images (inpaint_app.gallery)
 
 
 @dataclass(frozen=True)
@@ -73,12 +75,12 @@ class ModelBundle:
         return recipe_for(self.dataset, self.card.input_recipe)
 
     @property
-    def example_files(self) -> list[Path]:
-        """Example images shipped in ``<folder>/examples/`` (a folder model's validation
-        images, written by ``flowpaint train --images``), sorted by name."""
+    def examples(self) -> list[Example]:
+        """The model's own gallery images, ``<folder>/examples/*.png`` with what each shows and
+        a mask preset (``inpaint_app.gallery``): validation images, never training ones."""
         if self.path is None:
             return []
-        return sorted((self.path.parent / EXAMPLES_DIR).glob("*.png"))
+        return read_examples(self.path.parent / EXAMPLES_DIR)
 
 
 def as_bundle(source: ModelBundle | DensityModel) -> ModelBundle:

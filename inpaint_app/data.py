@@ -113,6 +113,32 @@ def _torchvision_split(name: str, root: Path, train: bool, download: bool) -> to
     return data.contiguous().to(torch.uint8)
 
 
+def load_labels(name: str, split: str, root: str | Path | None = None) -> torch.Tensor:
+    """The class labels (int64 ``[N]``) of ``split``, aligned with ``load_split``'s images."""
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"unknown split {split!r}: choose train, val or test")
+    root = Path(root) if root is not None else default_data_root()
+    name, train = _check_name(name), split != "test"
+    packed = (root / DATASETS[name][0] / "raw" / (IDX_LABELS[train] + ".gz")
+              if name in ("mnist", "fashion-mnist") else None)
+    if packed is not None and packed.is_file() and not packed.with_suffix("").is_file():
+        labels = torch.from_numpy(read_idx(packed).astype(np.int64))
+    else:
+        from torchvision import datasets
+
+        cls = getattr(datasets, DATASETS[name][0])
+        try:
+            ds = (cls(root=str(root), split="train" if train else "test") if name == "svhn"
+                  else cls(root=str(root), train=train))
+        except RuntimeError as err:
+            raise DatasetNotFound(f"{DATASETS[name][0]} labels not found under {root}") from err
+        labels = torch.as_tensor(np.asarray(getattr(ds, "targets", None)
+                                            if name != "svhn" else ds.labels), dtype=torch.int64)
+    if split == "train":
+        return labels[:-VALIDATION_SIZE]
+    return labels[-VALIDATION_SIZE:] if split == "val" else labels
+
+
 def load_split(name: str, split: str, root: str | Path | None = None, *,
                download: bool = False) -> torch.Tensor:
     """uint8 images of ``split`` in {train, val, test}; val is the last 5,000 training images."""

@@ -99,6 +99,7 @@ class FolderImages:
     files: int  # candidate files found
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
     sha256: str = ""
+    val_names: list[str] = field(default_factory=list)  # relative paths, in ``val``'s order
 
     def card_entry(self) -> dict[str, Any]:
         """What a model card records of its folder (``ModelCard.folder``)."""
@@ -147,8 +148,10 @@ def load_folder(root: str | Path, spec: FolderSpec,
     files = list_files(root)
     content = hashlib.sha256()
     splits: dict[bool, list[torch.Tensor]] = {True: [], False: []}
+    val_names: list[str] = []
     skipped: list[tuple[str, str]] = []
-    for path in tqdm(files, desc="reading", unit="file", disable=log is None or len(files) < 2000,
+    quiet = log is None or len(files) < 2000  # else a bar, on a terminal only
+    for path in tqdm(files, desc="reading", unit="file", disable=True if quiet else None,
                      leave=False):
         relative = path.relative_to(root)
         content.update(os.fsencode(relative) + b"\0" + _file_digest(path))
@@ -159,7 +162,10 @@ def load_folder(root: str | Path, spec: FolderSpec,
             if log:
                 log(f"skipped {display_name(relative)}: {err}")
             continue
-        splits[is_validation(relative)].append(x)
+        held_out = is_validation(relative)
+        splits[held_out].append(x)
+        if held_out:
+            val_names.append(display_name(relative))
     if not splits[False] or not splits[True]:
         raise FolderError(
             f"{display_name(root)}: {len(splits[False])} training and {len(splits[True])} "
@@ -167,7 +173,7 @@ def load_folder(root: str | Path, spec: FolderSpec,
             "needs at least about 20 readable images")
     data = FolderImages(train=torch.stack(splits[False]), val=torch.stack(splits[True]),
                         spec=spec, root=root, files=len(files), skipped=skipped,
-                        sha256=content.hexdigest())
+                        sha256=content.hexdigest(), val_names=val_names)
     if log:
         log(f"{display_name(root)}: {len(files):,} files, {len(data.train):,} training and "
             f"{len(data.val):,} validation images at {spec.channels}x{spec.size[0]}x"

@@ -34,7 +34,7 @@ import torch
 from inpaint_app.bundle import EXAMPLES_DIR, load_bundle
 from inpaint_app.exemplars import BANK_FILE, save_bank
 from inpaint_app.folder import FolderError, FolderImages, FolderSpec, display_name, load_folder
-from inpaint_app.images import save_png
+from inpaint_app.gallery import write_examples as write_gallery
 from inpaint_app.models import checkpoint_file, read_card
 
 if TYPE_CHECKING:
@@ -137,11 +137,13 @@ def background_args(args: argparse.Namespace, out: Path) -> argparse.Namespace:
 
 
 def write_examples(folder: FolderImages, out: Path) -> None:
-    """Up to ``EXAMPLES`` validation images, evenly spaced, as model-size PNGs for the app."""
-    out.mkdir(exist_ok=True)
+    """Up to ``EXAMPLES`` validation images, evenly spaced, as model-size PNGs for the app,
+    each named by its file (``inpaint_app.gallery``)."""
     count = min(EXAMPLES, len(folder.val))
-    for i in range(count):
-        save_png(folder.val[i * len(folder.val) // count], out / f"val-{i:02d}.png")
+    chosen = [i * len(folder.val) // count for i in range(count)]
+    write_gallery(out, folder.val[chosen], shows=[None] * count, masks=[None] * count,
+                  sources=[f"file {folder.val_names[i]} of folder "
+                           f"{display_name(folder.root.name)}" for i in chosen])
 
 
 def report(args: argparse.Namespace, folder: FolderImages, path: Path) -> None:

@@ -4,8 +4,9 @@
     python -m pipelines.inpaint_benchmark --limit 40 --slow-limit 4 --datasets mnist
 
 For each dataset and mask preset: masked-region PSNR and SSIM (skimage.metrics, [0, 1] units,
-SSIM averaged over the missing pixels of its map), the accuracy of a small classifier on the
-completed images (trained once on the training split, cached under runs/), and the median
+SSIM averaged over the missing pixels of its map), the accuracy of a small CNN on the
+completed images (trained once on the training split, cached under runs/; its accuracy on the
+true images is reported as the ceiling), and the median
 seconds per image. ``nice`` and ``langevin`` are slow, so they run on the first ``--slow-limit``
 images of each subset. With a conditional inpainting model beside the checkpoint it also
 reports one of the default's samples as its own column (``sample``), the conditional bits per
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from inpaint_app.bundle import ModelBundle, load_bundle
 from inpaint_app.card import ModelCard
-from inpaint_app.data import default_data_root, load_split
+from inpaint_app.data import default_data_root, load_labels, load_split
 from inpaint_app.density import dequantize
 from inpaint_app.fills import biharmonic_fill, mean_fill
 from inpaint_app.images import save_png, to_pil
@@ -51,19 +52,25 @@ CLASSICAL = ("mean", "biharmonic")
 
 
 def classifier(dataset: str, root: Path, cache: Path) -> nn.Module:
-    """A small MLP on the training split, trained once (about 20 s) and cached."""
-    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-    path = cache / f"classifier-{dataset}.pt"
+    """The judge of the accuracy columns: a small CNN trained on the training split (four
+    epochs, seed 0, a few CPU minutes once, then cached under ``cache``). Its accuracy on the
+    true test images is reported beside the table: the ceiling of every column. (Until stop
+    28 the judge was a one-hidden-layer MLP, right on 87 % of the true Fashion-MNIST test
+    images, which capped and blurred every Fashion-MNIST accuracy here.)"""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
+                        nn.Linear(128, 10))
+    path = cache / f"judge-cnn-{dataset}.pt"
     if path.is_file():
         net.load_state_dict(torch.load(path, weights_only=True))
         return net.eval()
-    from torchvision import datasets
-    cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[dataset]
-    labels = torch.as_tensor(cls(root=str(root), train=True).targets)[:-5000]
+    labels = load_labels(dataset, "train", root)
     x = load_split(dataset, "train", root).float().div(255.0)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
-    for _ in range(3):
+    for _ in tqdm(range(4), desc=f"judge ({dataset})", unit="epoch"):
         for idx in torch.randperm(len(x), generator=gen).split(128):
             loss = nn.functional.cross_entropy(net(x[idx]), labels[idx])
             opt.zero_grad()
@@ -124,10 +131,10 @@ def single_image_p50(model: ModelBundle, images: torch.Tensor, preset: str, n: i
 def evaluate(dataset: str, args: argparse.Namespace) -> dict:
     model = load_bundle(CHECKPOINTS[dataset])
     images = load_split(dataset, "test", args.data_root)[:args.limit]
-    from torchvision import datasets
-    cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[dataset]
-    labels = torch.as_tensor(cls(root=str(args.data_root), train=False).targets)[:args.limit]
+    labels = load_labels(dataset, "test", args.data_root)[:args.limit]
     net = classifier(dataset, args.data_root, Path(args.cache))
+    with torch.no_grad():
+        judge = (net(images.float() / 255.0).argmax(1) == labels).float().mean().item()
     table, examples = {}, {}
     true_bpd = discrete_bits_per_dim(model.model, images)
     for preset in tqdm(list(MASK_PRESETS), desc=dataset):
@@ -155,7 +162,8 @@ def evaluate(dataset: str, args: argparse.Namespace) -> dict:
             "default": (default_description(model.inpainter_card)
                         if model.inpainter is not None
                         else "exemplar start + ascent (no conditional model)"),
-            "default_single_image_p50_s": p50, "examples": examples}
+            "default_single_image_p50_s": p50, "judge_accuracy_on_true_images": judge,
+            "examples": examples}
 
 
 def default_description(card: ModelCard) -> str:
@@ -180,6 +188,10 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
              "images.", ""]
     for dataset, res in results.items():
         lines += [f"## {dataset} ({res['checkpoint']})", "", f"Default: {res['default']}.", "",
+                  "Accuracy judge: a small CNN trained on the training split; on the true "
+                  f"(uncorrupted) test images it is right on "
+                  f"{100 * res['judge_accuracy_on_true_images']:.1f} %, the ceiling of every "
+                  "accuracy below.", "",
                   "| preset | " + " | ".join(METHOD_COLUMNS) + " | cond. bits | sample gap |",
                   "|---" * (len(METHOD_COLUMNS) + 3) + "|"]
         for preset, row in res["table"].items():

@@ -434,7 +434,9 @@ def run_epoch(args: argparse.Namespace, state: TrainState, model: torch.nn.Modul
         args.seed * 7919 + epoch))
     all_finite = (lambda ok: all_ranks_agree(ok, proc.device)) if proc.world > 1 else None
     bar = tqdm(range(offset, state.steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}",
-               disable=proc.rank != 0, unit="step", initial=offset, total=state.steps_per_epoch)
+               # None: a bar on a terminal only; a log file gets the per-epoch lines
+               disable=True if proc.rank != 0 else None, unit="step", initial=offset,
+               total=state.steps_per_epoch)
     losses, out_of_time = [], False
     for i in bar:
         start = (i * proc.world + proc.rank) * args.batch_size

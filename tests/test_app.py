@@ -7,6 +7,7 @@ test is fast; the API test starts the real server on a free loopback port.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from inpaint_app.app.handlers import (
 from inpaint_app.app.layout import check_sizes
 from inpaint_app.app.pictures import mark_layout
 from inpaint_app.app.registry import DEFAULT_MODEL, ModelCache, checkpoints_for, discover
-from inpaint_app.app.wording import EXAMPLE_FILES, plain_verdict
+from inpaint_app.app.wording import plain_verdict
 from inpaint_app.bundle import ModelBundle
 from inpaint_app.masks import MASK_PRESETS
 from inpaint_app.models import CheckpointError, build_model, save_model
@@ -318,17 +319,31 @@ def test_shipped_card_renders(shipped: Handlers) -> None:
     assert "mnist" in card and "test bits/dim" in card and "training" in card
 
 
-@pytest.mark.parametrize(("name", "model", "preset"), [
-    ("fashion-test-0000.png", "fashion-mnist-glow", "center"),
-    ("mnist-test-0000.png", "mnist-glow", "bottom"),
+@pytest.mark.parametrize(("model", "data", "shows"), [
+    ("fashion-mnist-glow", "Fashion-MNIST", "an ankle boot|a T-shirt or top|a bag"),
+    ("mnist-glow", "MNIST", "a handwritten [0-9]"),
 ])
-def test_an_example_selects_its_model_and_mask(shipped: Handlers, name: str, model: str,
-                                               preset: str) -> None:
-    """Issue 18.6: a Fashion-MNIST example brings the Fashion-MNIST model and a preset."""
-    index = [p.name for p in EXAMPLE_FILES].index(name)
-    chosen, mask, note = shipped.example(gr.SelectData(None, {"index": index, "value": None}))
-    data = "Fashion-MNIST" if name.startswith("fashion") else "MNIST"
-    assert (chosen, mask) == (model, preset) and f"the {data} test set" in note
+def test_an_example_selects_its_model_and_mask(shipped: Handlers, model: str, data: str,
+                                               shows: str) -> None:
+    """Issue 18.6 and 20: each shipped model's gallery images are its own validation images;
+    picking one brings that model and the example's preset, and says what it shows."""
+    ours = [i for i, (_, name) in enumerate(shipped.examples) if name == model]
+    assert len(ours) == 6
+    for index in ours[:2]:
+        example = shipped.examples[index][0]
+        assert example.path.parent == shipped.cache.get(model).path.parent / "examples"
+        chosen, mask, note = shipped.example(gr.SelectData(None, {"index": index,
+                                                                  "value": None}))
+        assert (chosen, mask) == (model, example.mask) and mask in MASK_PRESETS
+        assert re.search(shows, note) and f"{data} validation image" in note
+
+
+def test_the_normalize_switch_describes_each_models_recipe(shipped: Handlers) -> None:
+    mnist, fashion = (shipped.normalize_info(name) for name in ("mnist-glow",
+                                                               "fashion-mnist-glow"))
+    assert "fitted into 20x20, centred by mass" in mnist and "faded ink" in mnist
+    assert "fitted into 28x28, centred," in fashion and "faded ink" not in fashion
+    assert all("light background is inverted" in info for info in (mnist, fashion))
 
 
 def test_the_default_mask_is_a_preset(handlers: Handlers) -> None:

@@ -27,7 +27,13 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 SHOTS_ENV = "FLOWPAINT_SCREENSHOTS"
-EXAMPLE = "mnist-test-0000.png"  # a 7
+TRAINED = Path(__file__).resolve().parents[1] / "trained"
+# The gallery: each shipped model's own examples, the default model's (MNIST) first
+# (``Handlers.examples``); index 3 of MNIST's is a handwritten 7, 0 of Fashion-MNIST's a top.
+GALLERY = [TRAINED / f"{data}-glow" / "examples" / f"{data}-val-{i:02d}.png"
+           for data in ("mnist", "fashion-mnist") for i in range(6)]
+EXAMPLE = GALLERY[3]
+FASHION_EXAMPLE = GALLERY[6]
 STEPS = 20  # enough for a visible fill, short enough for a quick CPU run
 
 pytestmark = [pytest.mark.browser,
@@ -98,8 +104,6 @@ def test_uploads_and_examples_tell_the_user_what_happens(page: sync_api.Page,
                                                          tmp_path: Path) -> None:
     """Issue 18.1, 18.2, 18.6: an oversized upload and a non-image get clear errors; a
     Fashion-MNIST example selects its model and a mask, and says what it shows."""
-    from inpaint_app.app.wording import EXAMPLE_FILES
-
     big, fake = tmp_path / "big.png", tmp_path / "fake.png"
     big.write_bytes(b"\0" * (21 * 2**20))  # the browser checks the size before uploading
     fake.write_bytes(b"plain text, renamed to .png")
@@ -111,24 +115,25 @@ def test_uploads_and_examples_tell_the_user_what_happens(page: sync_api.Page,
     upload.set_input_files(str(fake))
     sync_api.expect(toasts.filter(has_text="fake.png")).to_contain_text(
         "not an image this app reads")
-    names = [p.name for p in EXAMPLE_FILES]
-    page.locator(".gallery-item").nth(names.index("fashion-test-0000.png")).click()
-    sync_api.expect(page.locator("#image-note")).to_contain_text("ankle boot from the "
-                                                                 "Fashion-MNIST test set")
+    page.locator(".gallery-item").nth(GALLERY.index(FASHION_EXAMPLE)).click()
+    sync_api.expect(page.locator("#image-note")).to_contain_text("a T-shirt or top, one of "
+                                                                 "model fashion-mnist-glow")
+    sync_api.expect(page.locator("#image-note")).to_contain_text("Fashion-MNIST validation")
     sync_api.expect(page.locator("#model input")).to_have_value("fashion-mnist-glow")
-    sync_api.expect(page.locator("#mask input")).to_have_value("center")
+    sync_api.expect(page.locator("#mask input")).to_have_value("bottom")
+    # the normalize switch explains the selected model's own recipe (stop 27's note)
+    sync_api.expect(page.locator("#inpaint-normalize")).to_contain_text("fitted into 28x28")
 
 
 def test_paint_inpaint_and_score(page: sync_api.Page, tmp_path: Path) -> None:
-    from inpaint_app.app.wording import EXAMPLES_DIR, VERDICTS
+    from inpaint_app.app.wording import VERDICTS
 
     shots = Path(os.environ.get(SHOTS_ENV) or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     _reload(page)
-    examples = sorted(p.name for p in EXAMPLES_DIR.glob("*.png"))
     zoom = page.locator("#editor .zoom-number")
     before = zoom.inner_text()
-    page.locator(".gallery-item").nth(examples.index(EXAMPLE)).click()
+    page.locator(".gallery-item").nth(GALLERY.index(EXAMPLE)).click()
     sync_api.expect(zoom).not_to_have_text(before)  # the canvas took the example's size
     sync_api.expect(page.locator("#model input")).to_have_value("mnist-glow")
     _choose(page, "#mask", "painted")
@@ -141,8 +146,8 @@ def test_paint_inpaint_and_score(page: sync_api.Page, tmp_path: Path) -> None:
         f"at step {STEPS}")
     page.screenshot(path=str(shots / "inpaint.png"), full_page=True)
 
-    original = np.asarray(Image.open(EXAMPLES_DIR / EXAMPLE).convert("RGB"))
-    seen = prepare(Image.open(EXAMPLES_DIR / EXAMPLE), (1, 28, 28), "mnist")[0][0].numpy()
+    original = np.asarray(Image.open(EXAMPLE).convert("RGB"))
+    seen = prepare(Image.open(EXAMPLE), (1, 28, 28), "mnist")[0][0].numpy()
     view, filled = _fetch(page, "#model-view"), _fetch(page, "#filled")
     mask = (view == (255, 0, 255)).all(axis=-1)
     assert filled.shape == original.shape == view.shape
@@ -153,10 +158,10 @@ def test_paint_inpaint_and_score(page: sync_api.Page, tmp_path: Path) -> None:
 
     page.get_by_role("tab", name="Anomaly").click()
     page.locator("#anomaly-files input[type=file]").set_input_files(
-        [str(EXAMPLES_DIR / EXAMPLE), str(EXAMPLES_DIR / "fashion-test-0000.png")])
+        [str(EXAMPLE), str(FASHION_EXAMPLE)])
     page.locator("#score-button").click()
     rows = page.locator("#verdicts [role=row]")
-    for name in (EXAMPLE, "fashion-test-0000.png"):
+    for name in (EXAMPLE.name, FASHION_EXAMPLE.name):
         row = rows.filter(has_text=name).first
         sync_api.expect(row).to_be_visible(timeout=60_000)
         verdicts = [v for v in VERDICTS.values() if v in row.inner_text()]
@@ -190,15 +195,13 @@ def test_every_upload_is_locatable_on_the_histogram(page: sync_api.Page, tmp_pat
     """Issue 18.4: with eight of ten uploads far beyond the axis, the page shows every one: ten
     numbered rows, and a histogram that grows its label rows and lists (the handler test checks
     the layout itself) instead of collapsing them into one marker."""
-    from inpaint_app.app.wording import EXAMPLES_DIR
-
     rng = np.random.default_rng(0)
     noise = []
     for i in range(8):  # uniform noise scores far above the MNIST validation range
         path = tmp_path / f"noise-{i}.png"
         Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(path)
         noise.append(str(path))
-    digits = [str(EXAMPLES_DIR / EXAMPLE), str(EXAMPLES_DIR / "mnist-test-0001.png")]
+    digits = [str(GALLERY[0]), str(GALLERY[1])]
     rows = page.locator("#verdicts [role=row]")
 
     def score(paths: list[str]) -> np.ndarray:

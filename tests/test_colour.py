@@ -202,6 +202,14 @@ def test_the_app_fills_painted_strokes_on_a_colour_upload(handlers: Handlers) ->
     assert not np.array_equal(after[painted], before[painted])
 
 
+def test_the_normalize_switch_says_it_changes_nothing_here(handlers: Handlers) -> None:
+    """Stop 27's note: the switch described MNIST framing even for colour models."""
+    info = handlers.normalize_info(NAME)
+    assert "same input" in info and "20x20" not in info
+    inpaint_info, score_info = handlers.normalize_infos(NAME)
+    assert inpaint_info["info"] == score_info["info"] == info
+
+
 def test_the_anomaly_tab_scores_colour_uploads(handlers: Handlers, tmp_path: Path) -> None:
     own, noise = tmp_path / "own.png", tmp_path / "noise.png"
     _upload(2).save(own)

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from inpaint_app.data import VALIDATION_SIZE, DatasetNotFound, image_shape, load_split, read_idx
+from inpaint_app.data import (
+    VALIDATION_SIZE,
+    DatasetNotFound,
+    image_shape,
+    load_labels,
+    load_split,
+    read_idx,
+)
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +110,21 @@ def test_packed_mnist_gives_the_same_training_tensors(data_root: Path, tmp_path:
                            load_split("mnist", split, data_root))
     labels = read_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz")
     assert labels.shape == (60000,) and labels.max() == 9
+    for split in ("train", "val"):  # packed labels line up with packed images
+        assert torch.equal(load_labels("mnist", split, tmp_path),
+                           load_labels("mnist", split, data_root))
+
+
+@pytest.mark.data
+def test_labels_line_up_with_their_images(data_root: Path) -> None:
+    """Each split's labels have its images' length; the val labels are the training labels'
+    last 5,000 (the split ``load_split`` makes)."""
+    for split in ("train", "val", "test"):
+        labels = load_labels("fashion-mnist", split, data_root)
+        assert len(labels) == len(load_split("fashion-mnist", split, data_root))
+        assert labels.dtype == torch.int64 and set(labels.unique().tolist()) == set(range(10))
+    train = load_labels("fashion-mnist", "train", data_root)
+    val = load_labels("fashion-mnist", "val", data_root)
+    assert len(train) + len(val) == 60000 and len(val) == VALIDATION_SIZE
+    with pytest.raises(ValueError, match="unknown split"):
+        load_labels("mnist", "validation", data_root)

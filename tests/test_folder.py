@@ -170,7 +170,8 @@ def test_train_images_leaves_a_calibrated_servable_bundle(tmp_path: Path,
         "val")
     assert bundle.background is not None and bundle.exemplars is not None
     assert len(bundle.exemplars.images) == card.folder["train"]
-    assert len(bundle.example_files) == min(8, card.folder["val"])
+    assert len(bundle.examples) == min(8, card.folder["val"])
+    assert all(e.source and e.source.startswith("file ") for e in bundle.examples)
     assert bundle.calibration["input_normalization"] == "resize-dark"
     assert bundle.calibration["background"]["perturb"] == 0.1
     assert not (out / ".background").exists()
@@ -192,6 +193,7 @@ def test_train_images_leaves_a_calibrated_servable_bundle(tmp_path: Path,
     handlers = Handlers(ModelCache.survey(*checkpoints_for(None, out.parent)))
     assert handlers.cache.names == ["blobs"] and not handlers.cache.skipped
     assert [model for _, model in handlers.examples] == ["blobs"] * 8
+    assert "page level subtracted" in handlers.normalize_info("blobs")
     upload = tmp_path / "page.png"
     light_upload.save(upload)
     editor = {"background": light_upload, "layers": [], "composite": None}
@@ -209,7 +211,7 @@ def test_a_colour_folder_trains_into_a_colour_bundle(tmp_path: Path) -> None:
     bundle = load_bundle(out)
     assert bundle.image_shape == (3, 16, 16) and bundle.recipe.name == "resize"
     assert bundle.calibration["input_normalization"] == "off"
-    image = torch.from_numpy(np.array(Image.open(bundle.example_files[0]))).permute(2, 0, 1)
+    image = torch.from_numpy(np.array(Image.open(bundle.examples[0].path))).permute(2, 0, 1)
     mask = torch.zeros(16, 16, dtype=torch.bool)
     mask[4:12, 4:12] = True
     filled = inpaint(bundle, image, mask, method="exemplar")

@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..anomaly import explain, score_images
 from ..bundle import ModelBundle
+from ..gallery import Example
 from ..images import (
     ImageError,
     Resize,
@@ -47,7 +48,7 @@ MAX_FILES = 64  # images per anomaly request
 MAX_SAMPLES = 16  # inpainting samples per request
 MAX_STEPS = 5000
 MAX_DRAWS = 64  # model samples per request
-MAX_EXAMPLES_PER_MODEL = 8  # a model's own examples (``ModelBundle.example_files``) shown
+MAX_EXAMPLES_PER_MODEL = 8  # a model's own examples (``ModelBundle.examples``) shown
 DISPLAY_SIDE = 512  # an upload is shown in the editor at most this wide and high
 TABLE_COLUMNS = ["#", "model input", "file", "verdict", "p-value", "score", "bits/dim", "note"]
 TABLE_TYPES = ["number", "html", "str", "str", "number", "number", "number", "str"]
@@ -219,31 +220,32 @@ class Handlers:
         return None, {"background": shown, "layers": [], "composite": shown}, note
 
     @functools.cached_property
-    def examples(self) -> list[tuple[Path, str]]:
-        """The examples gallery, each image with the model it selects: the packaged test images
-        of each dataset whose model is offered, then every model's own examples (at most
-        ``MAX_EXAMPLES_PER_MODEL`` of its ``example_files``)."""
-        packaged = [(path, self._model_for(wording.example_dataset(path.name)))
-                    for path in wording.EXAMPLE_FILES]
-        own = [(path, name) for name in self.cache.names
-               for path in self.cache.get(name).example_files[:MAX_EXAMPLES_PER_MODEL]]
-        return [(path, model) for path, model in packaged + own if model is not None]
+    def examples(self) -> list[tuple[Example, str]]:
+        """The examples gallery, each image with the model it selects: every offered model's
+        own examples (at most ``MAX_EXAMPLES_PER_MODEL`` of ``ModelBundle.examples``), the
+        default model's first."""
+        names = [self.cache.default, *(n for n in self.cache.names if n != self.cache.default)]
+        return [(example, name) for name in names if name is not None
+                for example in self.cache.get(name).examples[:MAX_EXAMPLES_PER_MODEL]]
 
     @user_errors
     def example(self, selected: gr.SelectData) -> tuple:
         """Picking an example selects its model and a mask preset, and says what it shows."""
         if not 0 <= selected.index < len(self.examples):
             raise gr.Error(f"no example number {selected.index}")
-        path, model = self.examples[selected.index]
-        preset, note = wording.describe_example(path.name, model,
-                                                packaged=path.parent == wording.EXAMPLES_DIR)
+        example, model = self.examples[selected.index]
+        preset, note = wording.describe_example(example, model)
         return model, preset, note
 
-    def _model_for(self, dataset: str) -> str | None:
-        """The model trained on ``dataset``: the default when it is, else the first whose name
-        starts with the dataset's (``mnist-glow``); None when none is installed."""
-        names = [self.cache.default, *self.cache.names]
-        return next((n for n in names if n == dataset or n.startswith(f"{dataset}-")), None)
+    def normalize_info(self, model_name: str | None) -> str:
+        """What "Normalize the input" does for this model (its input recipe), in words."""
+        bundle = self.cache.get(model_name)
+        return wording.normalize_info(bundle.recipe, bundle.image_shape[0])
+
+    def normalize_infos(self, model_name: str | None) -> tuple[dict, dict]:
+        """Both tabs' "Normalize the input" explanations for a newly chosen model."""
+        info = self.normalize_info(model_name)
+        return gr.update(info=info), gr.update(info=info)
 
     def _method(self, method: str, bundle: ModelBundle) -> wording.Method:
         """How ``method`` runs on ``bundle``: the default falls back without a conditional flow."""

@@ -27,9 +27,6 @@ from .handlers import (
 from .wording import METHODS as METHOD_TEXTS
 
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"]
-NORMALIZE_INFO = ("bring the image to the model's conventions first: a light background is "
-                  "inverted, the content framed as in the training set (MNIST: fitted into "
-                  "20x20, centred by mass), faded ink stretched; off: a plain resize")
 # 28x28 images fill their boxes and stay crisp (no smoothing) when scaled up.
 CSS = """.pixelated img { image-rendering: pixelated; width: 100%; height: 100%;
                       object-fit: contain; }
@@ -56,9 +53,11 @@ def check_sizes(editor: gr.ImageEditor) -> gr.ImageEditor:
     return editor
 
 
-def build_inpaint(handlers: Handlers, model: gr.Dropdown) -> tuple[gr.Dropdown, list]:
+def build_inpaint(handlers: Handlers, model: gr.Dropdown
+                  ) -> tuple[gr.Dropdown, list, gr.Checkbox]:
     """Upload box, editor with brush and eraser, examples, options; fill, samples, uncertainty,
-    plot. Returns the method picker and the controls it sets (for the page's first load)."""
+    plot. Returns the method picker, the controls it sets (for the page's first load) and the
+    normalize switch (its explanation follows the model)."""
     with gr.Row():
         with gr.Column():
             upload = gr.File(file_count="single", file_types=IMAGE_TYPES, type="filepath",
@@ -73,7 +72,7 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown) -> tuple[gr.Dropdown, 
                 label="Image: paint over the pixels to fill (brush), eraser to undo",
                 elem_id="editor", elem_classes="pixelated"))
             note = gr.Markdown(elem_id="image-note")
-            examples = (gr.Examples([[str(path)] for path, _ in handlers.examples],
+            examples = (gr.Examples([[str(example.path)] for example, _ in handlers.examples],
                                     inputs=[editor], examples_per_page=12,
                                     label="Examples: each model's own images (each selects "
                                           "its model and a mask)")
@@ -92,7 +91,7 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown) -> tuple[gr.Dropdown, 
                                       min_width=200)
                 seed = gr.Number(0, precision=0, minimum=0, label="Seed", elem_id="seed")
             normalize = gr.Checkbox(True, label="Normalize the input", elem_id="inpaint-normalize",
-                                    info=NORMALIZE_INFO)
+                                    info=handlers.normalize_info(handlers.cache.default))
             run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
         with gr.Column():
             with gr.Row():
@@ -120,15 +119,16 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown) -> tuple[gr.Dropdown, 
     run.click(handlers.inpaint, [editor, model, mask, method, steps, n_samples, seed, normalize],
               [filled, samples, uncertainty, trajectory, view, summary, metrics],
               api_name="inpaint")
-    return method, controls
+    return method, controls, normalize
 
 
-def build_anomaly(handlers: Handlers, model: gr.Dropdown) -> None:
-    """Upload images; a verdict per image and the calibration histogram with the uploads."""
+def build_anomaly(handlers: Handlers, model: gr.Dropdown) -> gr.Checkbox:
+    """Upload images; a verdict per image and the calibration histogram with the uploads.
+    Returns the normalize switch."""
     files = gr.File(file_count="multiple", file_types=IMAGE_TYPES, type="filepath",
                     label="Images (one or many)", elem_id="anomaly-files")
     normalize = gr.Checkbox(True, label="Normalize the input", elem_id="score-normalize",
-                            info=NORMALIZE_INFO)
+                            info=handlers.normalize_info(handlers.cache.default))
     run = gr.Button("Score", variant="primary", elem_id="score-button")
     table = gr.Dataframe(headers=TABLE_COLUMNS, datatype=TABLE_TYPES, interactive=False,
                          label="Verdicts", elem_id="verdicts", wrap=True, max_height=640,
@@ -141,6 +141,7 @@ def build_anomaly(handlers: Handlers, model: gr.Dropdown) -> None:
     note = gr.Markdown(label="explanation")
     run.click(handlers.score, [files, model, normalize], [table, histogram, note],
               api_name="score")
+    return normalize
 
 
 def build_models(handlers: Handlers, model: gr.Dropdown) -> gr.Markdown:
@@ -178,11 +179,13 @@ def build_app(handlers: Handlers) -> gr.Blocks:
                                     if cache.skipped else ""), elem_id="model")
         with gr.Tabs():
             with gr.Tab("Inpaint", id="inpaint"):
-                method, controls = build_inpaint(handlers, model)
+                method, controls, normalize_inpaint = build_inpaint(handlers, model)
             with gr.Tab("Anomaly", id="anomaly"):
-                build_anomaly(handlers, model)
+                normalize_score = build_anomaly(handlers, model)
             with gr.Tab("Models", id="models"):
                 card = build_models(handlers, model)
         demo.load(handlers.card, model, card, api_visibility="private")
         demo.load(handlers.controls, [method, model], controls, api_visibility="private")
+        model.change(handlers.normalize_infos, model, [normalize_inpaint, normalize_score],
+                     api_visibility="private")
     return demo

@@ -7,50 +7,48 @@ Kept apart from the handlers so that the texts can be read, and changed, in one 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
+from ..gallery import Example
 from ..masks import describe_mask
+from ..normalize import Recipe
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
-EXAMPLE_FILES = sorted(EXAMPLES_DIR.glob("*.png"))  # the order of the examples gallery
-# What each example shows and a mask preset that hides a telling part of it.
-EXAMPLES = {"mnist-test-0000.png": ("a handwritten 7", "bottom"),
-            "mnist-test-0001.png": ("a handwritten 2", "center"),
-            "mnist-test-0002.png": ("a handwritten 1", "top"),
-            "mnist-test-0003.png": ("a handwritten 0", "right"),
-            "fashion-test-0000.png": ("an ankle boot", "center"),
-            "fashion-test-0001.png": ("a pullover", "left"),
-            "fashion-test-0002.png": ("a pair of trousers", "bottom"),
-            "fashion-test-0003.png": ("a pair of trousers", "random50")}
-OWN_EXAMPLE_MASK = "center"  # the preset for a model's own examples: nothing known of them
 DATASETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}  # card key -> display name
+DEFAULT_EXAMPLE_MASK = "center"  # for an example whose index names no preset
 
 
 def dataset_name(key: str | None) -> str:
     return DATASETS.get(key or "", key or "unknown")
 
 
-def example_dataset(filename: str) -> str:
-    """An example's dataset, from its name: ``fashion-test-0001.png`` -> ``fashion-mnist``."""
-    return "fashion-mnist" if filename.startswith("fashion") else filename.split("-")[0]
-
-
-def describe_example(filename: str, model: str, packaged: bool = True) -> tuple[str, str]:
-    """The example's mask preset and a note on what it shows and the model it selected: a
-    packaged test image (``EXAMPLES``) or one of a model's own examples (its validation
-    images, ``ModelBundle.example_files``)."""
-    if packaged:
-        what, preset = EXAMPLES.get(filename, ("an example image", "center"))
-        data = dataset_name(example_dataset(filename))
-        shows = f"{what} from the {data} test set"
-        chosen = f"model **{model}** (trained on {data})"
-    else:
-        preset = OWN_EXAMPLE_MASK
-        shows, chosen = f"{filename}, one of model **{model}**'s validation images", "that model"
+def describe_example(example: Example, model: str) -> tuple[str, str]:
+    """The example's mask preset and a note on what it shows and the model it selected (each
+    example is one of that model's validation images, ``inpaint_app.gallery``)."""
+    preset = example.mask or DEFAULT_EXAMPLE_MASK
+    shows = example.shows or example.path.name
+    source = f" ({example.source})" if example.source else ""
     hides = describe_mask(preset).rstrip(".")
-    return preset, (f"**Example**: {shows} (never seen in training). Selected: {chosen}; "
-                    f"mask **{preset}** ({hides}). "
+    return preset, (f"**Example**: {shows}, one of model **{model}**'s validation images"
+                    f"{source}, never seen in training. Selected: that model; mask "
+                    f"**{preset}** ({hides}). "
                     "Press Inpaint, or paint with the brush and choose the mask *painted*.")
+
+
+def normalize_info(recipe: Recipe, channels: int) -> str:
+    """What "Normalize the input" does for a model with this input ``recipe``, in words."""
+    if channels != 1 or not (recipe.dark_background or recipe.box):
+        return ("this model's inputs are plainly resized to its size, so on and off give the "
+                "same input")
+    steps = ["a light background is inverted"] if recipe.dark_background else []
+    if recipe.box:
+        centre = "centred by mass" if recipe.centre == "mass" else "centred"
+        steps.append(f"the content fitted into {recipe.box}x{recipe.box}, {centre}, as in the "
+                     "training set")
+    else:
+        steps.append("the page level subtracted, then resized to the model's size")
+    if recipe.white_level:
+        steps.append("faded ink stretched")
+    return "bring the image to the model's conventions first: " + ", ".join(steps) \
+        + "; off: a plain resize"
 
 
 # ---- methods ----------------------------------------------------------------------------------
