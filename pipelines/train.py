@@ -272,9 +272,11 @@ class TrainState:
                                         "optimizer": self.optimizer.state_dict()})
 
     def fall_back(self) -> None:
-        """Back to the last good weights and optimizer, at half the learning rate."""
+        """Back to the last good weights and optimizer, at half the learning rate. The optimizer
+        gets a copy: ``load_state_dict`` keeps the given moment tensors, which the next steps
+        would then update in place, spoiling the snapshot for a second fall-back."""
         self.density.load_state_dict(self.last_good["model"])
-        self.optimizer.load_state_dict(self.last_good["optimizer"])
+        self.optimizer.load_state_dict(copy.deepcopy(self.last_good["optimizer"]))
         self.lr_scale *= 0.5
 
     def eval_weights(self) -> dict[str, torch.Tensor]:
@@ -336,7 +338,8 @@ def fit(args: argparse.Namespace, proc: Process, train: torch.Tensor, val: torch
     state_path = args.out / STATE_FILE
     if args.resume and state_path.exists():
         state = TrainState.resume(state_path, args, density, steps_per_epoch, proc)
-        print(f"resumed from {state_path} at step {state.step}")
+        if proc.rank == 0:
+            print(f"resumed from {state_path} at step {state.step}")
     else:
         init_weights(args, density, source, train, proc.device)
         state = TrainState.start(args, density, steps_per_epoch, proc)

@@ -156,6 +156,25 @@ def test_keep_last_installs_weights_that_validate_worse(tmp_path: Path, keep: st
         assert card["val_bpd"] == card["history"][-1]["val_bpd"]
 
 
+def test_falling_back_leaves_the_snapshot_intact_for_the_next_fall_back() -> None:
+    """Stop 26's note: after ``fall_back`` the optimizer's moments were the snapshot's own
+    tensors, so the next steps rewrote the snapshot in place."""
+    args = train.parse_args([*TINY_GLOW, "--out", "unused"])
+    density = build_model("glow", image_shape=(1, 8, 8), steps=2, hidden=8)
+    state = train.TrainState.start(args, density, 4, train.Process(0, 1, torch.device("cpu")))
+    batch = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(0))
+    train_step(LogProb(density), density, batch, state.optimizer)
+    state.remember_good()
+    snapshot = {k: v.clone() for k, v in state.last_good["optimizer"]["state"][0].items()}
+    state.fall_back()
+    train_step(LogProb(density), density, batch, state.optimizer)
+    kept = state.last_good["optimizer"]["state"][0]
+    assert all(torch.equal(kept[k], v) for k, v in snapshot.items())
+    assert not torch.equal(state.optimizer.state_dict()["state"][0]["exp_avg"],
+                           kept["exp_avg"]), "the step moved the live moments"
+
+
 def test_train_state_resumes_from_its_file_and_a_failed_write_only_warns(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """train_state.pt keeps the keys of running jobs' files, and resuming from it restores
