@@ -188,6 +188,9 @@ def test_paint_inpaint_and_score(page: sync_api.Page, tmp_path: Path) -> None:
     sync_api.expect(page.locator("#model-card")).to_contain_text("test bits/dim")
     page.locator("#sample-button").click()
     page.locator("#model-samples img").first.wait_for(timeout=60_000)
+    sync_api.expect(page.locator("#model-samples img")).to_have_count(16)  # the default count
+    page.wait_for_function("[...document.querySelectorAll('#model-samples img')]"
+                           ".every(img => img.complete && img.naturalWidth > 0)")
     page.screenshot(path=str(shots / "models.png"), full_page=True)
 
 
