@@ -22,6 +22,8 @@ DATASETS = {
     "svhn": ("SVHN", (3, 32, 32)),
 }
 VALIDATION_SIZE = 5000
+DISPLAY_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
+                 "svhn": "SVHN"}  # dataset key -> how people write it
 
 
 class DatasetNotFound(FileNotFoundError):
@@ -119,10 +121,16 @@ def load_labels(name: str, split: str, root: str | Path | None = None) -> torch.
         raise ValueError(f"unknown split {split!r}: choose train, val or test")
     root = Path(root) if root is not None else default_data_root()
     name, train = _check_name(name), split != "test"
-    packed = (root / DATASETS[name][0] / "raw" / (IDX_LABELS[train] + ".gz")
-              if name in ("mnist", "fashion-mnist") else None)
-    if packed is not None and packed.is_file() and not packed.with_suffix("").is_file():
-        labels = torch.from_numpy(read_idx(packed).astype(np.int64))
+    raw = root / DATASETS[name][0] / "raw"
+    # the packed copy exactly where load_split reads packed images (_idx_gz_split)
+    packed = (name in ("mnist", "fashion-mnist") and not (raw / IDX_IMAGES[train]).is_file()
+              and (raw / (IDX_IMAGES[train] + ".gz")).is_file())
+    if packed:
+        try:
+            labels = torch.from_numpy(read_idx(raw / (IDX_LABELS[train] + ".gz"))
+                                      .astype(np.int64))
+        except (OSError, EOFError, ValueError) as err:
+            raise DatasetNotFound(f"{raw / IDX_LABELS[train]}.gz is unreadable ({err})") from err
     else:
         from torchvision import datasets
 
@@ -132,8 +140,8 @@ def load_labels(name: str, split: str, root: str | Path | None = None) -> torch.
                   else cls(root=str(root), train=train))
         except RuntimeError as err:
             raise DatasetNotFound(f"{DATASETS[name][0]} labels not found under {root}") from err
-        labels = torch.as_tensor(np.asarray(getattr(ds, "targets", None)
-                                            if name != "svhn" else ds.labels), dtype=torch.int64)
+        labels = torch.as_tensor(np.asarray(ds.labels if name == "svhn" else ds.targets),
+                                 dtype=torch.int64)
     if split == "train":
         return labels[:-VALIDATION_SIZE]
     return labels[-VALIDATION_SIZE:] if split == "val" else labels

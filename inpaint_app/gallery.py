@@ -42,7 +42,10 @@ class Example:
 
 
 def read_examples(folder: Path) -> list[Example]:
-    """The PNG files in ``folder`` sorted by name, described by its ``examples.json``."""
+    """The PNG files in ``folder`` sorted by name, described by its ``examples.json`` (the
+    previous set where a replacement stopped between its two renames)."""
+    if not folder.is_dir() and _previous(folder).is_dir():
+        folder = _previous(folder)
     files = sorted(folder.glob("*.png")) if folder.is_dir() else []
     index = _read_index(folder / INDEX_FILE) if files else {}
     out = []
@@ -63,27 +66,39 @@ def write_examples(folder: Path, images: torch.Tensor, shows: list[str | None],
     ``<prefix>-00.png`` ... and their index; returns them as read back."""
     if not len(images) == len(shows) == len(masks) == len(sources):
         raise ValueError("one description, mask and source per image")
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"expected uint8 images [N, 1 or 3, H, W], got {images.dtype} "
+                         f"{tuple(images.shape)}")
     unknown = sorted({m for m in masks if m is not None and m not in MASK_PRESETS})
     if unknown:
         raise ValueError(f"unknown mask presets {unknown}: choose from {list(MASK_PRESETS)}")
     staging = folder.with_name(folder.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    index = {}
-    for i, image in enumerate(images):
-        name = f"{prefix}-{i:02d}.png"
-        save_png(image, staging / name)
-        index[name] = {key: value for key, value in
-                       (("shows", shows[i]), ("mask", masks[i]), ("source", sources[i]))
-                       if value is not None}
-    (staging / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n")
-    old = folder.with_name(folder.name + ".old")
+    digits = max(2, len(str(len(images) - 1)))  # names sort in order past 99
+    try:
+        index = {}
+        for i, image in enumerate(images):
+            name = f"{prefix}-{i:0{digits}d}.png"
+            save_png(image, staging / name)
+            index[name] = {key: value for key, value in
+                           (("shows", shows[i]), ("mask", masks[i]), ("source", sources[i]))
+                           if value is not None}
+        (staging / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = _previous(folder)
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         folder.rename(old)
     staging.rename(folder)
     shutil.rmtree(old, ignore_errors=True)
     return read_examples(folder)
+
+
+def _previous(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".old")
 
 
 def _read_index(path: Path) -> dict:

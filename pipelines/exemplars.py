@@ -21,7 +21,7 @@ import torch
 
 from inpaint_app.bundle import EXAMPLES_DIR
 from inpaint_app.card import ModelCard
-from inpaint_app.data import DATASETS, load_labels
+from inpaint_app.data import DATASETS, DISPLAY_NAMES, load_labels
 from inpaint_app.exemplars import BANK_FILE, save_bank
 from inpaint_app.gallery import Example, write_examples
 from inpaint_app.models import (
@@ -94,6 +94,8 @@ def write_gallery(folder: Path, images: torch.Tensor, labels: torch.Tensor | Non
     """Up to ``count`` validation images, each with a mask preset from ``EXAMPLE_MASKS`` in
     turn: with labels, the first image of each class in order (then the next ones) and what
     it shows; without, evenly spaced ones."""
+    if count < 1:
+        raise ValueError("count must be at least 1")
     if labels is None:
         step = max(1, len(images) // count)
         chosen = list(range(0, len(images), step))[:count]
@@ -104,7 +106,7 @@ def write_gallery(folder: Path, images: torch.Tensor, labels: torch.Tensor | Non
         chosen = list(first.values())[:count]
         chosen += [i for i in range(len(images)) if i not in chosen][:count - len(chosen)]
     words = CLASS_WORDS.get(dataset)
-    name = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}.get(dataset, dataset)
+    name = DISPLAY_NAMES.get(dataset, dataset)
     return write_examples(
         folder, images[chosen],
         shows=[None if labels is None else words[int(labels[i])] if words

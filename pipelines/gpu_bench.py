@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -149,14 +150,41 @@ def ddp_row(args: argparse.Namespace, hparams: dict) -> dict | None:
                    "--ddp-worker", str(result), "--device", args.device, "--batch",
                    str(args.batch), "--steps", str(args.steps), "--repeats", str(args.repeats),
                    *(["--quick"] if args.quick else [])]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.ddp_timeout)
-        if done.returncode != 0 or not result.is_file():
-            print(f"DDP row skipped: torchrun exited {done.returncode}\n{done.stderr[-2000:]}",
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # leave the ranks the memory this process cached
+        # A session of its own: torchrun starts its ranks in new sessions too, so on a timeout
+        # the whole group is stopped, not just the launcher (a hung rank would keep the GPU).
+        launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, start_new_session=True)
+        try:
+            _, stderr = launcher.communicate(timeout=args.ddp_timeout)
+        except subprocess.TimeoutExpired:
+            stop_group(launcher)
+            print(f"DDP row skipped: torchrun still running after {args.ddp_timeout:.0f} s",
+                  file=sys.stderr)
+            return None
+        if launcher.returncode != 0 or not result.is_file():
+            print(f"DDP row skipped: torchrun exited {launcher.returncode}\n{stderr[-2000:]}",
                   file=sys.stderr)
             return None
         rate = json.loads(result.read_text())["images_per_s"]
     return row(f"Glow {hparams['steps']}x{hparams['hidden']} training (batch {args.batch} per "
                f"rank), bf16, DDP over {args.ddp_processes} process(es) (torchrun)", rate)
+
+
+def stop_group(launcher: subprocess.Popen) -> None:
+    """SIGTERM to the launcher's process group, SIGKILL if it lingers; the ranks that torchrun
+    put in sessions of their own go with their launcher's SIGTERM handler."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(launcher.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            launcher.communicate(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def ddp_worker(args: argparse.Namespace, hparams: dict) -> None:
@@ -187,7 +215,8 @@ def row(name: str, value: float, unit: str = "images/s") -> dict:
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
-        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(device)}"
+        return (f"{torch.cuda.get_device_name(device)} ({torch.cuda.device_count()} visible: the "
+                "single-process rows use one, the DDP row one per rank)")
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 

@@ -6,7 +6,7 @@
 For each dataset and mask preset: masked-region PSNR and SSIM (skimage.metrics, [0, 1] units,
 SSIM averaged over the missing pixels of its map), the accuracy of a small CNN on the
 completed images (trained once on the training split, cached under runs/; its accuracy on the
-true images is reported as the ceiling), and the median
+true images is reported as the reference), and the median
 seconds per image. ``nice`` and ``langevin`` are slow, so they run on the first ``--slow-limit``
 images of each subset. With a conditional inpainting model beside the checkpoint it also
 reports one of the default's samples as its own column (``sample``), the conditional bits per
@@ -54,9 +54,9 @@ CLASSICAL = ("mean", "biharmonic")
 def classifier(dataset: str, root: Path, cache: Path) -> nn.Module:
     """The judge of the accuracy columns: a small CNN trained on the training split (four
     epochs, seed 0, a few CPU minutes once, then cached under ``cache``). Its accuracy on the
-    true test images is reported beside the table: the ceiling of every column. (Until stop
+    true test images is reported above the table, the reference for every column. (Until stop
     28 the judge was a one-hidden-layer MLP, right on 87 % of the true Fashion-MNIST test
-    images, which capped and blurred every Fashion-MNIST accuracy here.)"""
+    images, which held down and blurred every Fashion-MNIST accuracy here.)"""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -190,8 +190,8 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
         lines += [f"## {dataset} ({res['checkpoint']})", "", f"Default: {res['default']}.", "",
                   "Accuracy judge: a small CNN trained on the training split; on the true "
                   f"(uncorrupted) test images it is right on "
-                  f"{100 * res['judge_accuracy_on_true_images']:.1f} %, the ceiling of every "
-                  "accuracy below.", "",
+                  f"{100 * res['judge_accuracy_on_true_images']:.1f} % of them (the first "
+                  f"{args.limit}), the reference for every accuracy below.", "",
                   "| preset | " + " | ".join(METHOD_COLUMNS) + " | cond. bits | sample gap |",
                   "|---" * (len(METHOD_COLUMNS) + 3) + "|"]
         for preset, row in res["table"].items():

@@ -342,6 +342,7 @@ def test_the_normalize_switch_describes_each_models_recipe(shipped: Handlers) ->
     mnist, fashion = (shipped.normalize_info(name) for name in ("mnist-glow",
                                                                "fashion-mnist-glow"))
     assert "fitted into 20x20, centred by mass" in mnist and "faded ink" in mnist
+    assert "background level subtracted" in mnist
     assert "fitted into 28x28, centred," in fashion and "faded ink" not in fashion
     assert all("light background is inverted" in info for info in (mnist, fashion))
 

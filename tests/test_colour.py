@@ -202,10 +202,12 @@ def test_the_app_fills_painted_strokes_on_a_colour_upload(handlers: Handlers) ->
     assert not np.array_equal(after[painted], before[painted])
 
 
-def test_the_normalize_switch_says_it_changes_nothing_here(handlers: Handlers) -> None:
-    """Stop 27's note: the switch described MNIST framing even for colour models."""
+def test_the_normalize_switch_says_what_it_does_for_colour(handlers: Handlers) -> None:
+    """Stop 27's note: the switch described MNIST framing even for colour models. For them it
+    only decides where a fill goes back: into the upload at its size, or at the model's."""
     info = handlers.normalize_info(NAME)
-    assert "same input" in info and "20x20" not in info
+    assert "plain resize either way" in info and "upload at its own size" in info
+    assert "20x20" not in info and "inverted" not in info
     inpaint_info, score_info = handlers.normalize_infos(NAME)
     assert inpaint_info["info"] == score_info["info"] == info
 

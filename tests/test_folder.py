@@ -193,7 +193,7 @@ def test_train_images_leaves_a_calibrated_servable_bundle(tmp_path: Path,
     handlers = Handlers(ModelCache.survey(*checkpoints_for(None, out.parent)))
     assert handlers.cache.names == ["blobs"] and not handlers.cache.skipped
     assert [model for _, model in handlers.examples] == ["blobs"] * 8
-    assert "page level subtracted" in handlers.normalize_info("blobs")
+    assert "background level subtracted, then resized" in handlers.normalize_info("blobs")
     upload = tmp_path / "page.png"
     light_upload.save(upload)
     editor = {"background": light_upload, "layers": [], "composite": None}

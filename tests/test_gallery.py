@@ -51,7 +51,18 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path: Path) -> None
         write_examples(folder, _images(1), [None], ["sideways"], [None])
     with pytest.raises(ValueError, match="one description"):
         write_examples(folder, _images(2), [None], [None], [None])
-    assert not tmp_path.joinpath("examples").exists()
+    with pytest.raises(ValueError, match="expected uint8 images"):
+        write_examples(folder, _images(1).float(), [None], [None], [None])
+    assert not list(tmp_path.iterdir()), "nothing written, no staging folder left"
+
+
+def test_names_keep_their_order_past_99_and_a_stopped_swap_keeps_the_old_set(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "examples"
+    written = write_examples(folder, _images(101), [None] * 101, [None] * 101, [None] * 101)
+    assert [e.path.name for e in written][-2:] == ["val-099.png", "val-100.png"]
+    folder.rename(tmp_path / "examples.old")  # as if stopped between the two renames
+    assert len(read_examples(folder)) == 101
 
 
 def test_a_damaged_index_leaves_the_images_as_examples(tmp_path: Path) -> None:

@@ -225,7 +225,7 @@ class Handlers:
         own examples (at most ``MAX_EXAMPLES_PER_MODEL`` of ``ModelBundle.examples``), the
         default model's first."""
         names = [self.cache.default, *(n for n in self.cache.names if n != self.cache.default)]
-        return [(example, name) for name in names if name is not None
+        return [(example, name) for name in names
                 for example in self.cache.get(name).examples[:MAX_EXAMPLES_PER_MODEL]]
 
     @user_errors

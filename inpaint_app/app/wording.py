@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..data import DISPLAY_NAMES
 from ..gallery import Example
 from ..masks import describe_mask
 from ..normalize import Recipe
 
-DATASETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}  # card key -> display name
 DEFAULT_EXAMPLE_MASK = "center"  # for an example whose index names no preset
 
 
 def dataset_name(key: str | None) -> str:
-    return DATASETS.get(key or "", key or "unknown")
+    return DISPLAY_NAMES.get(key or "", key or "unknown")
 
 
 def describe_example(example: Example, model: str) -> tuple[str, str]:
@@ -36,15 +36,16 @@ def describe_example(example: Example, model: str) -> tuple[str, str]:
 def normalize_info(recipe: Recipe, channels: int) -> str:
     """What "Normalize the input" does for a model with this input ``recipe``, in words."""
     if channels != 1 or not (recipe.dark_background or recipe.box):
-        return ("this model's inputs are plainly resized to its size, so on and off give the "
-                "same input")
-    steps = ["a light background is inverted"] if recipe.dark_background else []
+        return ("this model's input is a plain resize either way; on, a fill goes back into "
+                "the upload at its own size, off, it comes back at the model's size")
+    steps = (["a light background is inverted", "the background level subtracted"]
+             if recipe.dark_background else [])
     if recipe.box:
         centre = "centred by mass" if recipe.centre == "mass" else "centred"
         steps.append(f"the content fitted into {recipe.box}x{recipe.box}, {centre}, as in the "
                      "training set")
     else:
-        steps.append("the page level subtracted, then resized to the model's size")
+        steps.append("then resized to the model's size")
     if recipe.white_level:
         steps.append("faded ink stretched")
     return "bring the image to the model's conventions first: " + ", ".join(steps) \
