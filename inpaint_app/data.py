@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,16 +88,20 @@ def _idx_gz_split(name: str, root: Path, train: bool) -> torch.Tensor | None:
     return torch.from_numpy(images).unsqueeze(1).contiguous()
 
 
-def _torchvision_split(name: str, root: Path, train: bool, download: bool) -> torch.Tensor:
+def _torchvision_dataset(name: str, root: Path, train: bool, download: bool = False) -> Any:
+    """torchvision's dataset object for the split (RuntimeError where its files are missing)."""
     from torchvision import datasets
 
+    cls = getattr(datasets, DATASETS[name][0])
+    if name == "svhn":
+        return cls(root=str(root), split="train" if train else "test", download=download)
+    return cls(root=str(root), train=train, download=download)
+
+
+def _torchvision_split(name: str, root: Path, train: bool, download: bool) -> torch.Tensor:
     cls_name, _ = DATASETS[name]
-    cls = getattr(datasets, cls_name)
     try:
-        if name == "svhn":
-            ds = cls(root=str(root), split="train" if train else "test", download=download)
-        else:
-            ds = cls(root=str(root), train=train, download=download)
+        ds = _torchvision_dataset(name, root, train, download)
     except RuntimeError as err:
         if download:
             raise
@@ -132,12 +137,8 @@ def load_labels(name: str, split: str, root: str | Path | None = None) -> torch.
         except (OSError, EOFError, ValueError) as err:
             raise DatasetNotFound(f"{raw / IDX_LABELS[train]}.gz is unreadable ({err})") from err
     else:
-        from torchvision import datasets
-
-        cls = getattr(datasets, DATASETS[name][0])
         try:
-            ds = (cls(root=str(root), split="train" if train else "test") if name == "svhn"
-                  else cls(root=str(root), train=train))
+            ds = _torchvision_dataset(name, root, train)
         except RuntimeError as err:
             raise DatasetNotFound(f"{DATASETS[name][0]} labels not found under {root}") from err
         labels = torch.as_tensor(np.asarray(ds.labels if name == "svhn" else ds.targets),

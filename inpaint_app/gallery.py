@@ -4,8 +4,8 @@ Each example is one of the model's own validation images at the model's size, so
 the model was made for and was never trained on. ``examples.json`` beside the PNG files says
 what each one shows and which mask preset hides a telling part of it:
 
-    {"val-00.png": {"shows": "a handwritten 7", "mask": "bottom",
-                    "source": "MNIST validation image 0 (training image 55,000)"}}
+    {"mnist-val-03.png": {"shows": "a handwritten 7", "mask": "right",
+                          "source": "MNIST validation image 3"}}
 
 A PNG without an entry (or a folder without the index) is still an example, with nothing said
 of it; an unreadable index is ignored with one log line rather than costing the model its place
