@@ -44,6 +44,7 @@ from inpaint_app.compiled import register, unregister
 from inpaint_app.density import dequantize
 from inpaint_app.models import build_model
 from inpaint_app.training import LogProb, initialize_actnorm, select_device, train_step
+from pipelines.train import leave_process_group
 
 RECIPE = Path(__file__).parent / "configs" / "mnist-glow-gpu.json"
 SHIPPED = Path(__file__).resolve().parents[1] / "trained" / "mnist-glow"
@@ -196,17 +197,15 @@ def ddp_worker(args: argparse.Namespace, hparams: dict) -> None:
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    try:
-        rate = training_rate(device, hparams, args.batch, args.steps, args.repeats, ddp=True)
-        total = torch.tensor([rate], dtype=torch.float64)
-        if device.type == "cuda":
-            total = total.to(device)
-        torch.distributed.all_reduce(total)
-        if rank == 0:
-            Path(args.ddp_worker).write_text(json.dumps({"images_per_s": total.item(),
-                                                         "world": world}))
-    finally:
-        torch.distributed.destroy_process_group()
+    rate = training_rate(device, hparams, args.batch, args.steps, args.repeats, ddp=True)
+    total = torch.tensor([rate], dtype=torch.float64)
+    if device.type == "cuda":
+        total = total.to(device)
+    torch.distributed.all_reduce(total)
+    if rank == 0:
+        Path(args.ddp_worker).write_text(json.dumps({"images_per_s": total.item(),
+                                                     "world": world}))
+    leave_process_group()
 
 
 def row(name: str, value: float, unit: str = "images/s") -> dict:
