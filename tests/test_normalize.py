@@ -75,6 +75,16 @@ def test_fashion_recipe_centres_the_box_and_keeps_intensities() -> None:
     assert x.max() == 90  # no contrast stretch: intensity is content for clothes
 
 
+def test_fashion_item_is_not_shifted_by_faint_ringing_beside_it() -> None:
+    """JPEG ringing (here 8 % of the item's brightest pixel, one side only) is not content: a
+    centred item stays where it is instead of moving a pixel away from the ringing."""
+    item = np.zeros((28, 28), dtype=np.uint8)
+    item[4:24, 8:20] = 200  # box centre (13.5, 13.5): already centred
+    item[6:22, 20:22] = 16
+    x, framing = prepare(Image.fromarray(item), SHAPE, "fashion-mnist")
+    assert torch.equal(x[0], torch.from_numpy(item)) and framing.steps == []
+
+
 def test_faded_ink_is_stretched_to_mnists_white_level() -> None:
     faded = Image.fromarray((np.asarray(digit(), dtype=np.float64) * 0.8).astype(np.uint8))
     x, framing = prepare(faded, SHAPE, "mnist")
