@@ -83,6 +83,9 @@ def test_fashion_item_is_not_shifted_by_faint_ringing_beside_it() -> None:
     item[6:22, 20:22] = 16
     x, framing = prepare(Image.fromarray(item), SHAPE, "fashion-mnist")
     assert torch.equal(x[0], torch.from_numpy(item)) and framing.steps == []
+    item[6:22, 20:22] = 40  # 20 %: a dark part of the item, which the box must include
+    x, framing = prepare(Image.fromarray(item), SHAPE, "fashion-mnist")
+    assert framing.offset == (-1, 0) and x[0, 10, 7] == 200
 
 
 def test_faded_ink_is_stretched_to_mnists_white_level() -> None:
