@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .images import describe_fit, to_8bit, to_model_input
+from .images import Resize, describe_fit, to_8bit, to_model_input
 
 WHITE_LEVEL = 250  # MNIST: the upper quartile of its ink is 250 (strokes saturate in their core)
 INK_LEVEL = 24  # pixels above this count as ink for the white level (~10 % of full scale)
@@ -265,6 +265,18 @@ def fit_input(image: Image.Image, image_shape: tuple[int, int, int],
         return x, framing, (f"{image.width}x{image.height} {image.mode}{mode}; "
                             f"{recipe.name} normalization: {framing.describe()}")
     return to_model_input(image, image_shape), None, describe_fit(image, image_shape)
+
+
+def fit_for_fill(image: Image.Image, image_shape: tuple[int, int, int],
+                 recipe: Recipe | str | None, normalize: bool = True
+                 ) -> tuple[torch.Tensor, Framing | Resize | None, str]:
+    """``fit_input`` for inpainting: with ``normalize`` on, a colour model (which has no input
+    normalization) gets the plain resize as its framing, so its fill too goes back into the
+    upload's own frame. None only when the user turned normalization off."""
+    x, framing, note = fit_input(image, image_shape, recipe, normalize)
+    if framing is None and normalize:
+        framing = Resize(image.size, image_shape[1:])
+    return x, framing, note
 
 
 def normalize_images(images: torch.Tensor, recipe: Recipe | str | None) -> torch.Tensor:

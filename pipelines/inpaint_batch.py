@@ -29,7 +29,6 @@ from inpaint_app.atomic import atomic_write, ensure_writable_dir
 from inpaint_app.bundle import ModelBundle, load_bundle
 from inpaint_app.images import (
     ImageError,
-    Resize,
     open_image,
     save_png,
     to_mask,
@@ -38,7 +37,7 @@ from inpaint_app.images import (
 from inpaint_app.inpainting import MASK_PRESETS, METHODS, inpaint, make_mask
 from inpaint_app.metrics import masked_psnr, masked_ssim
 from inpaint_app.models import CheckpointError, ConfigError
-from inpaint_app.normalize import fit_input
+from inpaint_app.normalize import fit_for_fill
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 FIELDS = ["file", "output", "status", "bpd_before", "bpd_after", "seconds", "psnr_masked",
@@ -76,9 +75,7 @@ def process(path: Path, model: ModelBundle, args: argparse.Namespace, index: int
     """Inpaint one file; returns its metrics row (raises ImageError for unusable input)."""
     image = open_image(path)
     _, h, w = model.image_shape
-    x, framing, note = fit_input(image, model.image_shape, model.recipe, args.normalize)
-    if framing is None and args.normalize:  # a colour model: its fill goes back into the image
-        framing = Resize(image.size, (h, w))
+    x, framing, note = fit_for_fill(image, model.image_shape, model.recipe, args.normalize)
     size = (image.height, image.width) if framing else (h, w)  # where masks and scores live
     if args.mask_preset is not None:
         mask = make_mask(args.mask_preset, (h, w), seed=args.seed + index)

@@ -26,7 +26,6 @@ from ..bundle import ModelBundle
 from ..gallery import Example
 from ..images import (
     ImageError,
-    Resize,
     open_image,
     to_8bit,
     to_mask,
@@ -34,7 +33,7 @@ from ..images import (
 )
 from ..inpainting import DEFAULT_STEPS, METHODS, conditional_settings, inpaint
 from ..masks import MASK_PRESETS, make_mask
-from ..normalize import fit_input
+from ..normalize import fit_for_fill, fit_input
 from . import wording
 from .cards import card_markdown, skipped_markdown
 from .pictures import heat_map, score_histogram, show_missing, thumbnail_html
@@ -151,9 +150,7 @@ class Handlers:
         bundle = self.cache.get(model_name)
         shape = bundle.image_shape
         picture = open_image(editor["background"])
-        x, framing, fit = fit_input(picture, shape, bundle.recipe, bool(normalize))
-        if framing is None and normalize:  # a colour model: its fill goes back into the upload
-            framing = Resize(picture.size, shape[1:])
+        x, framing, fit = fit_for_fill(picture, shape, bundle.recipe, bool(normalize))
         # Strokes are painted on the picture: with a framing they move into model pixels with it.
         painted = painted_mask(editor.get("layers"), (picture.height, picture.width)
                                if framing else shape[1:])
