@@ -193,7 +193,11 @@ def model_from_checkpoint(ckpt: dict[str, Any], map_location: str | torch.device
     returns it (a file read once serves both its card and its weights)."""
     model = build_model(ckpt["config"])
     model.load_state_dict(ckpt["state_dict"])
-    return model.to(map_location).eval().requires_grad_(False)
+    # Convolution weights in channels_last: oneDNN's fast path on CPU, which every later
+    # activation follows. Scoring the shipped MNIST Glow runs 2.2-2.6x faster, as fast as the
+    # compiled pass, to within 1e-5 bits/dim and still batch-invariant (docs/performance.md).
+    model = model.to(map_location, memory_format=torch.channels_last)
+    return model.eval().requires_grad_(False)
 
 
 def read_card(path: str | Path) -> ModelCard:
