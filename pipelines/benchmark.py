@@ -377,10 +377,33 @@ def default_model_rows(args: argparse.Namespace) -> list[dict]:
 def verdict_rows(bundle: ModelBundle, args: argparse.Namespace) -> list[dict]:
     """The default verdict (``evidence``: four flow passes, the background pass, PNG sizes and
     the exemplar search) on 512 MNIST test images ($FLOWPAINT_DATA; random pixels without the
-    data), eager and then with the scoring pass compiled as the app does it
-    (``inpaint_app.compiled``), and that compile's warm-up time."""
-    from inpaint_app.anomaly import score_images
+    data): eager in a fresh interpreter (as ``score_batch`` meets it), eager here after the rows
+    above, then with the scoring pass compiled as the app does it (``inpaint_app.compiled``),
+    and that compile's warm-up time."""
     from inpaint_app.compiled import register, unregister
+
+    timed = verdict_timer(bundle)
+    rows = [row("default verdict (evidence), eager, fresh process", "images/s",
+                fresh_verdict(args)),
+            row("default verdict (evidence), eager, after the rows above", "images/s",
+                interleaved({"ours": timed}, args.repeats)["ours"])]
+    start = time.perf_counter()
+    models = [m for m in (bundle.model, bundle.background) if m is not None]
+    warm = all([register(m).warm_up(256) for m in models])
+    seconds = time.perf_counter() - start
+    if warm:
+        rows += [row("default verdict (evidence), scoring pass compiled", "images/s",
+                     interleaved({"ours": timed}, args.repeats)["ours"]),
+                 row("compile warm-up of the scoring passes (app start, background)", "s",
+                     seconds, better="lower")]
+    for m in models:
+        unregister(m)
+    return [r for r in rows if r["ours"] is not None]
+
+
+def verdict_timer(bundle: ModelBundle) -> Callable[[], float]:
+    """A function that scores 512 MNIST test images and returns images/s, warmed up once."""
+    from inpaint_app.anomaly import score_images
     from inpaint_app.data import DatasetNotFound, load_split
 
     try:
@@ -394,20 +417,18 @@ def verdict_rows(bundle: ModelBundle, args: argparse.Namespace) -> list[dict]:
         return len(images) / (time.perf_counter() - start)
 
     score_images(bundle, images[:64])  # warm-up: allocations, the LU cache
-    eager = interleaved({"ours": verdict}, args.repeats)["ours"]
-    start = time.perf_counter()
-    models = [m for m in (bundle.model, bundle.background) if m is not None]
-    warm = all([register(m).warm_up(256) for m in models])
-    seconds = time.perf_counter() - start
-    rows = [row("default verdict (evidence), eager", "images/s", eager)]
-    if warm:
-        rows += [row("default verdict (evidence), scoring pass compiled", "images/s",
-                     interleaved({"ours": verdict}, args.repeats)["ours"]),
-                 row("compile warm-up of the scoring passes (app start, background)", "s",
-                     seconds, better="lower")]
-    for m in models:
-        unregister(m)
-    return rows
+    return verdict
+
+
+def fresh_verdict(args: argparse.Namespace) -> float | None:
+    """Eager verdict images/s (median of ``--repeats``) in a fresh interpreter."""
+    cmd = [sys.executable, "-m", "pipelines.benchmark", "--verdict-probe",
+           "--threads", str(torch.get_num_threads()), "--repeats", str(args.repeats)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(f"verdict probe failed: {out.stderr[-500:]}", file=sys.stderr)
+        return None
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def inpaint_rows(model: ModelBundle, args: argparse.Namespace) -> list[dict]:
@@ -472,6 +493,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-default-model", action="store_true")
     p.add_argument("--out", default="benchmarks")
     p.add_argument("--probe", nargs=3, metavar=("FAMILY", "SIDE", "TASK"), help=argparse.SUPPRESS)
+    p.add_argument("--verdict-probe", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.repeats, args.batch_size, args.score_batch = 1, 1, 8, 16
@@ -485,6 +507,10 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     if args.probe:
         run_probe(*args.probe, args)
+        return {}
+    if args.verdict_probe:  # child of fresh_verdict
+        timed = verdict_timer(load_bundle(DEFAULT_MODEL))
+        print(statistics.median(timed() for _ in range(args.repeats)))
         return {}
     nf = import_peer()
     if nf is None:

@@ -42,6 +42,13 @@ def test_quick_run_without_peer_writes_our_rows(tmp_path, monkeypatch, capsys) -
     assert 0 < rows["nice training, bf16 + fused Adam / bf16 matmul peak"]["ours"] < 2
 
 
+def test_fresh_process_verdict_row_measures_the_shipped_model() -> None:
+    """The eager verdict in a fresh interpreter: the figure ``score_batch`` users see."""
+    args = bench.parse(["--threads", "1", "--repeats", "1"])
+    rate = bench.fresh_verdict(args)
+    assert rate is not None and 10 < rate < 10_000
+
+
 def test_quick_run_with_peer_has_ratios(tmp_path) -> None:
     pytest.importorskip("normflows")
     bench.main(["--quick", "--families", "glow", "--no-default-model", "--threads", "1",
