@@ -25,7 +25,9 @@ for scoring code: the model's registered (app-warmed) scorer, else its eager
 Why scoring only (shipped MNIST Glow, two busy shared cores, docs/performance.md): scoring a
 batch of 256 ran 2.1x faster for a compile of 54 s (13-17 s from a warm inductor cache);
 sampling's inverse pass would save 50-70 ms a request (16-64 images) for a 31-54 s compile, the
-inpainting gradient (forward and backward) 3-9% for 76 s.
+inpainting gradient (forward and backward) 3-9% for 76 s. Since stop 29 loaded models keep
+their convolution weights channels_last, and eager scoring runs as fast as the compiled pass on
+this CPU (docs/performance.md, "Channels-last weights at load").
 """
 
 from __future__ import annotations

@@ -153,7 +153,9 @@ def save_model(model: torch.nn.Module, path: str | Path,
     if not isinstance(card, ModelCard):
         card = ModelCard.from_dict(card)
     data = card.to_dict()
-    atomic_save({"config": model.config, "state_dict": model.state_dict(), "card": data}, path)
+    # contiguous: a loaded model's channels_last weights would change the file, not the values
+    weights = {name: value.contiguous() for name, value in model.state_dict().items()}
+    atomic_save({"config": model.config, "state_dict": weights, "card": data}, path)
     readable = path.with_name("card.json" if path.name == MODEL_FILE else f"{path.stem}-card.json")
     tmp = readable.with_name(f".{readable.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -182,8 +184,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> DensityModel:
     """The model of one checkpoint file (or of the ``model.pt`` in a folder) alone, in eval mode
     with its weights frozen: a loaded model serves requests, which must never change it
-    (``requires_grad_(True)`` to fine-tune). Its card and what ships beside it come with
-    ``inpaint_app.bundle.load_bundle``."""
+    (``requires_grad_(True)`` to fine-tune; its convolution weights are channels_last, so an
+    optimizer state from a freshly built model does not fit them: train from ``build_model`` and
+    ``load_state_dict``, as ``pipelines.train`` does). Its card and what ships beside it come
+    with ``inpaint_app.bundle.load_bundle``."""
     return model_from_checkpoint(load_checkpoint(path, map_location), map_location)
 
 
@@ -193,9 +197,9 @@ def model_from_checkpoint(ckpt: dict[str, Any], map_location: str | torch.device
     returns it (a file read once serves both its card and its weights)."""
     model = build_model(ckpt["config"])
     model.load_state_dict(ckpt["state_dict"])
-    # Convolution weights in channels_last: oneDNN's fast path on CPU, which every later
-    # activation follows. Scoring the shipped MNIST Glow runs 2.2-2.6x faster, as fast as the
-    # compiled pass, to within 1e-5 bits/dim and still batch-invariant (docs/performance.md).
+    # Convolution weights channels_last, on every device: on CPU, oneDNN's fast path, which the
+    # activations follow; scoring runs about twice as fast, to rounding (docs/performance.md,
+    # "Channels-last weights at load"). Not measured on a GPU.
     model = model.to(map_location, memory_format=torch.channels_last)
     return model.eval().requires_grad_(False)
 

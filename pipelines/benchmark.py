@@ -422,10 +422,11 @@ def verdict_timer(bundle: ModelBundle) -> Callable[[], float]:
 
 def fresh_verdict(args: argparse.Namespace) -> float | None:
     """Eager verdict images/s (median of ``--repeats``) in a fresh interpreter."""
+    threads = args.threads or torch.get_num_threads()
     cmd = [sys.executable, "-m", "pipelines.benchmark", "--verdict-probe",
-           "--threads", str(torch.get_num_threads()), "--repeats", str(args.repeats)]
+           "--threads", str(threads), "--repeats", str(args.repeats)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
+    if out.returncode != 0 or not out.stdout.strip():
         print(f"verdict probe failed: {out.stderr[-500:]}", file=sys.stderr)
         return None
     return float(out.stdout.strip().splitlines()[-1])
@@ -493,7 +494,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-default-model", action="store_true")
     p.add_argument("--out", default="benchmarks")
     p.add_argument("--probe", nargs=3, metavar=("FAMILY", "SIDE", "TASK"), help=argparse.SUPPRESS)
-    p.add_argument("--verdict-probe", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--verdict-probe", action="store_true",
+                   help="only print the shipped model's eager verdict images/s (median of "
+                        "--repeats) in this fresh process, as make bench's row measures it")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.repeats, args.batch_size, args.score_batch = 1, 1, 8, 16

@@ -74,16 +74,11 @@ def page(url: str) -> Iterator[sync_api.Page]:
 def _fetch(page: sync_api.Page, selector: str) -> np.ndarray:
     """The pixels of the image shown in ``selector`` (downloaded from the server, as L).
 
-    A GET is retried once when the connection was reset: Playwright reuses a kept-alive
-    connection that the server may close after 5 idle seconds (uvicorn's keep-alive timeout),
-    and a request sent as it closes fails with ECONNRESET, as a browser would retry it."""
+    ``max_retries``: Playwright reuses a kept-alive connection that the server may close after 5
+    idle seconds (uvicorn's keep-alive timeout); a request sent as it closes fails with
+    ECONNRESET, and is retried as a browser would."""
     src = page.locator(f"{selector} img").first.get_attribute("src")
-    try:
-        body = page.request.get(src).body()
-    except sync_api.Error as err:
-        if "ECONNRESET" not in str(err):
-            raise
-        body = page.request.get(src).body()
+    body = page.request.get(src, max_retries=1, fail_on_status_code=True).body()
     return np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
 
 

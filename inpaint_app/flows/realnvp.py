@@ -32,9 +32,11 @@ class ResidualBlock(nn.Module):
 
 class ConvNet(nn.Sequential):
     """A conv stack that trains in ``channels_last`` layout (oneDNN's fast path on CPU: +26%
-    Glow training throughput on this machine). Only while gradients are recorded: in that
-    layout identical images in one batch may differ in the last bit, which sampling and
-    scoring should not do. Same parameters and state_dict keys as a plain ``nn.Sequential``."""
+    Glow training throughput on this machine). The input is converted only while gradients are
+    recorded: converting it for scoring let identical images in one batch differ in the last
+    bit. Loaded models score in that layout through their weights instead
+    (``models.model_from_checkpoint``), which keeps identical images identical (tested). Same
+    parameters and state_dict keys as a plain ``nn.Sequential``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and x.dim() == 4:
