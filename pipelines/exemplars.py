@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         _, _, val = model_and_split(path, None, "val", args.data_root, download=args.download)
         labels = load_labels(card.dataset, "val", args.data_root) if card.dataset in DATASETS \
             else None
-        written = write_gallery(path.parent / EXAMPLES_DIR, val, labels, card.dataset,
+        written = write_dataset_examples(path.parent / EXAMPLES_DIR, val, labels, card.dataset,
                                 args.examples)
         report["examples"] = [example.shows or example.path.name for example in written]
     print(json.dumps(report))
@@ -89,7 +89,7 @@ CLASS_WORDS = {"mnist": [f"a handwritten {digit}" for digit in range(10)],
 EXAMPLE_MASKS = ("bottom", "center", "top", "right", "left", "random50")
 
 
-def write_gallery(folder: Path, images: torch.Tensor, labels: torch.Tensor | None,
+def write_dataset_examples(folder: Path, images: torch.Tensor, labels: torch.Tensor | None,
                   dataset: str, count: int) -> list[Example]:
     """Up to ``count`` validation images, each with a mask preset from ``EXAMPLE_MASKS`` in
     turn: with labels, the first image of each class in order (then the next ones) and what

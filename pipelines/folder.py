@@ -34,7 +34,7 @@ import torch
 from inpaint_app.bundle import EXAMPLES_DIR, load_bundle
 from inpaint_app.exemplars import BANK_FILE, save_bank
 from inpaint_app.folder import FolderError, FolderImages, FolderSpec, display_name, load_folder
-from inpaint_app.gallery import write_examples as write_gallery
+from inpaint_app.gallery import write_examples
 from inpaint_app.models import checkpoint_file, read_card
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def build_bundle(args: argparse.Namespace, folder: FolderImages, proc: Process) 
     bank = folder.train[torch.randperm(len(folder.train), generator=torch.Generator()
                                        .manual_seed(0))[:BANK_MAX].sort().values]
     save_bank(bank.contiguous(), path.with_name(BANK_FILE))
-    write_examples(folder, path.parent / EXAMPLES_DIR)
+    write_folder_examples(folder, path.parent / EXAMPLES_DIR)
 
     bundle = load_bundle(path)
     bundle = dataclasses.replace(bundle, card=bundle.card.replace(exemplars={
@@ -136,14 +136,14 @@ def background_args(args: argparse.Namespace, out: Path) -> argparse.Namespace:
     return bg
 
 
-def write_examples(folder: FolderImages, out: Path) -> None:
+def write_folder_examples(folder: FolderImages, out: Path) -> None:
     """Up to ``EXAMPLES`` validation images, evenly spaced, as model-size PNGs for the app,
     each named by its file (``inpaint_app.gallery``)."""
     count = min(EXAMPLES, len(folder.val))
     chosen = [i * len(folder.val) // count for i in range(count)]
-    write_gallery(out, folder.val[chosen], shows=[None] * count, masks=[None] * count,
-                  sources=[f"file {folder.val_names[i]} of folder "
-                           f"{display_name(folder.root.name)}" for i in chosen])
+    write_examples(out, folder.val[chosen], shows=[None] * count, masks=[None] * count,
+                   sources=[f"file {folder.val_names[i]} of folder "
+                            f"{display_name(folder.root.name)}" for i in chosen])
 
 
 def report(args: argparse.Namespace, folder: FolderImages, path: Path) -> None:

@@ -96,17 +96,17 @@ def test_shipped_examples_are_the_models_own_validation_images(model: str,
 
 
 def test_the_gallery_takes_the_first_image_of_each_class(tmp_path: Path) -> None:
-    from pipelines.exemplars import EXAMPLE_MASKS, write_gallery
+    from pipelines.exemplars import EXAMPLE_MASKS, write_dataset_examples
 
     labels = torch.tensor([3, 3, 1, 7, 1, 0, 9])
-    written = write_gallery(tmp_path / "examples", _images(7), labels, "mnist", 5)
+    written = write_dataset_examples(tmp_path / "examples", _images(7), labels, "mnist", 5)
     assert [e.shows for e in written] == ["a handwritten 3", "a handwritten 1",
                                           "a handwritten 7", "a handwritten 0",
                                           "a handwritten 9"]
     assert [e.source for e in written] == [f"MNIST validation image {i}" for i in (0, 2, 3, 5, 6)]
     assert [e.mask for e in written] == list(EXAMPLE_MASKS[:5])
     assert written[0].path.name == "mnist-val-00.png"
-    unlabelled = write_gallery(tmp_path / "other", _images(7), None, "folder:mine", 3)
+    unlabelled = write_dataset_examples(tmp_path / "other", _images(7), None, "folder:mine", 3)
     assert [e.source for e in unlabelled] == [f"folder:mine validation image {i}"
                                               for i in (0, 2, 4)]
     assert all(e.shows is None for e in unlabelled)

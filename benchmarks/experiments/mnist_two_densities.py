@@ -13,6 +13,7 @@ uses the same parts and rule as ``evidence``, calibrated at 5 % on 2,000 normali
 images; 200 test images per set and nuisance.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,7 @@ def parts(r: dict[str, np.ndarray], density: str, ratio_only: bool) -> dict[str,
             "exemplar_distance": r["ex"], "likelihood_ratio": flow[:, 0] - background}
 
 
-def evidence(density: str, ratio_only: bool, val: dict) -> callable:
+def evidence(density: str, ratio_only: bool, val: dict) -> Callable:
     """The verdict in units of its 5 % validation threshold."""
     stats = {k: _part_stats(v) for k, v in parts(val, density, ratio_only).items()}
 
@@ -102,7 +103,7 @@ def evidence(density: str, ratio_only: bool, val: dict) -> callable:
     return lambda r: score(r) / threshold
 
 
-def report(name: str, verdict: callable, get: callable) -> None:
+def report(name: str, verdict: Callable, get: Callable) -> None:
     print(f"== {name}")
     for nuisance in NUISANCES:
         inside = verdict(get(f"{nuisance}|in"))
