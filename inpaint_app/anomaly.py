@@ -61,6 +61,9 @@ SEED = 0
 # Small batches stay in cache: on 2 CPU threads a Glow pass runs about 1.5x faster at
 # 32-128 images than at 1,024 (docs/performance.md, stop 26).
 VERDICT_BATCH = 32
+# Images per exemplar-search matmul: each group reads the whole bank (20,000 x 784 floats for
+# MNIST) once; groups of 128 ran it at about 235 GFLOP/s, groups of 32 at 150 (stop 30).
+EXEMPLAR_BATCH = 128
 TAIL_POINTS = 240
 HISTOGRAM_BINS = 40
 
@@ -140,7 +143,7 @@ def base_scores(model: ModelBundle | DensityModel, images: torch.Tensor, *,
                                      count=len(images))
     out["complexity"] = out["bpd"] - out["png_bpd"]
     if bundle.exemplars is not None:
-        out["exemplar_distance"] = _exemplar_distance(bundle.exemplars, images, batch_size)
+        out["exemplar_distance"] = _exemplar_distance(bundle.exemplars, images)
     return out
 
 
@@ -157,9 +160,9 @@ def _turns(images: torch.Tensor) -> tuple[int, ...]:
     return (1, 2, 3) if images.shape[2] == images.shape[3] else (2,)
 
 
-def _exemplar_distance(bank: ExemplarBank, images: torch.Tensor, batch_size: int) -> np.ndarray:
+def _exemplar_distance(bank: ExemplarBank, images: torch.Tensor) -> np.ndarray:
     """Mean squared pixel difference ([0, 1] units) to the nearest exemplar of the bank."""
-    out = [bank.nearest_distance(batch.float() / 255.0) for batch in images.split(batch_size)]
+    out = [bank.nearest_distance(batch.float() / 255.0) for batch in images.split(EXEMPLAR_BATCH)]
     return torch.cat(out).double().numpy() if out else np.zeros(0)
 
 

@@ -75,6 +75,25 @@ class ModelBundle:
         return recipe_for(self.dataset, self.card.input_recipe)
 
     @property
+    def stale_note(self) -> str | None:
+        """Why the thresholds may no longer hold, or None: the calibration recorded an input
+        normalization whose parameters differ from what uploads now get. (Calibrations made
+        before stop 30 recorded the recipe's name only, and are not checked.)"""
+        recorded = (self.calibration or {}).get("input_normalization_settings")
+        if not recorded:
+            return None
+        current = self.recipe.settings()
+        changed = sorted(key for key in set(recorded) | set(current)
+                         if recorded.get(key) != current.get(key))
+        if not changed:
+            return None
+        where = self.path if self.path is not None else "CHECKPOINT"
+        differences = ", ".join(f"{key} {recorded.get(key)!r} -> {current.get(key)!r}"
+                                for key in changed)
+        return (f"calibrated with another input normalization ({differences}): the thresholds "
+                f"may be off; recalibrate with python -m pipelines.calibrate {where}")
+
+    @property
     def examples(self) -> list[Example]:
         """The model's own gallery images, ``<folder>/examples/*.png`` with what each shows and
         a mask preset (``inpaint_app.gallery``): validation images, never training ones."""

@@ -25,7 +25,7 @@ Steps, each recorded when it changes something:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -47,6 +47,11 @@ class Recipe:
     content_level: float = 0.15  # share of the brightest pixel that counts as content (box)
     white_level: int = 0  # the ink's upper quartile is stretched up to this level (0: off)
     dark_background: bool = True  # the data is light content on black: polarity and page level
+
+    def settings(self) -> dict[str, object]:
+        """Every parameter, for a calibration to record: a recipe whose parameters change
+        after a model was calibrated makes its thresholds stale (``ModelBundle.stale_note``)."""
+        return asdict(self)
 
 
 RECIPES = {"mnist": Recipe("mnist", box=20, centre="mass", content_level=0.2,

@@ -34,7 +34,7 @@ from inpaint_app.models import (
     read_card,
     save_model,
 )
-from inpaint_app.normalize import normalize_images, recipe_for
+from inpaint_app.normalize import Recipe, normalize_images, recipe_for
 from inpaint_app.runs import model_and_split
 
 
@@ -66,22 +66,24 @@ def main(argv: list[str] | None = None) -> None:
         images = normalize_images(images, recipe)
     store_calibration(path, model, images, fpr=args.fpr, batch_size=args.batch_size,
                       source=f"{dataset} {args.split} ({len(images):,})",
-                      recipe=recipe.name if normalized else "off",
+                      recipe=recipe if normalized else None,
                       command=(f"python -m pipelines.calibrate {path} --fpr {args.fpr}"
                                + ("" if normalized else " --no-normalize")))
 
 
 def store_calibration(path: Path, model: ModelBundle, images: torch.Tensor, *, fpr: float,
-                      source: str, recipe: str, command: str,
+                      source: str, recipe: Recipe | None, command: str,
                       batch_size: int = VERDICT_BATCH) -> dict:
     """Calibrate ``model`` (the bundle of ``path``) on ``images`` and rewrite its card with the
-    thresholds; ``recipe`` names the input normalization the images went through ("off":
-    none). Returns the calibration."""
+    thresholds; ``recipe`` is the input normalization the images went through (None: none),
+    recorded by name and with its parameters. Returns the calibration."""
     start = time.perf_counter()
     anomaly = calibrate(model, images, fpr=fpr, batch_size=batch_size, progress=True,
                         source=source)
     anomaly["command"] = command
-    anomaly["input_normalization"] = recipe
+    anomaly["input_normalization"] = recipe.name if recipe else "off"
+    if recipe:
+        anomaly["input_normalization_settings"] = recipe.settings()
     if model.background is not None:
         card = read_card(path.with_name(BACKGROUND_FILE))
         anomaly["background"] = {"file": BACKGROUND_FILE, "perturb": card.perturb,

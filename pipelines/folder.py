@@ -36,6 +36,7 @@ from inpaint_app.exemplars import BANK_FILE, save_bank
 from inpaint_app.folder import FolderError, FolderImages, FolderSpec, display_name, load_folder
 from inpaint_app.gallery import write_examples
 from inpaint_app.models import checkpoint_file, read_card
+from inpaint_app.normalize import RECIPES
 
 if TYPE_CHECKING:
     from pipelines.train import Process
@@ -112,7 +113,7 @@ def build_bundle(args: argparse.Namespace, folder: FolderImages, proc: Process) 
     store_calibration(path, bundle, folder.val, fpr=0.05,
                       source=f"{display_name(folder.root.name)} validation files "
                              f"({len(folder.val):,})",
-                      recipe=folder.spec.recipe if folder.spec.channels == 1 else "off",
+                      recipe=RECIPES[folder.spec.recipe] if folder.spec.channels == 1 else None,
                       command=f"python -m pipelines.calibrate {path}")
     report(args, folder, path)
 

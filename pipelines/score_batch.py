@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
         model = load_bundle(args.checkpoint)
     except (CheckpointError, ConfigError) as err:
         sys.exit(f"error: {err}")
+    if args.normalize and model.stale_note:
+        print(f"warning: {model.stale_note}", file=sys.stderr)
     folder = Path(args.images)
     if not folder.is_dir():
         sys.exit(f"error: --images {folder} is not a folder")

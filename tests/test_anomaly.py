@@ -21,6 +21,7 @@ from inpaint_app.anomaly import (
 from inpaint_app.bundle import ModelBundle, load_bundle
 from inpaint_app.card import Measurement, ModelCard
 from inpaint_app.models import build_model, load_model, save_model
+from inpaint_app.normalize import RECIPES
 from inpaint_app.ood_metrics import aupr, auroc, fpr_at_tpr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -249,3 +250,24 @@ def test_calibrate_installs_a_background_and_records_it(data_root: Path, tmp_pat
     assert "likelihood_ratio" in anomaly["scores"]["evidence"]["parts"]
     assert load_bundle(checkpoint).background is not None
     assert anomaly["input_normalization"] == "mnist"  # thresholds for what uploads become
+    assert anomaly["input_normalization_settings"] == RECIPES["mnist"].settings()
+    assert load_bundle(checkpoint).stale_note is None
+
+
+def test_a_changed_recipe_makes_the_thresholds_stale(tiny: torch.nn.Module,
+                                                     tmp_path: Path) -> None:
+    """Settings recorded at calibration that differ from the recipe's now give a note naming
+    each change and the command; equal or unrecorded (older cards) settings give none."""
+    anomaly = calibrate(tiny, torch.randint(0, 256, (64, *tiny.image_shape), dtype=torch.uint8))
+    settings = RECIPES["mnist"].settings()
+
+    def note(recorded: dict | None) -> str | None:
+        extra = {} if recorded is None else {"input_normalization_settings": recorded}
+        save_model(tiny, tmp_path / "m" / "model.pt",
+                   card={"dataset": "mnist", "anomaly": {**anomaly, **extra}})
+        return load_bundle(tmp_path / "m").stale_note
+
+    assert note(settings) is None and note(None) is None
+    stale = note({**settings, "content_level": 0.05, "white_level": 0})
+    assert "content_level 0.05 -> 0.2" in stale and "white_level 0 -> 250" in stale
+    assert f"python -m pipelines.calibrate {tmp_path / 'm' / 'model.pt'}" in stale

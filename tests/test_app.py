@@ -37,6 +37,7 @@ from inpaint_app.app.wording import plain_verdict
 from inpaint_app.bundle import ModelBundle
 from inpaint_app.masks import MASK_PRESETS
 from inpaint_app.models import CheckpointError, build_model, save_model
+from inpaint_app.normalize import RECIPES
 
 SHAPE = (1, 8, 8)
 # Gradio's queue calls pandas options that pandas 3 deprecates; not ours to fix.
@@ -312,6 +313,30 @@ def test_sample_and_card(handlers: Handlers) -> None:
     card = handlers.card("tiny-glow")
     assert "noise" in card and "8.1" in card and f"{DEFAULT_SCORE} (flag)" in card
     assert "the first 200 test images" in card  # rendered from the structured measurement
+
+
+def test_stale_thresholds_are_shown_with_the_card_and_the_verdict(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A bundle calibrated under other normalization settings than uploads now get is served,
+    with a warning in the log, on the Models tab and above its verdicts."""
+    torch.manual_seed(0)
+    model = build_model("glow", image_shape=SHAPE, steps=1).eval()
+    anomaly = calibrate(model, torch.randint(0, 256, (100, *SHAPE), dtype=torch.uint8),
+                        fpr=0.05, source="noise val (100)")
+    recorded = {**RECIPES["resize-dark"].settings(), "dark_background": False}
+    save_model(model, tmp_path / "stale" / "model.pt",
+               {"dataset": "noise", "input_recipe": "resize-dark",
+                "anomaly": {**anomaly, "input_normalization": "resize-dark",
+                            "input_normalization_settings": recorded}})
+    with caplog.at_level(logging.WARNING, logger="inpaint_app.app.registry"):
+        stale = Handlers(ModelCache.survey(*checkpoints_for(None, tmp_path)))
+    assert "dark_background False -> True" in caplog.text
+    assert "**Warning**: calibrated with another input normalization" in stale.card("stale")
+    upload = tmp_path / "digit.png"
+    _digit(8).save(upload)
+    note = stale.score([str(upload)], "stale")[2]
+    assert note.startswith("**Warning**") and "python -m pipelines.calibrate" in note
+    assert "Warning" not in stale.score([str(upload)], "stale", False)[2]  # no normalization
 
 
 def test_shipped_card_renders(shipped: Handlers) -> None:

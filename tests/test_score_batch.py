@@ -104,3 +104,25 @@ def test_black_on_white_scores_as_its_inverse_unless_normalization_is_off(tmp_pa
         bpd = [float(rows[name]["bpd"]) for name in ("white_on_black.png", "black_on_white.png")]
         assert (bpd[0] == pytest.approx(bpd[1])) is same
         assert ("inverted" in rows["black_on_white.png"]["normalization"]) is same
+
+
+def test_stale_thresholds_are_warned_about(checkpoint: Path, folder: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A calibration recorded under other normalization settings still scores, with a warning
+    on stderr; without normalization (--no-normalize) the settings do not apply."""
+    from inpaint_app.models import load_checkpoint, load_model
+    from inpaint_app.normalize import RECIPES
+
+    card = load_checkpoint(checkpoint)["card"]
+    recorded = {**RECIPES["resize"].settings(), "box": 20}
+    stale = tmp_path / "stale" / "model.pt"
+    save_model(load_model(checkpoint), stale, card={**card, "anomaly": {
+        **card["anomaly"], "input_normalization_settings": recorded}})
+    score_batch.main(["--checkpoint", str(stale), "--images", str(folder),
+                      "--out", str(tmp_path / "a.csv")])
+    err = capsys.readouterr().err
+    assert "warning: calibrated with another input normalization (box 20 -> None)" in err
+    assert (tmp_path / "a.csv").is_file()
+    score_batch.main(["--checkpoint", str(stale), "--images", str(folder), "--no-normalize",
+                      "--out", str(tmp_path / "b.csv")])
+    assert "warning" not in capsys.readouterr().err

@@ -36,10 +36,12 @@ def _thresholds(anomaly: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def card_markdown(name: str, card: ModelCard, image_shape: tuple[int, ...]) -> str:
-    """Dataset, shape, bits/dim, thresholds, training time and hardware, how it was made."""
+def card_markdown(name: str, card: ModelCard, image_shape: tuple[int, ...], *,
+                  warning: str | None = None) -> str:
+    """Dataset, shape, bits/dim, thresholds, training time and hardware, how it was made;
+    ``warning`` (stale thresholds, ``ModelBundle.stale_note``) right under the title."""
     shape = "x".join(str(s) for s in image_shape)
-    lines = [f"### {name}",
+    lines = [f"### {name}", *([f"**Warning**: {warning}"] if warning else []),
              f"- **dataset**: {card.dataset or 'unknown'} · **model**: "
              f"{card.model or 'unknown'} · **input**: {shape} (C x H x W)"
              + (f" · **parameters**: {card.parameters:,}" if card.parameters else ""),

@@ -311,6 +311,8 @@ class Handlers:
         threshold = results[0]["threshold"] if results else None
         note = (wording.reading_guide(name, threshold, calibration, dataset)
                 + "  \n**Why not bits/dim alone?** " + explain())
+        if normalize and bundle.stale_note:
+            note = f"**Warning**: {bundle.stale_note}  \n" + note
         return table, histogram, note
 
     @staticmethod
@@ -347,7 +349,8 @@ class Handlers:
     def card(self, model_name: str) -> str:
         """The model card as Markdown: data, quality, thresholds, training cost."""
         bundle = self.cache.get(model_name)
-        return card_markdown(model_name or self.cache.default, bundle.card, bundle.image_shape)
+        return card_markdown(model_name or self.cache.default, bundle.card, bundle.image_shape,
+                             warning=bundle.stale_note)
 
     def skipped(self) -> str:
         """The bundles found but not offered, each with why (empty when there are none)."""

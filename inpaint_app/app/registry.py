@@ -16,6 +16,7 @@ until that is done, never waiting for it.
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from ..models import CheckpointError, ConfigError
 
 TRAINED_DIR = Path(__file__).resolve().parents[2] / "trained"
 DEFAULT_MODEL = "mnist-glow"
+log = logging.getLogger(__name__)
 
 
 def discover(root: str | Path = TRAINED_DIR) -> dict[str, Path]:
@@ -63,9 +65,12 @@ def why_unusable(err: Exception) -> str:
 
 
 def load_checked(path: Path) -> ModelBundle:
-    """The bundle in ``path``, its input recipe resolved too (an unknown one is a bad card)."""
+    """The bundle in ``path``, its input recipe resolved too (an unknown one is a bad card);
+    stale thresholds are logged (and shown on the Models tab), not refused."""
     bundle = load_bundle(path)
-    bundle.recipe  # noqa: B018 - raises ValueError for a card naming an unknown input recipe
+    note = bundle.stale_note  # raises ValueError for a card naming an unknown input recipe
+    if note:
+        log.warning("%s: %s", path, note)
     return bundle
 
 
