@@ -318,7 +318,7 @@ def test_sample_and_card(handlers: Handlers) -> None:
 def test_stale_thresholds_are_shown_with_the_card_and_the_verdict(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A bundle calibrated under other normalization settings than uploads now get is served,
-    with a warning in the log, on the Models tab and above its verdicts."""
+    with a warning in the log, on the Models tab and in the explanation under its verdicts."""
     torch.manual_seed(0)
     model = build_model("glow", image_shape=SHAPE, steps=1).eval()
     anomaly = calibrate(model, torch.randint(0, 256, (100, *SHAPE), dtype=torch.uint8),
