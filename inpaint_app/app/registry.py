@@ -68,7 +68,8 @@ def load_checked(path: Path) -> ModelBundle:
     """The bundle in ``path``, its input recipe resolved too (an unknown one is a bad card);
     stale thresholds are logged (and shown on the Models tab), not refused."""
     bundle = load_bundle(path)
-    note = bundle.stale_note  # raises ValueError for a card naming an unknown input recipe
+    bundle.recipe  # noqa: B018 - raises ValueError for a card naming an unknown input recipe
+    note = bundle.stale_note
     if note:
         log.warning("%s: %s", path, note)
     return bundle
