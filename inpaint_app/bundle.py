@@ -16,6 +16,7 @@ is a bundle with an empty card and nothing beside it.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,21 +78,26 @@ class ModelBundle:
     @property
     def stale_note(self) -> str | None:
         """Why the thresholds may no longer hold, or None: the calibration recorded an input
-        normalization whose parameters differ from what uploads now get. (Calibrations made
-        before stop 30 recorded the recipe's name only, and are not checked.)"""
+        normalization whose parameters differ from what uploads now get (``Recipe.settings``;
+        the module's fixed constants are not recorded). Calibrations made before stop 30
+        recorded the recipe's name only, and are not checked."""
+        current = self.recipe.settings()  # ValueError for a card naming an unknown recipe
         recorded = (self.calibration or {}).get("input_normalization_settings")
         if not recorded:
             return None
-        current = self.recipe.settings()
+        if not isinstance(recorded, dict):
+            recorded = {}  # unreadable: every parameter counts as changed
         changed = sorted(key for key in set(recorded) | set(current)
                          if recorded.get(key) != current.get(key))
         if not changed:
             return None
-        where = self.path if self.path is not None else "CHECKPOINT"
+        where = shlex.quote(str(self.path)) if self.path is not None else "CHECKPOINT"
+        fpr = (self.calibration or {}).get("fpr", 0.05)
         differences = ", ".join(f"{key} {recorded.get(key)!r} -> {current.get(key)!r}"
                                 for key in changed)
         return (f"calibrated with another input normalization ({differences}): the thresholds "
-                f"may be off; recalibrate with python -m pipelines.calibrate {where}")
+                f"may be off; recalibrate with `python -m pipelines.calibrate {where} "
+                f"--fpr {fpr}`")
 
     @property
     def examples(self) -> list[Example]:

@@ -34,7 +34,7 @@ from inpaint_app.models import (
     read_card,
     save_model,
 )
-from inpaint_app.normalize import Recipe, normalize_images, recipe_for
+from inpaint_app.normalize import Recipe, normalize_images
 from inpaint_app.runs import model_and_split
 
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         install_background(Path(args.background), path)
     model, dataset, images = model_and_split(path, args.dataset, args.split, args.data_root)
     normalized = args.normalize and model.image_shape[0] == 1
-    recipe = model.recipe if dataset == model.dataset else recipe_for(dataset)
+    recipe = model.recipe  # what uploads get, whichever split calibrates
     if normalized:
         images = normalize_images(images, recipe)
     store_calibration(path, model, images, fpr=args.fpr, batch_size=args.batch_size,

@@ -88,10 +88,11 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         model = load_bundle(args.checkpoint)
-    except (CheckpointError, ConfigError) as err:
+        stale = model.stale_note  # resolves the card's input recipe: ValueError if unknown
+    except (CheckpointError, ConfigError, ValueError) as err:
         sys.exit(f"error: {err}")
-    if args.normalize and model.stale_note:
-        print(f"warning: {model.stale_note}", file=sys.stderr)
+    if args.normalize and stale:
+        print(f"warning: {stale}", file=sys.stderr)
     folder = Path(args.images)
     if not folder.is_dir():
         sys.exit(f"error: --images {folder} is not a folder")

@@ -270,4 +270,6 @@ def test_a_changed_recipe_makes_the_thresholds_stale(tiny: torch.nn.Module,
     assert note(settings) is None and note(None) is None
     stale = note({**settings, "content_level": 0.05, "white_level": 0})
     assert "content_level 0.05 -> 0.2" in stale and "white_level 0 -> 250" in stale
-    assert f"python -m pipelines.calibrate {tmp_path / 'm' / 'model.pt'}" in stale
+    command = f"`python -m pipelines.calibrate {tmp_path / 'm' / 'model.pt'} --fpr 0.05`"
+    assert command in stale  # the calibration's own false-positive rate, not a default
+    assert "box None -> 20" in note("unreadable")  # not a dict: every parameter differs

@@ -26,7 +26,7 @@ from inpaint_app.folder import (
     load_folder,
 )
 from inpaint_app.inpainting import inpaint
-from inpaint_app.normalize import fit_input
+from inpaint_app.normalize import RECIPES, fit_input
 from pipelines import calibrate, folder_eval, train
 
 TINY = ["--hparams", '{"steps": 2, "hidden": 8}', "--epochs", "2", "--batch-size", "16",
@@ -173,6 +173,8 @@ def test_train_images_leaves_a_calibrated_servable_bundle(tmp_path: Path,
     assert len(bundle.examples) == min(8, card.folder["val"])
     assert all(e.source and e.source.startswith("file ") for e in bundle.examples)
     assert bundle.calibration["input_normalization"] == "resize-dark"
+    assert bundle.calibration["input_normalization_settings"] == RECIPES["resize-dark"].settings()
+    assert bundle.stale_note is None
     assert bundle.calibration["background"]["perturb"] == 0.1
     assert not (out / ".background").exists()
 
@@ -211,6 +213,7 @@ def test_a_colour_folder_trains_into_a_colour_bundle(tmp_path: Path) -> None:
     bundle = load_bundle(out)
     assert bundle.image_shape == (3, 16, 16) and bundle.recipe.name == "resize"
     assert bundle.calibration["input_normalization"] == "off"
+    assert "input_normalization_settings" not in bundle.calibration and bundle.stale_note is None
     image = torch.from_numpy(np.array(Image.open(bundle.examples[0].path))).permute(2, 0, 1)
     mask = torch.zeros(16, 16, dtype=torch.bool)
     mask[4:12, 4:12] = True

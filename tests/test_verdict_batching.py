@@ -51,3 +51,19 @@ def test_whole_image_exemplar_distance_equals_the_masked_one_with_nothing_missin
     masked = bank.distances(y, torch.ones_like(y)).min(1).values
     torch.testing.assert_close(bank.nearest_distance(y), masked, atol=1e-6, rtol=1e-5)
     assert bank.nearest_distance(bank.images[:3].float() / 255.0).max() < 1e-6  # itself: 0
+
+
+def test_the_exemplar_part_is_each_images_own_nearest_distance() -> None:
+    """The verdict searches the bank in groups of ``EXEMPLAR_BATCH``: a group's size must not
+    change an image's distance (more images than one group, and a ragged last one)."""
+    from inpaint_app.exemplars import ExemplarBank
+
+    generator = torch.Generator().manual_seed(2)
+    bank = ExemplarBank(torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8,
+                                      generator=generator))
+    images = torch.randint(0, 256, (anomaly.EXEMPLAR_BATCH + 9, 1, 8, 8), dtype=torch.uint8,
+                           generator=generator)
+    model = build_model("glow", image_shape=(1, 8, 8), steps=1).eval().requires_grad_(False)
+    base = anomaly.base_scores(ModelBundle(model, exemplars=bank), images, batch_size=8)
+    alone = torch.cat([bank.nearest_distance(x[None].float() / 255.0) for x in images])
+    np.testing.assert_allclose(base["exemplar_distance"], alone.double().numpy(), atol=1e-6)

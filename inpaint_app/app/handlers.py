@@ -311,8 +311,9 @@ class Handlers:
         threshold = results[0]["threshold"] if results else None
         note = (wording.reading_guide(name, threshold, calibration, dataset)
                 + "  \n**Why not bits/dim alone?** " + explain())
-        if normalize and bundle.stale_note:
-            note = f"**Warning**: {bundle.stale_note}  \n" + note
+        stale = bundle.stale_note if normalize else None
+        if stale:
+            note = f"**Warning**: {stale}  \n" + note
         return table, histogram, note
 
     @staticmethod

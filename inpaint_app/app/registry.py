@@ -68,10 +68,9 @@ def load_checked(path: Path) -> ModelBundle:
     """The bundle in ``path``, its input recipe resolved too (an unknown one is a bad card);
     stale thresholds are logged (and shown on the Models tab), not refused."""
     bundle = load_bundle(path)
-    bundle.recipe  # noqa: B018 - raises ValueError for a card naming an unknown input recipe
-    note = bundle.stale_note
+    note = bundle.stale_note  # raises ValueError for a card naming an unknown input recipe
     if note:
-        log.warning("%s: %s", path, note)
+        log.warning("model %s: %s", path.parent.name, note)
     return bundle
 
 
