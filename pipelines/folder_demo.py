@@ -9,7 +9,9 @@ against folders of other images. Regenerates ``benchmarks/folder.md`` (the READM
    - ``in/``: held-out handwritten digits (a random draw from the MNIST test split);
    - out sets: typed digits (system fonts, ``ood_eval.rendered_digits``), Fashion-MNIST test
      images, rendered letters and pen scribbles.
-2. Runs ``flowpaint train --images train/ --max-minutes M`` and times the whole command.
+2. Runs ``flowpaint train --images train/ --max-minutes M`` (``--init-from`` a trained model of
+   the same image shape, e.g. the shipped Fashion-MNIST Glow, to start from its weights) and
+   times the whole command.
 3. Runs ``flowpaint folder-eval`` of the model on ``in/`` against every out set.
 """
 
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train-images", type=int, default=3000)
     p.add_argument("--eval-images", type=int, default=1000)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start the flow from this model's weights (same image shape)")
     p.add_argument("--report", default="benchmarks/folder", help="writes REPORT.md and .json")
     args = p.parse_args(argv)
     work = Path(args.work)
@@ -75,8 +79,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {err}")
     model = work / "model"
     start = time.monotonic()
+    init = ["--init-from", args.init_from] if args.init_from else []
     train.main(["--images", str(work / "train"), "--out", str(model), "--max-minutes",
-                str(args.minutes), "--threads", str(args.threads)])
+                str(args.minutes), "--threads", str(args.threads), *init])
     minutes = (time.monotonic() - start) / 60
     out_sets = [f"{d.name}={d}" for d in sorted((work / "out").iterdir())]
     result = folder_eval.main([str(model), "--in", str(work / "in"), "--limit",
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
                                *[a for s in out_sets for a in ("--out-set", s)]])
     card = read_card(model / "model.pt")
     summary = {"command_minutes": round(minutes, 1), "budget_minutes": args.minutes,
-               "threads": args.threads, "val_bpd": card.val_bpd,
+               "threads": args.threads, "init_from": args.init_from, "val_bpd": card.val_bpd,
                "training_minutes": card.training_minutes, "folder": card.folder,
                "hparams": card.hparams, "evaluation": result}
     report = Path(args.report)
@@ -93,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     report.with_suffix(".md").write_text(
         f"# Your own images: {args.train_images:,} handwritten digits\n\n"
         f"`python -m pipelines.folder_demo --minutes {args.minutes:g} --threads "
-        f"{args.threads}`: `flowpaint train --images` on {card.folder['files']:,} files "
+        f"{args.threads}" + (f" --init-from {args.init_from}" if args.init_from else "")
+        + f"`: `flowpaint train --images` on {card.folder['files']:,} files "
         f"({card.folder['skipped']} skipped) took **{minutes:.1f} min** end to end "
         f"(flow {card.training_minutes} min, then background model, bank and calibration); "
         f"validation {card.val_bpd:.4f} bits/dim ({card.folder['val']} files).\n\n"

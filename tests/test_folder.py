@@ -229,3 +229,25 @@ def test_the_budget_must_leave_time_for_the_flow(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="leaves"):
         train.main(["--images", str(root), "--out", str(tmp_path / "o"), "--max-minutes", "1",
                     *TINY])
+
+
+def test_a_folder_model_can_start_from_a_trained_model_of_the_same_shape(tmp_path: Path) -> None:
+    """--init-from with --images (the README's pretrained start): the weights and architecture
+    come from the source, the card names it; a source of another shape is refused before
+    anything is written."""
+    source = tmp_path / "source"
+    train.main(["--images", str(make_folder(tmp_path / "a", seed=1)), "--out", str(source),
+                "--no-bundle", *TINY])
+    out = tmp_path / "warm"
+    train.main(["--images", str(make_folder(tmp_path / "b", seed=2)), "--out", str(out),
+                "--no-bundle", "--init-from", str(source / "model.pt"),
+                "--hparams", '{"steps": 3, "hidden": 4}', *TINY[2:]])
+    card = load_bundle(out).card
+    assert card.init_from["checkpoint"] == str(source / "model.pt")
+    assert card.hparams == load_bundle(source).card.hparams  # the source's, not --hparams
+
+    other = tmp_path / "other"
+    with pytest.raises(SystemExit, match="--init-from .* shape"):
+        train.main(["--images", str(tmp_path / "b"), "--out", str(other), "--size", "12", "12",
+                    "--no-bundle", "--init-from", str(source / "model.pt"), *TINY[2:]])
+    assert not other.exists()
