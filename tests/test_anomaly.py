@@ -201,6 +201,25 @@ def test_orientation_is_bpd_minus_the_likeliest_turn(tiny: torch.nn.Module) -> N
     assert np.all(base_scores(tiny, flat)["orientation"] == 0)
 
 
+def test_a_part_spread_is_read_where_enough_validation_images_lie_beyond_it() -> None:
+    """99 % for a dataset's 5,000 validation images; lower for a folder's 300, whose 99 % point
+    rests on 3 images: three stray values must not set a part's weight."""
+    from inpaint_app.anomaly import SPREAD_TAIL_IMAGES, _part_stats, spread_quantile
+
+    assert spread_quantile(5000) == 0.99
+    assert spread_quantile(300) == pytest.approx(1 - SPREAD_TAIL_IMAGES / 300)
+    assert spread_quantile(10) == 0.5  # never inside the median
+    rng = np.random.default_rng(0)
+    usual = rng.normal(0.0, 1.0, 297)
+    for stray in (5.0, 50.0):  # three validation files far out, e.g. odd scans
+        stats = _part_stats(np.r_[usual, [stray] * 3])
+        assert 1.0 < stats["spread_above"] < 2.5, stray  # read below the strays both times
+        assert 1.0 < stats["spread_below"] < 2.5
+    many = _part_stats(rng.normal(0.0, 1.0, 5000))
+    assert many["spread_quantile"] == 0.99
+    assert many["spread_above"] == pytest.approx(2.326, abs=0.15)  # the normal's 99 % point
+
+
 def test_evidence_adds_the_excess_of_each_part_over_its_validation_median(
         tiny: torch.nn.Module) -> None:
     from inpaint_app.anomaly import base_scores
