@@ -79,25 +79,18 @@ class ModelBundle:
     def stale_note(self) -> str | None:
         """Why the thresholds may no longer hold, or None: the calibration recorded an input
         normalization whose parameters differ from what uploads now get (``Recipe.settings``;
-        the module's fixed constants are not recorded). Calibrations made before stop 30
-        recorded the recipe's name only, and are not checked."""
+        the module's fixed constants are not recorded), or it read a small validation set's
+        spreads at 99 % (``anomaly.spread_quantile``). Calibrations made before stop 30
+        recorded the recipe's name only, and their normalization is not checked."""
         current = self.recipe.settings()  # ValueError for a card naming an unknown recipe
-        recorded = (self.calibration or {}).get("input_normalization_settings")
-        if not recorded:
-            return None
-        if not isinstance(recorded, dict):
-            recorded = {}  # unreadable: every parameter counts as changed
-        changed = sorted(key for key in set(recorded) | set(current)
-                         if recorded.get(key) != current.get(key))
-        if not changed:
+        reason = _normalization_change(self.calibration or {}, current) or \
+            _spreads_at_99(self.calibration or {})
+        if reason is None:
             return None
         where = shlex.quote(str(self.path)) if self.path is not None else "CHECKPOINT"
         fpr = (self.calibration or {}).get("fpr", 0.05)
-        differences = ", ".join(f"{key} {recorded.get(key)!r} -> {current.get(key)!r}"
-                                for key in changed)
-        return (f"calibrated with another input normalization ({differences}): the thresholds "
-                f"may be off; recalibrate with `python -m pipelines.calibrate {where} "
-                f"--fpr {fpr}`")
+        return (f"{reason}: the thresholds may be off; recalibrate with "
+                f"`python -m pipelines.calibrate {where} --fpr {fpr}`")
 
     @property
     def examples(self) -> list[Example]:
@@ -185,3 +178,34 @@ def _inpainter(path: Path, model: DensityModel, map_location: str | torch.device
         raise CheckpointError(f"{path} is not a conditional inpainting model of images of shape "
                               f"{model.image_shape} (family {family!r}, shape {shape})")
     return _weights(path, ckpt, map_location), _card(path, ckpt)
+
+
+def _normalization_change(calibration: dict, current: dict) -> str | None:
+    """The recorded normalization parameters that differ from ``current``, or None."""
+    recorded = calibration.get("input_normalization_settings")
+    if not recorded:
+        return None
+    if not isinstance(recorded, dict):
+        recorded = {}  # unreadable: every parameter counts as changed
+    changed = sorted(key for key in set(recorded) | set(current)
+                     if recorded.get(key) != current.get(key))
+    if not changed:
+        return None
+    return "calibrated with another input normalization (" + ", ".join(
+        f"{key} {recorded.get(key)!r} -> {current.get(key)!r}" for key in changed) + ")"
+
+
+def _spreads_at_99(calibration: dict) -> str | None:
+    """A calibration on too few images for 99 % spreads, made before they adapted (stop 32)."""
+    from .anomaly import spread_quantile  # anomaly imports this module
+
+    parts = calibration.get("scores", {}).get("evidence", {}).get("parts", {})
+    n = calibration.get("n")
+    if not parts or not isinstance(n, int) or spread_quantile(n) >= 0.99:
+        return None
+    if all(isinstance(part, dict) and "spread_quantile" in part for part in parts.values()):
+        return None
+    return (f"calibrated on {n:,} validation images with each score part's spread read at its "
+            f"99 % point, which {n:,} images cannot pin down (since stop 32: "
+            f"{100 * spread_quantile(n):.1f} %)")
+

@@ -292,3 +292,28 @@ def test_a_changed_recipe_makes_the_thresholds_stale(tiny: torch.nn.Module,
     command = f"`python -m pipelines.calibrate {tmp_path / 'm' / 'model.pt'} --fpr 0.05`"
     assert command in stale  # the calibration's own false-positive rate, not a default
     assert "box None -> 20" in note("unreadable")  # not a dict: every parameter differs
+
+
+def test_a_small_calibration_with_99_percent_spreads_is_stale(tiny: torch.nn.Module,
+                                                              tmp_path: Path) -> None:
+    """A folder model calibrated before the spreads adapted (its parts have no
+    ``spread_quantile``) is told to recalibrate; a fresh calibration, or an old one on 2,000+
+    images (where the rule still reads 99 %), is not."""
+    fresh = calibrate(tiny, torch.randint(0, 256, (300, *tiny.image_shape), dtype=torch.uint8))
+    assert all(part["spread_quantile"] < 0.99
+               for part in fresh["scores"]["evidence"]["parts"].values())
+
+    def note(anomaly: dict) -> str | None:
+        save_model(tiny, tmp_path / "m" / "model.pt",
+                   card={"dataset": "mnist", "anomaly": anomaly})
+        return load_bundle(tmp_path / "m").stale_note
+
+    old_parts = {name: {k: v for k, v in part.items() if k != "spread_quantile"}
+                 for name, part in fresh["scores"]["evidence"]["parts"].items()}
+    old = {**fresh, "scores": {**fresh["scores"], "evidence": {
+        **fresh["scores"]["evidence"], "parts": old_parts}}}
+    assert note(fresh) is None
+    stale = note(old)
+    assert "calibrated on 300 validation images" in stale and "93.3 %" in stale
+    assert f"`python -m pipelines.calibrate {tmp_path / 'm' / 'model.pt'} --fpr 0.05`" in stale
+    assert note({**old, "n": 5000}) is None
