@@ -208,7 +208,7 @@ def test_a_part_spread_is_read_where_enough_validation_images_lie_beyond_it() ->
 
     assert spread_quantile(5000) == 0.99
     assert spread_quantile(300) == pytest.approx(1 - SPREAD_TAIL_IMAGES / 300)
-    assert spread_quantile(10) == 0.5  # never inside the median
+    assert spread_quantile(10) == 0.9  # still a tail for a tiny set
     rng = np.random.default_rng(0)
     usual = rng.normal(0.0, 1.0, 297)
     for stray in (5.0, 50.0):  # three validation files far out, e.g. odd scans
