@@ -205,7 +205,7 @@ def _spreads_at_99(calibration: dict) -> str | None:
         return None
     if all(isinstance(part, dict) and "spread_quantile" in part for part in parts.values()):
         return None
-    return (f"calibrated on {n:,} validation images with each score part's spread read at its "
-            f"99 % point, which {n:,} images cannot pin down (since stop 32: "
+    return (f"calibrated on {n:,} validation images by an older rule (each score part's spread "
+            f"read at its 99 % point, which {n:,} images cannot pin down; now "
             f"{100 * spread_quantile(n):.1f} %)")
 
