@@ -16,11 +16,12 @@ Scores (higher = more anomalous for every one):
   of z. Raw likelihood tracks image complexity (Nalisnick et al. 2019, arXiv:1810.09136):
   one-sided scores trade one failure for another; this one needs all the evidence to look usual.
 - ``evidence`` (the default): the sum of how far ``complexity``, ``orientation``, the distance to
-  the nearest training exemplar (mean squared pixel difference; data, not the flow; when the
-  checkpoint ships an exemplar bank) and the ``likelihood_ratio`` (when it ships a background
-  model) lie above their validation medians, each in units of its median-to-99 % spread (a
-  lower quantile for small validation sets: ``spread_quantile``). A soft "or": any one strong
-  signal flags, weak ones add up.
+  the nearest training exemplar in pixels and in shape (mean squared difference, the latter of
+  blurred unit-length images; data, not the flow; when the checkpoint ships an exemplar bank)
+  and the ``likelihood_ratio`` (when it ships a background model) lie above their validation
+  medians, each in units of its median-to-99 % spread (a lower quantile for small validation
+  sets: ``spread_quantile``). A soft "or": any one strong signal flags, weak ones add up. A
+  calibration may sum fewer of these parts (``calibrate(parts=...)``).
 
 The likelihood ratio is bits/dim minus the bits/dim of a background model (``background.pt``
 beside the checkpoint): a small flow trained on the same data with 10 % of its pixels replaced by
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -56,7 +58,10 @@ SCORES: tuple[str, ...] = ("bpd", "typicality", "complexity", "orientation", "co
 DEFAULT_SCORE = "evidence"  # best worst-case AUROC in benchmarks/ood.md
 NEEDS_CALIBRATION = ("typicality", "combined", "evidence")
 COMBINED_PARTS = ("bpd", "complexity", "png_bpd", "z_fine", "z_coarse")
-EVIDENCE_PARTS = ("complexity", "orientation", "exemplar_distance", "likelihood_ratio")
+# Every part the evidence can sum, and its default; a calibration may sum fewer
+# (``calibrate(parts=...)``), e.g. without the likelihood ratio where it reads capture (stop 33).
+EVIDENCE_PARTS = ("complexity", "orientation", "exemplar_distance", "exemplar_shape",
+                  "likelihood_ratio")
 SEED = 0
 SPREAD_TAIL_IMAGES = 20  # validation images beyond the quantile a part's spread is read at
 # Images per flow pass group: each pass holds them and their three quarter turns (4 x 32).
@@ -70,15 +75,29 @@ TAIL_POINTS = 240
 HISTOGRAM_BINS = 40
 
 
-def explain() -> str:
-    """Two sentences for the app: why bits/dim alone misleads and which score decides."""
+# What each evidence part asks, in words for the app (``explain``).
+PART_WORDS = {
+    "complexity": "how many more bits the flow needs than a generic PNG compressor",
+    "likelihood_ratio": "how many more bits the flow needs than a background model of local "
+                        "pixel statistics",
+    "orientation": "whether the image turned by 90 degrees is likelier than as given",
+    "exemplar_distance": "how far it is, pixel by pixel, from the nearest training example",
+    "exemplar_shape": "how far its coarse shape (blurred, at any contrast) is from the nearest "
+                      "training example's",
+}
+
+
+def explain(calibration: dict[str, Any] | None = None) -> str:
+    """Two sentences for the app: why bits/dim alone misleads and which evidence the flag adds
+    up (the calibration's parts; without one, the default parts)."""
+    parts = list((calibration or {}).get("scores", {}).get("evidence", {}).get("parts", {}))
+    words = [PART_WORDS[p] for p in parts or EVIDENCE_PARTS if p in PART_WORDS]
+    listed = (words[0] if len(words) == 1 else f"{words[0]} and {words[1]}" if len(words) == 2
+              else f"{', '.join(words[:-1])}, and {words[-1]}")
     return ("Bits/dim alone can mislead: a flow gives simple images (blank backgrounds, thin "
             "digits) high likelihood even when it never saw anything like them, so a model "
             "trained on Fashion-MNIST scores MNIST digits as more typical than its own clothes. "
-            "The flag therefore adds up evidence that does not depend on simplicity: how many "
-            "more bits the flow needs than a generic PNG compressor and than a background "
-            "model of local pixel statistics, whether the image turned by 90 degrees is likelier "
-            "than as given, and how far it is from the nearest training example.")
+            f"The flag therefore adds up evidence that does not depend on simplicity: {listed}.")
 
 
 def png_bits_per_dim(image: torch.Tensor) -> float:
@@ -146,6 +165,7 @@ def base_scores(model: ModelBundle | DensityModel, images: torch.Tensor, *,
     out["complexity"] = out["bpd"] - out["png_bpd"]
     if bundle.exemplars is not None:
         out["exemplar_distance"] = _exemplar_distance(bundle.exemplars, images)
+        out["exemplar_shape"] = _exemplar_distance(bundle.exemplars, images, shape=True)
     return out
 
 
@@ -162,9 +182,12 @@ def _turns(images: torch.Tensor) -> tuple[int, ...]:
     return (1, 2, 3) if images.shape[2] == images.shape[3] else (2,)
 
 
-def _exemplar_distance(bank: ExemplarBank, images: torch.Tensor) -> np.ndarray:
-    """Mean squared pixel difference ([0, 1] units) to the nearest exemplar of the bank."""
-    out = [bank.nearest_distance(batch.float() / 255.0) for batch in images.split(EXEMPLAR_BATCH)]
+def _exemplar_distance(bank: ExemplarBank, images: torch.Tensor, shape: bool = False
+                       ) -> np.ndarray:
+    """Mean squared pixel difference ([0, 1] units) to the nearest exemplar of the bank, or
+    with ``shape`` the distance in shape (``ExemplarBank.nearest_shape_distance``)."""
+    nearest = bank.nearest_shape_distance if shape else bank.nearest_distance
+    out = [nearest(batch.float() / 255.0) for batch in images.split(EXEMPLAR_BATCH)]
     return torch.cat(out).double().numpy() if out else np.zeros(0)
 
 
@@ -255,23 +278,41 @@ def _histogram(values: np.ndarray, threshold: float) -> dict[str, Any]:
     return {"edges": [round(float(e), 5) for e in edges], "counts": counts.tolist()}
 
 
+def evidence_parts(calibration: dict[str, Any] | None) -> list[str] | None:
+    """The parts a calibration's ``evidence`` was told to sum (``calibrate(parts=...)``); None
+    where it took the default."""
+    return (calibration or {}).get("scores", {}).get("evidence", {}).get("chosen_parts")
+
+
 def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fpr: float = 0.05,
               source: str = "mnist val (5,000)", batch_size: int = VERDICT_BATCH,
-              progress: bool = False) -> dict[str, Any]:
+              progress: bool = False, parts: Sequence[str] | None = None) -> dict[str, Any]:
     """Thresholds at false-positive rate ``fpr`` on ``val_images`` for every score, the tails
-    needed for empirical p-values and a histogram of the default score: ``card["anomaly"]``."""
+    needed for empirical p-values and a histogram of the default score: ``card["anomaly"]``.
+    ``parts``: what ``evidence`` sums (default ``EVIDENCE_PARTS``, less those the bundle cannot
+    compute); each named part must be computable."""
     if not 0.0 < fpr < 1.0:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
+    unknown = sorted(set(parts or ()) - set(EVIDENCE_PARTS))
+    if unknown:
+        raise ValueError(f"unknown evidence parts {unknown}: choose from "
+                         f"{', '.join(EVIDENCE_PARTS)}")
     base = base_scores(model, val_images, batch_size=batch_size, progress=progress)
+    missing = sorted(set(parts or ()) - set(base))
+    if missing:
+        raise ValueError(f"evidence parts {missing} need what this model lacks (an exemplar "
+                         "bank or a background model beside the checkpoint)")
+    chosen = parts or [name for name in EVIDENCE_PARTS if name in base]
     finite_bpd = np.sort(base["bpd"][np.isfinite(base["bpd"])])
     trim = len(finite_bpd) // 100  # a few blow-ups must not move the typical-set centre
     center = float(finite_bpd[trim:len(finite_bpd) - trim].mean())
     calibration: dict[str, Any] = {"scores": {
         "typicality": {"center": center},
         "combined": {"parts": {name: _part_stats(base[name]) for name in COMBINED_PARTS}},
-        "evidence": {"parts": {name: _part_stats(base[name]) for name in EVIDENCE_PARTS
-                               if name in base}},
+        "evidence": {"parts": {name: _part_stats(base[name]) for name in chosen}},
     }}
+    if parts:
+        calibration["scores"]["evidence"]["chosen_parts"] = list(parts)
     values = scores_from_base(base, calibration)
     ranks = _tail_ranks(len(val_images))
     tail: dict[str, Any] = {"ranks": ranks.tolist()}

@@ -27,6 +27,7 @@ from .atomic import atomic_write
 BANK_FILE = "exemplars.npz"
 NEIGHBOURS = 8   # PSNR peaks at 8 of 1/8/32 on MNIST and Fashion-MNIST validation
 REACH = 1.0      # residual damping exp(-(d - 1)^2 / REACH^2), d in pixels (validation-chosen)
+SHAPE_BLUR = 1.5  # Gaussian sigma in pixels of the shape distance (docs/anomaly.md, stop 33)
 
 
 class ExemplarBank:
@@ -40,6 +41,8 @@ class ExemplarBank:
         self.rows = images.flatten(1).float() / 255.0
         self.squares = self.rows.square()
         self.norms = self.squares.sum(1)  # |r|^2 of each exemplar, for whole-image distances
+        # Rows and squared norms for nearest_shape_distance, made on its first use.
+        self._shape_rows: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -58,6 +61,19 @@ class ExemplarBank:
         nearest exemplar: ``distances`` with every pixel observed, in one matmul."""
         flat = y.flatten(1).float().cpu()
         squared = flat.square().sum(1, keepdim=True) - 2 * flat @ self.rows.T + self.norms
+        return squared.min(1).values.clamp(min=0) / flat.shape[1]
+
+    def nearest_shape_distance(self, y: torch.Tensor) -> torch.Tensor:
+        """``[B]`` distance in shape to the nearest exemplar: mean squared difference of the
+        images blurred by ``SHAPE_BLUR`` pixels and scaled to unit length (pixels in [0, 1]).
+        Blur and scale remove what a capture changes (JPEG, resampling, blur, contrast) and
+        keep the coarse form, which is what an unseen kind of image differs in."""
+        if self._shape_rows is None:
+            rows = shape_rows(self.images.float() / 255.0)
+            self._shape_rows = rows, rows.square().sum(1)  # 1, or 0 for a blank exemplar
+        rows, norms = self._shape_rows
+        flat = shape_rows(y.float().cpu())
+        squared = flat.square().sum(1, keepdim=True) - 2 * flat @ rows.T + norms
         return squared.min(1).values.clamp(min=0) / flat.shape[1]
 
     def nearest_mean(self, y: torch.Tensor, mask: torch.Tensor, k: int = NEIGHBOURS
@@ -94,6 +110,20 @@ class ExemplarBank:
                 fill = fill + torch.from_numpy(residual * damping[None]).to(y)
             out[i] = torch.where(mask[i], fill.clamp(0.0, 1.0), y[i])
         return out
+
+
+def shape_rows(images: torch.Tensor) -> torch.Tensor:
+    """``[B, D]`` rows of ``[B, C, H, W]`` images (in [0, 1]) Gaussian-blurred by ``SHAPE_BLUR``
+    pixels in each channel and scaled to unit length (a blank image stays zero)."""
+    radius = int(np.ceil(3 * SHAPE_BLUR))
+    taps = torch.exp(-torch.arange(-radius, radius + 1.0) ** 2 / (2 * SHAPE_BLUR ** 2))
+    taps = (taps / taps.sum()).to(images)
+    c = images.shape[1]
+    x = torch.nn.functional.conv2d(images, taps.view(1, 1, 1, -1).expand(c, 1, 1, -1),
+                                   padding=(0, radius), groups=c)
+    x = torch.nn.functional.conv2d(x, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1),
+                                   padding=(radius, 0), groups=c).flatten(1)
+    return x / x.norm(dim=1, keepdim=True).clamp(min=1e-6)
 
 
 def save_bank(images: torch.Tensor, path: str | Path) -> None:

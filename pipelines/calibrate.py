@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from inpaint_app.anomaly import VERDICT_BATCH, calibrate
+from inpaint_app.anomaly import EVIDENCE_PARTS, VERDICT_BATCH, calibrate, evidence_parts
 from inpaint_app.atomic import atomic_write
 from inpaint_app.bundle import ModelBundle
 from inpaint_app.models import (
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="calibrate on the images as stored, not input-normalized")
+    p.add_argument("--evidence-parts", default=None, metavar="A,B,...",
+                   help=f"what the default score sums, from {','.join(EVIDENCE_PARTS)} "
+                        "(default: the card's current choice, else every part the model has)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -64,22 +68,34 @@ def main(argv: list[str] | None = None) -> None:
     recipe = model.recipe  # what uploads get, whichever split calibrates
     if normalized:
         images = normalize_images(images, recipe)
-    store_calibration(path, model, images, fpr=args.fpr, batch_size=args.batch_size,
-                      source=f"{dataset} {args.split} ({len(images):,})",
-                      recipe=recipe if normalized else None,
-                      command=(f"python -m pipelines.calibrate {path} --fpr {args.fpr}"
-                               + ("" if normalized else " --no-normalize")))
+    parts = args.evidence_parts.split(",") if args.evidence_parts else None
+    try:
+        store_calibration(path, model, images, fpr=args.fpr, batch_size=args.batch_size,
+                          source=f"{dataset} {args.split} ({len(images):,})",
+                          recipe=recipe if normalized else None, parts=parts,
+                          command=(f"python -m pipelines.calibrate {path} --fpr {args.fpr}"
+                                   + ("" if normalized else " --no-normalize")))
+    except ValueError as err:
+        sys.exit(f"error: {err}")
 
 
 def store_calibration(path: Path, model: ModelBundle, images: torch.Tensor, *, fpr: float,
                       source: str, recipe: Recipe | None, command: str,
-                      batch_size: int = VERDICT_BATCH) -> dict:
+                      batch_size: int = VERDICT_BATCH, parts: Sequence[str] | None = None
+                      ) -> dict:
     """Calibrate ``model`` (the bundle of ``path``) on ``images`` and rewrite its card with the
     thresholds; ``recipe`` is the input normalization the images went through (None: none),
-    recorded by name and with its parameters. Returns the calibration."""
+    recorded by name and with its parameters. ``parts``: what ``evidence`` sums; by default
+    what the current calibration sums, so a recalibration keeps a model's choice. Returns the
+    calibration."""
     start = time.perf_counter()
+    if parts is None:
+        parts = evidence_parts(model.calibration)
     anomaly = calibrate(model, images, fpr=fpr, batch_size=batch_size, progress=True,
-                        source=source)
+                        source=source, parts=parts)
+    chosen = list(anomaly["scores"]["evidence"]["parts"])
+    if parts:  # a choice, not the default: the command that repeats it says so
+        command += f" --evidence-parts {','.join(chosen)}"
     anomaly["command"] = command
     anomaly["input_normalization"] = recipe.name if recipe else "off"
     if recipe:

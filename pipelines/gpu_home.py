@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from inpaint_app.anomaly import evidence_parts
 from inpaint_app.card import Measurement, ModelCard
 from inpaint_app.data import DatasetNotFound, load_split
 from inpaint_app.models import (
@@ -171,6 +172,13 @@ def check_val(model: torch.nn.Module, card: ModelCard, args: argparse.Namespace
     return home_val, card.replace(notes={**card.notes, "val_bpd_restored": home_val})
 
 
+def kept_parts(shipped: ModelCard | None) -> list[str]:
+    """``--evidence-parts`` of the replaced model's calibration, where it chose them: the new
+    card has no calibration yet, so the choice would otherwise fall back to the default."""
+    parts = evidence_parts(shipped.anomaly if shipped is not None else None)
+    return ["--evidence-parts", ",".join(parts)] if parts else []
+
+
 def ship(out: Path, card: ModelCard, family: str, folder: Path, shipped: ModelCard | None,
          args: argparse.Namespace) -> bool:
     """Copy into trained/<dataset>-glow and rebuild bank and calibration, if it is better."""
@@ -191,7 +199,7 @@ def ship(out: Path, card: ModelCard, family: str, folder: Path, shipped: ModelCa
     data = ["--data-root", args.data_root] if args.data_root else []
     for step in (["pipelines.exemplars", "--checkpoint", str(folder), *data],
                  ["pipelines.calibrate", str(folder / "model.pt"), *data,
-                  "--threads", str(args.threads)]):
+                  "--threads", str(args.threads), *kept_parts(shipped)]):
         print("$ python -m " + " ".join(step), flush=True)
         subprocess.run([sys.executable, "-m", *step], check=True)
     print(f"shipped {folder}: run `python -m pipelines.results` for the README table")

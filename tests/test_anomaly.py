@@ -317,3 +317,51 @@ def test_a_small_calibration_with_99_percent_spreads_is_stale(tiny: torch.nn.Mod
     assert "calibrated on 300 validation images" in stale and "93.3 %" in stale
     assert f"`python -m pipelines.calibrate {tmp_path / 'm' / 'model.pt'} --fpr 0.05`" in stale
     assert note({**old, "n": 5000}) is None
+
+
+def test_a_calibration_sums_the_parts_it_is_told_and_a_recalibration_keeps_them(
+        tiny: torch.nn.Module, tmp_path: Path) -> None:
+    """``parts`` picks what ``evidence`` sums (recorded as ``chosen_parts``, with the command
+    that repeats it); recalibrating without naming parts keeps that choice; unknown parts, or
+    parts the bundle cannot compute, are refused."""
+    from inpaint_app.anomaly import base_scores, evidence_parts
+    from inpaint_app.exemplars import BANK_FILE, ExemplarBank, save_bank
+    from pipelines.calibrate import store_calibration
+
+    x, val = _images(6, 9), _images(120, 8)
+    bundle = ModelBundle(tiny, exemplars=ExemplarBank(_images(30, 3)))
+    chosen = ["orientation", "exemplar_shape"]
+    calibration = calibrate(bundle, val, parts=chosen)
+    parts = calibration["scores"]["evidence"]["parts"]
+    assert list(parts) == chosen and evidence_parts(calibration) == chosen
+    assert evidence_parts(calibrate(bundle, val)) is None  # the default is not a choice
+    base = base_scores(bundle, x)
+    expected = sum(np.clip((base[n] - parts[n]["median"]) / parts[n]["spread_above"], 0, None)
+                   for n in chosen)
+    assert np.allclose([r["evidence"] for r in score_images(bundle, x, calibration)], expected)
+    with pytest.raises(ValueError, match="unknown evidence parts"):
+        calibrate(bundle, val, parts=["orientation", "bpd"])
+    with pytest.raises(ValueError, match="exemplar bank"):
+        calibrate(tiny, val, parts=chosen)
+
+    path = tmp_path / "m" / "model.pt"
+    save_model(tiny, path, card={"dataset": "mnist"})
+    save_bank(bundle.exemplars.images, tmp_path / "m" / BANK_FILE)
+    store_calibration(path, load_bundle(path), val, fpr=0.05, source="synthetic", recipe=None,
+                      command="calibrate", parts=chosen)
+    again = store_calibration(path, load_bundle(path), val, fpr=0.05, source="synthetic",
+                              recipe=None, command="calibrate")
+    assert list(again["scores"]["evidence"]["parts"]) == chosen
+    assert again["command"] == "calibrate --evidence-parts orientation,exemplar_shape"
+
+
+def test_the_explanation_names_the_parts_the_calibration_sums() -> None:
+    from inpaint_app.anomaly import EVIDENCE_PARTS, PART_WORDS, explain
+
+    def calibrated(*parts: str) -> dict:
+        return {"scores": {"evidence": {"parts": dict.fromkeys(parts, {})}}}
+
+    text = explain(calibrated("orientation", "exemplar_shape"))
+    assert PART_WORDS["orientation"] in text and PART_WORDS["exemplar_shape"] in text
+    assert PART_WORDS["likelihood_ratio"] not in text and PART_WORDS["complexity"] not in text
+    assert all(PART_WORDS[p] in explain() for p in EVIDENCE_PARTS)  # uncalibrated: the default

@@ -119,3 +119,35 @@ def test_default_inpainting_starts_from_the_exemplars_when_a_bank_ships(tmp_path
     batch = inpaint_batch(with_bank, images[:4], mask.expand(4, -1, -1), steps=2)
     assert all(torch.equal(r.image[:, ~mask], im[:, ~mask]) for r, im in
                zip(batch, images[:4], strict=True))
+
+
+def test_shape_distance_ignores_contrast_and_blur_but_not_form() -> None:
+    """The shape distance (blur, then unit length) matches an independent Gaussian filter, is
+    zero for a fainter copy of an exemplar, small for a blurred copy and large for another
+    form; a blank image lies at distance 1 / D from every (unit-length) exemplar."""
+    from scipy.ndimage import gaussian_filter
+
+    from inpaint_app.exemplars import SHAPE_BLUR
+
+    images = torch.zeros(3, 1, 16, 16, dtype=torch.uint8)
+    images[0, 0, 3:13, 7:9] = 255    # a vertical bar
+    images[1, 0, 7:9, 3:13] = 255    # a horizontal bar
+    images[2, 0, 3:13, 3:13] = 255   # a square
+    bank = ExemplarBank(images[:2])
+    d = 16 * 16
+
+    def expected(y: torch.Tensor) -> float:
+        rows = [gaussian_filter(im[0].double().numpy(), SHAPE_BLUR, mode="constant").ravel()
+                for im in (y, *pixels(images[:2]))]
+        rows = [r / max(float((r ** 2).sum()) ** 0.5, 1e-6) for r in rows]
+        return min(float(((rows[0] - r) ** 2).sum()) for r in rows[1:]) / d
+
+    fainter = pixels(images[:1]) * 0.6
+    blurred = torch.from_numpy(gaussian_filter(pixels(images[:1]).numpy(), (0, 0, 0.7, 0.7)))
+    square, blank = pixels(images[2:]), torch.zeros(1, 1, 16, 16)
+    for y in (fainter, blurred, square, blank):
+        assert bank.nearest_shape_distance(y).item() == pytest.approx(expected(y[0]), abs=1e-6)
+    assert bank.nearest_shape_distance(fainter).item() == pytest.approx(0.0, abs=1e-6)
+    assert bank.nearest_distance(fainter).item() > 0.01       # pixels differ, shape does not
+    assert bank.nearest_shape_distance(blurred) < bank.nearest_shape_distance(square) / 4
+    assert bank.nearest_shape_distance(blank).item() == pytest.approx(1.0 / d)

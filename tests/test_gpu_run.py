@@ -111,3 +111,14 @@ def test_gpu_run_on_the_cpu_then_home(data_root: Path, tmp_path: Path) -> None:
     with torch.inference_mode():
         assert torch.isfinite(model.bits_per_dim(x)).all()
     assert (runs / "gpu-home" / "tiny-glow" / "samples.png").is_file()
+
+
+def test_shipping_keeps_the_replaced_models_choice_of_evidence_parts() -> None:
+    from inpaint_app.card import ModelCard
+    from pipelines.gpu_home import kept_parts
+
+    chosen = ["complexity", "orientation", "exemplar_shape"]
+    card = ModelCard(anomaly={"scores": {"evidence": {"parts": {}, "chosen_parts": chosen}}})
+    assert kept_parts(card) == ["--evidence-parts", "complexity,orientation,exemplar_shape"]
+    assert kept_parts(ModelCard(anomaly={"scores": {"evidence": {"parts": {}}}})) == []
+    assert kept_parts(None) == []

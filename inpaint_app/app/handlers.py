@@ -310,7 +310,7 @@ class Handlers:
         name = results[0]["score_name"] if results else (calibration or {}).get("default_score")
         threshold = results[0]["threshold"] if results else None
         note = (wording.reading_guide(name, threshold, calibration, dataset)
-                + "  \n**Why not bits/dim alone?** " + explain())
+                + "  \n**Why not bits/dim alone?** " + explain(calibration))
         stale = bundle.stale_note if normalize else None
         if stale:
             note = f"**Warning**: {stale}  \n" + note
