@@ -297,11 +297,15 @@ def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fp
     if unknown:
         raise ValueError(f"unknown evidence parts {unknown}: choose from "
                          f"{', '.join(EVIDENCE_PARTS)}")
-    base = base_scores(model, val_images, batch_size=batch_size, progress=progress)
-    missing = sorted(set(parts or ()) - set(base))
-    if missing:
+    bundle = as_bundle(model)
+    lacking = {"exemplar_distance": bundle.exemplars is None,
+               "exemplar_shape": bundle.exemplars is None,
+               "likelihood_ratio": bundle.background is None}
+    missing = sorted(p for p in parts or () if lacking.get(p))
+    if missing:  # before scoring: a calibration takes minutes
         raise ValueError(f"evidence parts {missing} need what this model lacks (an exemplar "
                          "bank or a background model beside the checkpoint)")
+    base = base_scores(bundle, val_images, batch_size=batch_size, progress=progress)
     chosen = parts or [name for name in EVIDENCE_PARTS if name in base]
     finite_bpd = np.sort(base["bpd"][np.isfinite(base["bpd"])])
     trim = len(finite_bpd) // 100  # a few blow-ups must not move the typical-set centre

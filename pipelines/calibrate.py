@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     recipe = model.recipe  # what uploads get, whichever split calibrates
     if normalized:
         images = normalize_images(images, recipe)
-    parts = args.evidence_parts.split(",") if args.evidence_parts else None
+    parts = [p.strip() for p in args.evidence_parts.split(",")] if args.evidence_parts else None
     try:
         store_calibration(path, model, images, fpr=args.fpr, batch_size=args.batch_size,
                           source=f"{dataset} {args.split} ({len(images):,})",
