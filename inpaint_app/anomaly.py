@@ -23,6 +23,13 @@ Scores (higher = more anomalous for every one):
   sets: ``spread_quantile``). A soft "or": any one strong signal flags, weak ones add up. A
   calibration may sum fewer of these parts (``calibrate(parts=...)``).
 
+With a capture model beside the checkpoint (``capture.pt``: the same kind of flow trained on
+captured copies as well, ``pipelines.train --capture``), ``evidence`` is routed: an image with
+capture traces (its share of faint pixels, levels 1 to ``INK_LEVEL``, above the
+``CAPTURE_QUANTILE`` of validation images; JPEG, blur and resampling leave such a halo) gets the
+sum of the capture model's parts instead, scaled so both routes flag 5 % at the same
+threshold. Bits/dim and every other score stay the main model's (docs/anomaly.md, stop 34).
+
 The likelihood ratio is bits/dim minus the bits/dim of a background model (``background.pt``
 beside the checkpoint): a small flow trained on the same data with 10 % of its pixels replaced by
 noise (Ren et al. 2019, arXiv:1906.02845), which learns the local statistics (stroke width,
@@ -52,6 +59,7 @@ from .bundle import ModelBundle, as_bundle
 from .compiled import scorer_for
 from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
 from .exemplars import ExemplarBank
+from .normalize import INK_LEVEL
 
 SCORES: tuple[str, ...] = ("bpd", "typicality", "complexity", "orientation", "combined",
                            "evidence")
@@ -62,6 +70,10 @@ COMBINED_PARTS = ("bpd", "complexity", "png_bpd", "z_fine", "z_coarse")
 # (``calibrate(parts=...)``), e.g. without the likelihood ratio where it reads capture (stop 33).
 EVIDENCE_PARTS = ("complexity", "orientation", "exemplar_distance", "exemplar_shape",
                   "likelihood_ratio")
+FLOW_PARTS = ("complexity", "orientation", "likelihood_ratio")  # a capture model has its own
+# Validation quantile of the faint-pixel share above which an image counts as captured: at 0.95
+# every capture of MNIST test digits is flagged <= 10 %, at 0.99 upscaled ones 12.5 % (stop 34).
+CAPTURE_QUANTILE = 0.95
 SEED = 0
 SPREAD_TAIL_IMAGES = 20  # validation images beyond the quantile a part's spread is read at
 # Images per flow pass group: each pass holds them and their three quarter turns (4 x 32).
@@ -97,7 +109,11 @@ def explain(calibration: dict[str, Any] | None = None) -> str:
     return ("Bits/dim alone can mislead: a flow gives simple images (blank backgrounds, thin "
             "digits) high likelihood even when it never saw anything like them, so a model "
             "trained on Fashion-MNIST scores MNIST digits as more typical than its own clothes. "
-            f"The flag therefore adds up evidence that does not depend on simplicity: {listed}.")
+            f"The flag therefore adds up evidence that does not depend on simplicity: {listed}."
+            + (" An image with capture traces (the halo of faint pixels that JPEG, blur or "
+               "resizing leaves) is judged by a second flow that also learned captured copies, "
+               "so a photographed or scanned image is not flagged for its capture alone."
+               if _capture_route(calibration) else ""))
 
 
 def png_bits_per_dim(image: torch.Tensor) -> float:
@@ -112,28 +128,58 @@ def png_bits_per_dim(image: torch.Tensor) -> float:
 
 
 def base_scores(model: ModelBundle | DensityModel, images: torch.Tensor, *,
-                batch_size: int = VERDICT_BATCH, seed: int = SEED, progress: bool = False
-                ) -> dict[str, np.ndarray]:
+                batch_size: int = VERDICT_BATCH, seed: int = SEED, progress: bool = False,
+                capture_cut: float | None = None) -> dict[str, np.ndarray]:
     """Per-image evidence for uint8 ``[B, C, H, W]`` images at the model's shape: ``bpd``,
     ``png_bpd``, ``complexity`` and the mean latent energy ``z^2 / 2`` of the first (``z_fine``)
     and second (``z_coarse``) half of z, which for a multi-scale flow are the finest factored-out
-    level and the coarser rest; ``orientation``; with an exemplar bank, ``exemplar_distance``;
-    with a background model, ``likelihood_ratio`` (bits/dim minus the background's bits/dim).
-    A non-finite value (a numerical blow-up) becomes ``+inf``. ``model`` is a bundle (its
-    exemplar bank and background model add their parts) or a bare ``DensityModel``."""
-    from tqdm import tqdm
-
+    level and the coarser rest; ``orientation``; ``capture_traces``; with an exemplar bank,
+    ``exemplar_distance`` and ``exemplar_shape``; with a background model, ``likelihood_ratio``
+    (bits/dim minus the background's bits/dim). With a capture model, ``capture_bpd``,
+    ``capture_complexity``, ``capture_orientation`` (and ``capture_likelihood_ratio``) for the
+    images whose ``capture_traces`` exceed ``capture_cut`` (default: the calibration's; every
+    image without one), NaN for the rest. A non-finite value (a numerical blow-up) becomes
+    ``+inf``. ``model`` is a bundle or a bare ``DensityModel``."""
     bundle = as_bundle(model)
     model = bundle.model
-
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != model.image_shape:
         shape = ", ".join(map(str, model.image_shape))
         raise ValueError(f"expected uint8 images of shape [B, {shape}], got {images.dtype} "
                          f"{tuple(images.shape)}")
+    out = _flow_parts(model, bundle.background, images, batch_size, seed, progress)
+    # zlib releases the GIL: PNG sizes of many images compress side by side.
+    with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
+        out["png_bpd"] = np.fromiter(pool.map(png_bits_per_dim, images), dtype=np.float64,
+                                     count=len(images))
+    out["complexity"] = out["bpd"] - out["png_bpd"]
+    out["capture_traces"] = capture_traces(images)
+    if bundle.capture is not None:
+        if capture_cut is None:
+            capture_cut = _capture_route(bundle.calibration).get("cut", -np.inf)
+        routed = np.flatnonzero(out["capture_traces"] > capture_cut)
+        judged = _flow_parts(bundle.capture, bundle.background, images[routed], batch_size,
+                             seed, progress)
+        judged["complexity"] = judged["bpd"] - out["png_bpd"][routed]
+        for name in ("bpd", *FLOW_PARTS):
+            if name in judged:
+                out[f"capture_{name}"] = np.full(len(images), np.nan)
+                out[f"capture_{name}"][routed] = judged[name]
+    if bundle.exemplars is not None:
+        out["exemplar_distance"] = _exemplar_distance(bundle.exemplars, images)
+        out["exemplar_shape"] = _exemplar_distance(bundle.exemplars, images, shape=True)
+    return out
+
+
+def _flow_parts(model: DensityModel, background: DensityModel | None, images: torch.Tensor,
+                batch_size: int, seed: int, progress: bool) -> dict[str, np.ndarray]:
+    """``bpd``, ``orientation``, ``z_fine``, ``z_coarse`` and, with a background,
+    ``likelihood_ratio`` of ``images`` under ``model`` (``base_scores``)."""
+    from tqdm import tqdm
+
     device = next(model.parameters()).device
     parts: dict[str, list[torch.Tensor]] = {"bpd": [], "z_fine": [], "z_coarse": [],
                                             "orientation": []}
-    background = bundle.background.to(device) if bundle.background is not None else None
+    background = background.to(device) if background is not None else None
     if background is not None:
         parts["likelihood_ratio"] = []
     with torch.inference_mode():
@@ -158,15 +204,19 @@ def base_scores(model: ModelBundle | DensityModel, images: torch.Tensor, *,
     for name, chunks in parts.items():
         values = torch.cat(chunks).double().cpu().numpy() if chunks else np.zeros(0)
         out[name] = np.where(np.isfinite(values), values, np.inf)
-    # zlib releases the GIL: PNG sizes of many images compress side by side.
-    with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
-        out["png_bpd"] = np.fromiter(pool.map(png_bits_per_dim, images), dtype=np.float64,
-                                     count=len(images))
-    out["complexity"] = out["bpd"] - out["png_bpd"]
-    if bundle.exemplars is not None:
-        out["exemplar_distance"] = _exemplar_distance(bundle.exemplars, images)
-        out["exemplar_shape"] = _exemplar_distance(bundle.exemplars, images, shape=True)
     return out
+
+
+def capture_traces(images: torch.Tensor) -> np.ndarray:
+    """Share of each uint8 image's values that are faint but not black (1 to ``INK_LEVEL``):
+    the halo that JPEG, blur and resampling leave around strokes on a black page."""
+    faint = (images > 0) & (images <= INK_LEVEL)
+    return faint.flatten(1).double().mean(1).numpy() if len(images) else np.zeros(0)
+
+
+def _capture_route(calibration: dict[str, Any] | None) -> dict[str, Any]:
+    """The calibration's capture route (``cut``, ``scale``, ``parts``), or {} without one."""
+    return (calibration or {}).get("scores", {}).get("evidence", {}).get("capture", {})
 
 
 def _latent_and_bpd(model: DensityModel, images: torch.Tensor, seed: int
@@ -218,9 +268,26 @@ def scores_from_base(base: dict[str, np.ndarray], calibration: dict[str, Any] | 
                 raise ValueError(f"the calibration's evidence uses {sorted(missing)}, which "
                                  "this model cannot compute (is its exemplar bank or background "
                                  "model missing beside the checkpoint?)")
-            out["evidence"] = np.sum([np.clip(_excess(base[name], parts[name]), 0.0, None)
-                                      for name in parts], axis=0)
+            out["evidence"] = _evidence_sum(base, parts)
+            route = scores["evidence"].get("capture")
+            if route:
+                if "capture_bpd" not in base:
+                    raise ValueError("the calibration routes captured images to a capture "
+                                     "model, which this model lacks (is capture.pt missing "
+                                     "beside the checkpoint?)")
+                captured = base["capture_traces"] > route["cut"]
+                out["evidence"] = np.where(
+                    captured, route["scale"] * _evidence_sum(base, route["parts"], "capture_"),
+                    out["evidence"])
     return out
+
+
+def _evidence_sum(base: dict[str, np.ndarray], parts: dict[str, dict[str, float]],
+                  prefix: str = "") -> np.ndarray:
+    """The evidence: each part's excess over its validation median, in spreads, clipped at 0,
+    summed; with ``prefix`` the flow parts are read under that name (the capture model's)."""
+    return np.sum([np.clip(_excess(base[prefix + name if name in FLOW_PARTS else name],
+                                   parts[name]), 0.0, None) for name in parts], axis=0)
 
 
 def _excess(values: np.ndarray, part: dict[str, float]) -> np.ndarray:
@@ -305,7 +372,9 @@ def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fp
     if missing:  # before scoring: a calibration takes minutes
         raise ValueError(f"evidence parts {missing} need what this model lacks (an exemplar "
                          "bank or a background model beside the checkpoint)")
-    base = base_scores(bundle, val_images, batch_size=batch_size, progress=progress)
+    # With a capture model, both models score every validation image (the route is set below).
+    base = base_scores(bundle, val_images, batch_size=batch_size, progress=progress,
+                       capture_cut=-np.inf)
     chosen = parts or [name for name in EVIDENCE_PARTS if name in base]
     finite_bpd = np.sort(base["bpd"][np.isfinite(base["bpd"])])
     trim = len(finite_bpd) // 100  # a few blow-ups must not move the typical-set centre
@@ -317,6 +386,8 @@ def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fp
     }}
     if parts:
         calibration["scores"]["evidence"]["chosen_parts"] = list(parts)
+    if bundle.capture is not None:
+        calibration["scores"]["evidence"]["capture"] = _capture_calibration(base, chosen, fpr)
     values = scores_from_base(base, calibration)
     ranks = _tail_ranks(len(val_images))
     tail: dict[str, Any] = {"ranks": ranks.tolist()}
@@ -346,6 +417,21 @@ def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fp
                                                "calibrated")}
 
 
+def _capture_calibration(base: dict[str, np.ndarray], chosen: Sequence[str], fpr: float
+                         ) -> dict[str, Any]:
+    """The capture route: the faint-pixel share above which an image is judged by the capture
+    model, that model's part statistics, and the scale that puts its evidence at the main
+    model's threshold (each route alone flags ``fpr`` of the validation images)."""
+    main = _evidence_sum(base, {name: _part_stats(base[name]) for name in chosen})
+    parts = {name: _part_stats(base[f"capture_{name}" if name in FLOW_PARTS else name])
+             for name in chosen}
+    capture = _evidence_sum(base, parts, "capture_")
+    return {"cut": float(np.quantile(base["capture_traces"], CAPTURE_QUANTILE)),
+            "quantile": CAPTURE_QUANTILE, "faint_levels": [1, INK_LEVEL],
+            "scale": _threshold(main, fpr) / max(_threshold(capture, fpr), 1e-12),
+            "parts": parts}
+
+
 def p_values(values: np.ndarray, calibration: dict[str, Any], name: str) -> np.ndarray:
     """Empirical upper-tail p-values (1 + #val >= s) / (n + 1) from the kept ranks."""
     n = calibration["n"]
@@ -360,7 +446,8 @@ def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
                  calibration: dict[str, Any] | None = None, *, batch_size: int = VERDICT_BATCH,
                  score: str | None = None) -> list[dict[str, Any]]:
     """One dict per uint8 image at the model's shape: every score, the chosen ``score`` (default:
-    the calibration's default), its ``p_value``, ``flag`` and ``threshold``.
+    the calibration's default), its ``p_value``, ``flag`` and ``threshold``, and ``captured``:
+    whether the capture model judged it (None without a capture route).
 
     Without calibration (argument or the bundle's ``card.anomaly``) only ``bpd``,
     ``complexity`` and ``orientation`` exist: ``score`` falls back to ``complexity`` (the best
@@ -375,12 +462,15 @@ def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
             raise ValueError(f"score {name!r} needs a calibrated checkpoint "
                              f"(run python -m pipelines.calibrate CHECKPOINT)")
         name = "complexity"
-    base = base_scores(model, images, batch_size=batch_size)
+    base = base_scores(model, images, batch_size=batch_size,
+                       capture_cut=_capture_route(calibration).get("cut", np.inf))
     values = scores_from_base(base, calibration)
     if values[name] is None:
         raise ValueError(f"this checkpoint's calibration predates the {name!r} score: run "
                          "python -m pipelines.calibrate CHECKPOINT")
     chosen = values[name]
+    route = _capture_route(calibration)
+    captured = base["capture_traces"] > route["cut"] if route else None
     p = p_values(chosen, calibration, name) if calibration else None
     threshold = calibration["scores"][name]["threshold"] if calibration else None
     rows = []
@@ -390,7 +480,8 @@ def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
         row.update({"score": float(chosen[i]), "score_name": name,
                     "p_value": None if p is None else float(p[i]),
                     "flag": None if threshold is None else bool(chosen[i] > threshold),
-                    "threshold": threshold})
+                    "threshold": threshold,
+                    "captured": None if captured is None else bool(captured[i])})
         rows.append(row)
     return rows
 

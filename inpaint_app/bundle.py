@@ -7,7 +7,8 @@
 
 A folder holds ``model.pt`` (its card inside, ``card.json`` beside it) and, optionally, the
 exemplar bank (``exemplars.npz``), the background density of the anomaly likelihood ratio
-(``background.pt``), the conditional inpainting flow (``inpainter.pt``) and gallery images
+(``background.pt``), a density trained on captured copies that judges captured uploads
+(``capture.pt``), the conditional inpainting flow (``inpainter.pt``) and gallery images
 (``examples/``). The app, the
 scripts and the Python API all get them from ``load_bundle``; the models themselves carry no
 attached state. Library functions that take a bundle also take a bare ``DensityModel``, which
@@ -30,6 +31,7 @@ from .exemplars import BANK_FILE, ExemplarBank, load_bank
 from .gallery import Example, read_examples
 from .models import (
     BACKGROUND_FILE,
+    CAPTURE_FILE,
     CONDITIONAL_FAMILIES,
     INPAINTER_FILE,
     CheckpointError,
@@ -45,13 +47,14 @@ EXAMPLES_DIR = "examples"  # beside model.pt: the app's gallery images (inpaint_
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """An image model with its card, exemplar bank, background model and conditional
-    inpainting flow (with that flow's own card). Read-only: requests share it."""
+    """An image model with its card, exemplar bank, background model, capture model and
+    conditional inpainting flow (with that flow's own card). Read-only: requests share it."""
 
     model: DensityModel
     card: ModelCard = field(default_factory=ModelCard)
     exemplars: ExemplarBank | None = None
     background: DensityModel | None = None
+    capture: DensityModel | None = None
     inpainter: ConditionalInpainter | None = None
     inpainter_card: ModelCard = field(default_factory=ModelCard)
     path: Path | None = None
@@ -126,8 +129,9 @@ def load_bundle(path: str | Path, map_location: str | torch.device = "cpu") -> M
         inpainter, inpainter_card = _inpainter(beside, model, map_location)
     return ModelBundle(model=model, card=_card(file, ckpt), path=file,
                        exemplars=_bank(folder / BANK_FILE, model),
-                       background=_background(folder / BACKGROUND_FILE, file, model,
-                                              map_location),
+                       background=_companion(folder / BACKGROUND_FILE, file, model,
+                                             map_location),
+                       capture=_companion(folder / CAPTURE_FILE, file, model, map_location),
                        inpainter=inpainter, inpainter_card=inpainter_card)
 
 
@@ -158,8 +162,9 @@ def _bank(path: Path, model: DensityModel) -> ExemplarBank | None:
     return bank
 
 
-def _background(path: Path, file: Path, model: DensityModel, map_location: str | torch.device
-                ) -> DensityModel | None:
+def _companion(path: Path, file: Path, model: DensityModel, map_location: str | torch.device
+               ) -> DensityModel | None:
+    """The density in ``path`` beside ``file`` (background or capture model), or None."""
     if not path.is_file() or path.resolve() == file.resolve():
         return None
     background = _weights(path, load_checkpoint(path, map_location), map_location)

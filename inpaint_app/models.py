@@ -140,6 +140,9 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
 MODEL_FILE = "model.pt"
 BACKGROUND_FILE = "background.pt"
+# A capture-trained density beside a model: the verdict judges images with capture traces by it
+# (inpaint_app.anomaly, stop 34).
+CAPTURE_FILE = "capture.pt"
 INPAINTER_FILE = "inpainter.pt"
 
 

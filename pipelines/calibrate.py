@@ -2,15 +2,19 @@
 
     python -m pipelines.calibrate trained/mnist-glow/model.pt [--fpr 0.05]
         [--background runs/mnist-background/model.pt]
+        [--capture-model runs/mnist-glow-capture-cpu/model.pt]
 
 Re-run it whenever the checkpoint changes: it scores the validation split of the card's dataset,
 sets each score's threshold at the target false-positive rate, and rewrites ``card["anomaly"]`` in
 both model.pt and card.json (each written to a temporary file, then renamed). ``--background``
 first installs a background model (``python -m pipelines.train --perturb ...``) beside the
 checkpoint as ``background.pt``; the anomaly evidence then includes the likelihood ratio
-against it (``inpaint_app.anomaly``). The validation images go through the same input
-normalization as uploads (``inpaint_app.normalize``; ``--no-normalize``: as stored), so the
-thresholds hold for what the app and ``score_batch`` actually score; the card records which.
+against it (``inpaint_app.anomaly``). ``--capture-model`` installs a density trained on captured
+copies too (``pipelines.train --capture``) as ``capture.pt``: images with capture traces are then
+judged by it (the capture route, ``inpaint_app.anomaly``). The validation images go through
+the same input normalization as uploads (``inpaint_app.normalize``; ``--no-normalize``: as
+stored), so the thresholds hold for what the app and ``score_batch`` actually score; the card
+records which.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from inpaint_app.atomic import atomic_write
 from inpaint_app.bundle import ModelBundle
 from inpaint_app.models import (
     BACKGROUND_FILE,
+    CAPTURE_FILE,
     CheckpointError,
     checkpoint_file,
     load_checkpoint,
@@ -51,6 +56,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="dataset root (default $FLOWPAINT_DATA or ./data)")
     p.add_argument("--background", default=None, metavar="CHECKPOINT",
                    help="install this background model beside the checkpoint first")
+    p.add_argument("--capture-model", default=None, metavar="CHECKPOINT",
+                   help="install this capture-trained model beside the checkpoint first: it "
+                        "judges images with capture traces")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="calibrate on the images as stored, not input-normalized")
@@ -62,7 +70,9 @@ def main(argv: list[str] | None = None) -> None:
 
     path = checkpoint_file(args.checkpoint)
     if args.background:
-        install_background(Path(args.background), path)
+        install_beside(Path(args.background), path, BACKGROUND_FILE)
+    if args.capture_model:
+        install_beside(Path(args.capture_model), path, CAPTURE_FILE)
     model, dataset, images = model_and_split(path, args.dataset, args.split, args.data_root)
     normalized = args.normalize and model.image_shape[0] == 1
     recipe = model.recipe  # what uploads get, whichever split calibrates
@@ -100,12 +110,14 @@ def store_calibration(path: Path, model: ModelBundle, images: torch.Tensor, *, f
     anomaly["input_normalization"] = recipe.name if recipe else "off"
     if recipe:
         anomaly["input_normalization_settings"] = recipe.settings()
-    if model.background is not None:
-        card = read_card(path.with_name(BACKGROUND_FILE))
-        anomaly["background"] = {"file": BACKGROUND_FILE, "perturb": card.perturb,
-                                 "val_bpd": card.val_bpd,
-                                 "training_minutes": card.training_minutes,
-                                 "command": card.command}
+    for key, name, companion in (("background", BACKGROUND_FILE, model.background),
+                                 ("capture_model", CAPTURE_FILE, model.capture)):
+        if companion is not None:  # where the density beside the model came from
+            card = read_card(path.with_name(name))
+            anomaly[key] = {"file": name, "perturb": card.perturb, "val_bpd": card.val_bpd,
+                            "test_bpd": card.test_bpd,
+                            "training_minutes": card.training_minutes,
+                            "command": card.command}
     save_model(model.model, path, card=model.card.replace(anomaly=anomaly))
     print(f"calibrated {path} on {anomaly['source']} in {time.perf_counter() - start:.0f} s; "
           f"target FPR {fpr:.3f}")
@@ -115,18 +127,18 @@ def store_calibration(path: Path, model: ModelBundle, images: torch.Tensor, *, f
     return anomaly
 
 
-def install_background(source: Path, checkpoint: Path) -> None:
-    """Copy a background checkpoint beside ``checkpoint`` as background.pt (atomically), after
-    checking that it loads and models images of the same shape."""
-    try:  # the background is built in full (a bad file fails here); the model's shape suffices
-        background = load_model(source)
+def install_beside(source: Path, checkpoint: Path, name: str) -> None:
+    """Copy a background or capture checkpoint beside ``checkpoint`` as ``name``
+    (atomically), after checking that it loads and models images of the same shape."""
+    try:  # the companion is built in full (a bad file fails here); the model's shape suffices
+        companion = load_model(source)
         shape = tuple(load_checkpoint(checkpoint)["config"]["image_shape"])
     except CheckpointError as err:
         sys.exit(f"error: {err}")
-    if background.image_shape != shape:
-        sys.exit(f"error: the background models images of shape {background.image_shape}, "
+    if companion.image_shape != shape:
+        sys.exit(f"error: {source} models images of shape {companion.image_shape}, "
                  f"the checkpoint {shape}")
-    with atomic_write(checkpoint.with_name(BACKGROUND_FILE)) as f:
+    with atomic_write(checkpoint.with_name(name)) as f:
         f.write(source.read_bytes())
 
 

@@ -35,7 +35,7 @@ from inpaint_app.bundle import EXAMPLES_DIR, load_bundle
 from inpaint_app.exemplars import BANK_FILE, save_bank
 from inpaint_app.folder import FolderError, FolderImages, FolderSpec, display_name, load_folder
 from inpaint_app.gallery import write_examples
-from inpaint_app.models import checkpoint_file, read_card
+from inpaint_app.models import BACKGROUND_FILE, checkpoint_file, read_card
 from inpaint_app.normalize import RECIPES
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def calibration_reserve(val_images: int) -> float:
 
 def build_bundle(args: argparse.Namespace, folder: FolderImages, proc: Process) -> None:
     """Background model, exemplar bank, examples and calibration beside the trained flow."""
-    from pipelines.calibrate import install_background, store_calibration
+    from pipelines.calibrate import install_beside, store_calibration
     from pipelines.train import Process, fit
 
     path = checkpoint_file(args.out)
@@ -98,7 +98,7 @@ def build_bundle(args: argparse.Namespace, folder: FolderImages, proc: Process) 
     # rank 0 alone (under torchrun the other ranks wait at the final barrier)
     fit(background_args(args, background_out), Process(0, 1, proc.device), folder.train,
         folder.val)
-    install_background(background_out / "model.pt", path)
+    install_beside(background_out / "model.pt", path, BACKGROUND_FILE)
     shutil.rmtree(background_out, ignore_errors=True)
 
     bank = folder.train[torch.randperm(len(folder.train), generator=torch.Generator()

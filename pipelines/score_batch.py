@@ -7,7 +7,9 @@ Each image is read with ``inpaint_app.images`` (any size and mode, in colour for
 brought to the model's conventions by its input normalization (``inpaint_app.normalize``:
 polarity, the dataset's framing, levels; colour models and ``--no-normalize``: a plain Lanczos
 resize) and scored with
-``inpaint_app.anomaly.score_images``; the ``normalization`` column says what was done. A file that
+``inpaint_app.anomaly.score_images``; the ``normalization`` column says what was done, and
+``captured`` whether the model's capture-trained flow judged the image (empty for models without
+one). A file that
 cannot be read gets a row with its ``error`` and the run goes on. The CSV is written to a
 temporary file and renamed, so no half-written file is left behind.
 """
@@ -31,7 +33,7 @@ from inpaint_app.models import CheckpointError, ConfigError
 from inpaint_app.normalize import Recipe, fit_input
 
 COLUMNS = ["file", "bpd", "score", *(s for s in SCORES if s != "bpd"), "p_value", "flag",
-           "threshold", "normalization", "error"]
+           "threshold", "captured", "normalization", "error"]
 
 
 def read_folder(folder: Path, image_shape: tuple[int, int, int],

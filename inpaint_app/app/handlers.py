@@ -302,6 +302,9 @@ class Handlers:
                                                     (calibration or {}).get("n", 0), dataset),
                               _cell(result["p_value"]), _cell(result["score"]),
                               _cell(result["bpd"])]
+            if result["captured"]:
+                rows[row][7] += ("; capture traces (faint halo): judged by the flow that also "
+                                 "learned captured copies")
             if not math.isfinite(result["bpd"]):
                 rows[row][7] += "; bits/dim not finite (numerical blow-up far from the data)"
             marks.append((f"#{rows[row][0]}", result["score"]))
