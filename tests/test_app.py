@@ -223,6 +223,24 @@ def test_a_black_on_white_upload_scores_as_its_inverse(shipped: Handlers, tmp_pa
     assert plain["bits/dim"][0] > table["bits/dim"][0] + 5
 
 
+def test_a_jpeg_upload_is_judged_by_the_capture_trained_flow_and_says_so(
+        shipped: Handlers, tmp_path: Path) -> None:
+    """Issue 18: the MNIST model's gallery digits as PNG and as JPEG q75: both pass, and only
+    the JPEG's note says the capture-trained flow judged it; the explanation says why."""
+    names = []
+    for example in shipped.cache.get("mnist-glow").examples[:3]:
+        digit = Image.open(example.path).convert("L")
+        digit.save(tmp_path / f"{example.path.stem}.png")
+        digit.save(tmp_path / f"{example.path.stem}.jpg", quality=75)
+        names += [str(tmp_path / f"{example.path.stem}.{kind}") for kind in ("png", "jpg")]
+    table, _, note = shipped.score(names, "mnist-glow")
+    judged = ["capture traces" in n for n in table["note"]]
+    assert judged == [False, True] * 3
+    assert all(v.startswith("in distribution") for v in table["verdict"])
+    assert "capture traces" in note
+    assert "capture traces" not in shipped.score(names[:1], "fashion-mnist-glow")[2]
+
+
 @pytest.mark.parametrize(("editor", "mask", "method", "steps", "message"), [
     (None, "painted", "default", 10, "no image"),
     ({"background": None, "layers": []}, "painted", "default", 10, "no image"),

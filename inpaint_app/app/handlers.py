@@ -304,7 +304,7 @@ class Handlers:
                               _cell(result["bpd"])]
             if result["captured"]:
                 rows[row][7] += ("; capture traces (faint halo): judged by the flow that also "
-                                 "learned captured copies")
+                                 "learned captured copies (bits/dim stays the main flow's)")
             if not math.isfinite(result["bpd"]):
                 rows[row][7] += "; bits/dim not finite (numerical blow-up far from the data)"
             marks.append((f"#{rows[row][0]}", result["score"]))
