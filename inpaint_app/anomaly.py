@@ -27,8 +27,10 @@ With a capture model beside the checkpoint (``capture.pt``: the same kind of flo
 captured copies as well, ``pipelines.train --capture``), ``evidence`` is routed: an image with
 capture traces (its share of faint pixels, levels 1 to ``INK_LEVEL``, above the
 ``CAPTURE_QUANTILE`` of validation images; JPEG, blur and resampling leave such a halo) gets the
-sum of the capture model's parts instead, scaled so both routes flag 5 % at the same
-threshold. Bits/dim and every other score stay the main model's (docs/anomaly.md, stop 34).
+sum of the capture model's parts instead, scaled so both routes flag the calibration's
+false-positive rate at one threshold. Bits/dim and every other score stay the main model's
+(docs/anomaly.md, stop 34). The route reads faint pixels on a dark page, so it is for grayscale
+models whose background is black.
 
 The likelihood ratio is bits/dim minus the bits/dim of a background model (``background.pt``
 beside the checkpoint): a small flow trained on the same data with 10 % of its pixels replaced by
@@ -70,9 +72,12 @@ COMBINED_PARTS = ("bpd", "complexity", "png_bpd", "z_fine", "z_coarse")
 # (``calibrate(parts=...)``), e.g. without the likelihood ratio where it reads capture (stop 33).
 EVIDENCE_PARTS = ("complexity", "orientation", "exemplar_distance", "exemplar_shape",
                   "likelihood_ratio")
-FLOW_PARTS = ("complexity", "orientation", "likelihood_ratio")  # a capture model has its own
-# Validation quantile of the faint-pixel share above which an image counts as captured: at 0.95
-# every capture of MNIST test digits is flagged <= 10 %, at 0.99 upscaled ones 12.5 % (stop 34).
+# Evidence parts that come from the flow: with a capture route they are read from the capture
+# model's scores (``capture_<part>``); the exemplar distances are shared.
+FLOW_PARTS = ("complexity", "orientation", "likelihood_ratio")
+# Validation quantile of the faint-pixel share above which an image counts as captured. On MNIST
+# (seed-0 cache, 2,000 validation images) 0.90 / 0.95 / 0.99 flagged 8.5 / 10.0 / 12.5 % of
+# upscaled test digits, the worst capture; ood_eval with 5,000 gives 11.0 % at 0.95 (stop 34).
 CAPTURE_QUANTILE = 0.95
 SEED = 0
 SPREAD_TAIL_IMAGES = 20  # validation images beyond the quantile a part's spread is read at
@@ -137,9 +142,9 @@ def base_scores(model: ModelBundle | DensityModel, images: torch.Tensor, *,
     ``exemplar_distance`` and ``exemplar_shape``; with a background model, ``likelihood_ratio``
     (bits/dim minus the background's bits/dim). With a capture model, ``capture_bpd``,
     ``capture_complexity``, ``capture_orientation`` (and ``capture_likelihood_ratio``) for the
-    images whose ``capture_traces`` exceed ``capture_cut`` (default: the calibration's; every
-    image without one), NaN for the rest. A non-finite value (a numerical blow-up) becomes
-    ``+inf``. ``model`` is a bundle or a bare ``DensityModel``."""
+    images whose ``capture_traces`` exceed ``capture_cut`` (default: the calibration's route's
+    cut; none without a route; ``-inf``: every image), NaN for the rest. A non-finite value
+    (a numerical blow-up) becomes ``+inf``. ``model`` is a bundle or a bare ``DensityModel``."""
     bundle = as_bundle(model)
     model = bundle.model
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != model.image_shape:
@@ -155,10 +160,12 @@ def base_scores(model: ModelBundle | DensityModel, images: torch.Tensor, *,
     out["capture_traces"] = capture_traces(images)
     if bundle.capture is not None:
         if capture_cut is None:
-            capture_cut = _capture_route(bundle.calibration).get("cut", -np.inf)
+            capture_cut = _capture_route(bundle.calibration).get("cut", np.inf)
         routed = np.flatnonzero(out["capture_traces"] > capture_cut)
-        judged = _flow_parts(bundle.capture, bundle.background, images[routed], batch_size,
-                             seed, progress)
+        # On the main model's device, so the shared background model stays where it is.
+        capture = bundle.capture.to(next(model.parameters()).device)
+        judged = _flow_parts(capture, bundle.background, images[routed], batch_size, seed,
+                             progress)
         judged["complexity"] = judged["bpd"] - out["png_bpd"][routed]
         for name in ("bpd", *FLOW_PARTS):
             if name in judged:
@@ -211,7 +218,7 @@ def capture_traces(images: torch.Tensor) -> np.ndarray:
     """Share of each uint8 image's values that are faint but not black (1 to ``INK_LEVEL``):
     the halo that JPEG, blur and resampling leave around strokes on a black page."""
     faint = (images > 0) & (images <= INK_LEVEL)
-    return faint.flatten(1).double().mean(1).numpy() if len(images) else np.zeros(0)
+    return faint.flatten(1).double().mean(1).cpu().numpy() if len(images) else np.zeros(0)
 
 
 def _capture_route(calibration: dict[str, Any] | None) -> dict[str, Any]:
@@ -276,6 +283,10 @@ def scores_from_base(base: dict[str, np.ndarray], calibration: dict[str, Any] | 
                                      "model, which this model lacks (is capture.pt missing "
                                      "beside the checkpoint?)")
                 captured = base["capture_traces"] > route["cut"]
+                if np.isnan(base["capture_bpd"][captured]).any():
+                    raise ValueError("images above the calibration's capture cut were not "
+                                     "scored by the capture model: pass that cut to "
+                                     "base_scores (capture_cut)")
                 out["evidence"] = np.where(
                     captured, route["scale"] * _evidence_sum(base, route["parts"], "capture_"),
                     out["evidence"])
@@ -373,6 +384,9 @@ def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fp
         raise ValueError(f"evidence parts {missing} need what this model lacks (an exemplar "
                          "bank or a background model beside the checkpoint)")
     # With a capture model, both models score every validation image (the route is set below).
+    if bundle.capture is not None and bundle.image_shape[0] != 1:
+        raise ValueError("a capture model reads faint pixels on a dark page: grayscale models "
+                         "only (remove capture.pt beside this checkpoint)")
     base = base_scores(bundle, val_images, batch_size=batch_size, progress=progress,
                        capture_cut=-np.inf)
     chosen = parts or [name for name in EVIDENCE_PARTS if name in base]
@@ -447,7 +461,7 @@ def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
                  score: str | None = None) -> list[dict[str, Any]]:
     """One dict per uint8 image at the model's shape: every score, the chosen ``score`` (default:
     the calibration's default), its ``p_value``, ``flag`` and ``threshold``, and ``captured``:
-    whether the capture model judged it (None without a capture route).
+    whether the capture model judged its ``evidence`` (None without a capture route).
 
     Without calibration (argument or the bundle's ``card.anomaly``) only ``bpd``,
     ``complexity`` and ``orientation`` exist: ``score`` falls back to ``complexity`` (the best

@@ -167,11 +167,11 @@ def _companion(path: Path, file: Path, model: DensityModel, map_location: str | 
     """The density in ``path`` beside ``file`` (background or capture model), or None."""
     if not path.is_file() or path.resolve() == file.resolve():
         return None
-    background = _weights(path, load_checkpoint(path, map_location), map_location)
-    if background.image_shape != model.image_shape:
-        raise CheckpointError(f"{path} models images of shape {background.image_shape}, "
+    companion = _weights(path, load_checkpoint(path, map_location), map_location)
+    if companion.image_shape != model.image_shape:
+        raise CheckpointError(f"{path} models images of shape {companion.image_shape}, "
                               f"the model {model.image_shape}")
-    return background
+    return companion
 
 
 def _inpainter(path: Path, model: DensityModel, map_location: str | torch.device

@@ -114,7 +114,8 @@ def store_calibration(path: Path, model: ModelBundle, images: torch.Tensor, *, f
                                  ("capture_model", CAPTURE_FILE, model.capture)):
         if companion is not None:  # where the density beside the model came from
             card = read_card(path.with_name(name))
-            anomaly[key] = {"file": name, "perturb": card.perturb, "val_bpd": card.val_bpd,
+            anomaly[key] = {"file": name, "perturb": card.perturb, "capture": card.capture,
+                            "val_bpd": card.val_bpd,
                             "test_bpd": card.test_bpd,
                             "training_minutes": card.training_minutes,
                             "command": card.command}

@@ -246,23 +246,30 @@ def test_evidence_adds_the_excess_of_each_part_over_its_validation_median(
         score_images(tiny, x, with_bank)
 
 
-def _with_halo(n: int, seed: int, halo: bool) -> torch.Tensor:
-    """Ink on an exactly black page, or (``halo``) with faint pixels around it, as a capture
-    leaves them."""
+def _with_halo(n: int, seed: int, halo: float) -> torch.Tensor:
+    """Ink on an exactly black page, with faint pixels (levels 1-24) on about ``halo`` of the
+    page, as a capture leaves them."""
     g = torch.Generator().manual_seed(seed)
     x = (torch.rand(n, 1, 8, 8, generator=g) < 0.3).to(torch.uint8) * 220
-    if halo:
-        faint = torch.randint(1, 25, x.shape, generator=g, dtype=torch.uint8)
-        x = torch.where((x == 0) & (torch.rand(x.shape, generator=g) < 0.4), faint, x)
-    return x
+    faint = torch.randint(1, 25, x.shape, generator=g, dtype=torch.uint8)
+    return torch.where((x == 0) & (torch.rand(x.shape, generator=g) < halo), faint, x)
 
 
 def test_a_capture_model_judges_the_images_with_capture_traces(
         tiny: torch.nn.Module, tmp_path: Path) -> None:
     """With capture.pt beside the model, an image whose faint-pixel share is above the
-    calibrated cut gets the capture model's evidence (scaled), every other image the main
-    model's; the capture model scores only the routed images, and bits/dim stays the main's."""
-    from inpaint_app.anomaly import _evidence_sum, base_scores, explain
+    calibrated cut (the validation share's 95th percentile) gets the capture model's evidence,
+    read in its own validation statistics and scaled so that it flags the same share of
+    validation images at the main model's threshold; every other image gets the main model's.
+    The capture model scores only the routed images, and bits/dim stays the main model's."""
+    from inpaint_app.anomaly import (
+        _evidence_sum,
+        _threshold,
+        base_scores,
+        capture_traces,
+        explain,
+        scores_from_base,
+    )
 
     torch.manual_seed(3)
     capture = build_model("glow", image_shape=(1, 8, 8), steps=1, hidden=8).eval()
@@ -272,33 +279,54 @@ def test_a_capture_model_judges_the_images_with_capture_traces(
     save_model(capture, tmp_path / "capture.pt", card={"name": "capture"})
     bundle = load_bundle(tmp_path)
     assert bundle.capture is not None and bundle.background is None
-    val = torch.cat([_with_halo(192, 1, False), _with_halo(8, 2, True)])
+    # Graded halos: 150 clean pages, 50 with 5-60 % faint pixels.
+    val = torch.cat([_with_halo(150, 1, 0.0)]
+                    + [_with_halo(1, 100 + i, 0.05 + 0.011 * i) for i in range(50)])
     calibration = calibrate(bundle, val, source="synthetic")
-    route = calibration["scores"]["evidence"]["capture"]
-    assert route["quantile"] == 0.95 and route["scale"] > 0
-    assert calibration["scores"]["evidence"]["val_fpr"] == pytest.approx(0.05)
+    evidence = calibration["scores"]["evidence"]
+    route = evidence["capture"]
+    assert route["cut"] > 0
+    assert route["cut"] == pytest.approx(np.quantile(capture_traces(val), 0.95))
+    own = base_scores(capture, val)
+    for name in ("complexity", "orientation"):
+        assert route["parts"][name]["median"] == pytest.approx(np.median(own[name]))
+    main_threshold = _threshold(_evidence_sum(base_scores(tiny, val), evidence["parts"]), 0.05)
+    scaled = route["scale"] * _evidence_sum(own, route["parts"])
+    assert np.mean(scaled > main_threshold) == pytest.approx(0.05, abs=0.006)
+    assert evidence["val_fpr"] == pytest.approx(0.05)
 
-    x = torch.cat([_with_halo(4, 5, False), _with_halo(4, 6, True)])
+    x = torch.cat([_with_halo(4, 5, 0.0), _with_halo(4, 6, 0.9)])
     main, judged = base_scores(tiny, x), base_scores(capture, x)
     captured = main["capture_traces"] > route["cut"]
     assert captured[4:].all() and not captured[:4].any()
     expected = np.where(captured, route["scale"] * _evidence_sum(judged, route["parts"]),
-                        _evidence_sum(main, calibration["scores"]["evidence"]["parts"]))
+                        _evidence_sum(main, evidence["parts"]))
     rows = score_images(bundle, x, calibration)
     assert np.allclose([r["evidence"] for r in rows], expected, atol=1e-6)
     assert [r["captured"] for r in rows] == captured.tolist()
     assert np.allclose([r["bpd"] for r in rows], main["bpd"], atol=1e-6)  # the main model's
-    # The capture model scores the routed images only (every image before a calibration).
-    assert not np.isnan(base_scores(bundle, x)["capture_bpd"]).any()
+    # The capture model scores the routed images only (none without a route, all at -inf).
+    assert np.isnan(base_scores(bundle, x)["capture_bpd"]).all()
+    assert not np.isnan(base_scores(bundle, x, capture_cut=-np.inf)["capture_bpd"]).any()
     base = base_scores(bundle, x, capture_cut=route["cut"])
     assert np.isnan(base["capture_bpd"][:4]).all()
     assert np.allclose(base["capture_bpd"][4:], judged["bpd"][4:], atol=1e-6)
+    with pytest.raises(ValueError, match="capture cut"):  # scored without the route it needs
+        scores_from_base(base_scores(bundle, x), calibration)
     # Without the route nothing changes; a model without capture.pt refuses the calibration.
     assert all(r["captured"] is None for r in score_images(tiny, x, calibrate(tiny, val)))
     with pytest.raises(ValueError, match="capture"):
         score_images(tiny, x, calibration)
     assert "capture traces" in explain(calibration)
     assert "capture traces" not in explain(calibrate(tiny, val))
+
+
+def test_a_colour_model_refuses_a_capture_model() -> None:
+    """Faint pixels on a black page are a grayscale sign of capture: not for colour images."""
+    colour = build_model("glow", image_shape=(3, 8, 8), steps=1, hidden=8).eval()
+    images = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8)
+    with pytest.raises(ValueError, match="grayscale"):
+        calibrate(ModelBundle(colour, capture=colour), images)
 
 
 @pytest.mark.data

@@ -3,7 +3,7 @@
 ``ModelCache.survey`` loads every bundle of a models folder (``<DIR>/<name>/model.pt``) at start:
 a shipped bundle (about 20 MB with its conditional flow) loads in about 0.3 s, and a full load is
 the one check that catches every defect (an unloadable or unsafe file, a corrupt card, weights
-that do not fit their config, a background model or exemplar bank of another shape, a
+that do not fit their config, a background or capture model or exemplar bank of another shape, a
 conditional flow where an image model belongs). A bad bundle is skipped with its reason
 (``ModelCache.skipped``), shown on the Models tab; the good ones stay loaded.
 
@@ -134,7 +134,8 @@ class ModelCache:
         """Start compiling the scoring passes of a model on its first use (once)."""
         if self.compile and name not in self.warming:
             thread = warm_in_background({name: bundle.model,
-                                         f"{name} background": bundle.background})
+                                         f"{name} background": bundle.background,
+                                         f"{name} capture": bundle.capture})
             if thread is not None:
                 self.warming[name] = thread
 
