@@ -258,4 +258,4 @@ def test_model_cache_warms_a_loaded_model_only_when_asked(tmp_path: Path, monkey
     bundle = cache.get(None)
     assert cache.loads == 1 and "tiny" in cache.warming
     [models] = calls
-    assert models == {"tiny": bundle.model, "tiny background": None}
+    assert models == {"tiny": bundle.model, "tiny background": None, "tiny capture": None}
