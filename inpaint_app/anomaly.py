@@ -107,7 +107,7 @@ PART_WORDS = {
 def explain(calibration: dict[str, Any] | None = None) -> str:
     """Two sentences for the app: why bits/dim alone misleads and which evidence the flag adds
     up (the calibration's parts; without one, the default parts)."""
-    parts = list((calibration or {}).get("scores", {}).get("evidence", {}).get("parts", {}))
+    parts = list(_evidence_entry(calibration).get("parts", {}))
     words = [PART_WORDS[p] for p in parts or EVIDENCE_PARTS if p in PART_WORDS]
     listed = (words[0] if len(words) == 1 else f"{words[0]} and {words[1]}" if len(words) == 2
               else f"{', '.join(words[:-1])}, and {words[-1]}")
@@ -221,9 +221,14 @@ def capture_traces(images: torch.Tensor) -> np.ndarray:
     return faint.flatten(1).double().mean(1).cpu().numpy() if len(images) else np.zeros(0)
 
 
+def _evidence_entry(calibration: dict[str, Any] | None) -> dict[str, Any]:
+    """The calibration's ``evidence`` entry (parts, chosen parts, capture route), or {}."""
+    return (calibration or {}).get("scores", {}).get("evidence", {})
+
+
 def _capture_route(calibration: dict[str, Any] | None) -> dict[str, Any]:
     """The calibration's capture route (``cut``, ``scale``, ``parts``), or {} without one."""
-    return (calibration or {}).get("scores", {}).get("evidence", {}).get("capture", {})
+    return _evidence_entry(calibration).get("capture", {})
 
 
 def _latent_and_bpd(model: DensityModel, images: torch.Tensor, seed: int
@@ -359,7 +364,7 @@ def _histogram(values: np.ndarray, threshold: float) -> dict[str, Any]:
 def evidence_parts(calibration: dict[str, Any] | None) -> list[str] | None:
     """The parts a calibration's ``evidence`` was told to sum (``calibrate(parts=...)``); None
     where it took the default."""
-    return (calibration or {}).get("scores", {}).get("evidence", {}).get("chosen_parts")
+    return _evidence_entry(calibration).get("chosen_parts")
 
 
 def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fpr: float = 0.05,
@@ -383,10 +388,10 @@ def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fp
     if missing:  # before scoring: a calibration takes minutes
         raise ValueError(f"evidence parts {missing} need what this model lacks (an exemplar "
                          "bank or a background model beside the checkpoint)")
-    # With a capture model, both models score every validation image (the route is set below).
     if bundle.capture is not None and bundle.image_shape[0] != 1:
         raise ValueError("a capture model reads faint pixels on a dark page: grayscale models "
                          "only (remove capture.pt beside this checkpoint)")
+    # With a capture model, both models score every validation image (the route is set below).
     base = base_scores(bundle, val_images, batch_size=batch_size, progress=progress,
                        capture_cut=-np.inf)
     chosen = parts or [name for name in EVIDENCE_PARTS if name in base]
@@ -401,7 +406,8 @@ def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fp
     if parts:
         calibration["scores"]["evidence"]["chosen_parts"] = list(parts)
     if bundle.capture is not None:
-        calibration["scores"]["evidence"]["capture"] = _capture_calibration(base, chosen, fpr)
+        evidence = calibration["scores"]["evidence"]
+        evidence["capture"] = _capture_calibration(base, evidence["parts"], fpr)
     values = scores_from_base(base, calibration)
     ranks = _tail_ranks(len(val_images))
     tail: dict[str, Any] = {"ranks": ranks.tolist()}
@@ -431,14 +437,14 @@ def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fp
                                                "calibrated")}
 
 
-def _capture_calibration(base: dict[str, np.ndarray], chosen: Sequence[str], fpr: float
-                         ) -> dict[str, Any]:
+def _capture_calibration(base: dict[str, np.ndarray], main_parts: dict[str, dict[str, float]],
+                         fpr: float) -> dict[str, Any]:
     """The capture route: the faint-pixel share above which an image is judged by the capture
     model, that model's part statistics, and the scale that puts its evidence at the main
     model's threshold (each route alone flags ``fpr`` of the validation images)."""
-    main = _evidence_sum(base, {name: _part_stats(base[name]) for name in chosen})
+    main = _evidence_sum(base, main_parts)
     parts = {name: _part_stats(base[f"capture_{name}" if name in FLOW_PARTS else name])
-             for name in chosen}
+             for name in main_parts}
     capture = _evidence_sum(base, parts, "capture_")
     return {"cut": float(np.quantile(base["capture_traces"], CAPTURE_QUANTILE)),
             "quantile": CAPTURE_QUANTILE, "faint_levels": [1, INK_LEVEL],
@@ -476,14 +482,14 @@ def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
             raise ValueError(f"score {name!r} needs a calibrated checkpoint "
                              f"(run python -m pipelines.calibrate CHECKPOINT)")
         name = "complexity"
+    route = _capture_route(calibration)
     base = base_scores(model, images, batch_size=batch_size,
-                       capture_cut=_capture_route(calibration).get("cut", np.inf))
+                       capture_cut=route.get("cut", np.inf))
     values = scores_from_base(base, calibration)
     if values[name] is None:
         raise ValueError(f"this checkpoint's calibration predates the {name!r} score: run "
                          "python -m pipelines.calibrate CHECKPOINT")
     chosen = values[name]
-    route = _capture_route(calibration)
     captured = base["capture_traces"] > route["cut"] if route else None
     p = p_values(chosen, calibration, name) if calibration else None
     threshold = calibration["scores"][name]["threshold"] if calibration else None
