@@ -21,8 +21,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m inpaint_app serve --host 127.0.0.1 --port 7860
 
+# PYTEST_ARGS picks a part of the suite, e.g. make test PYTEST_ARGS='-m "not data"'.
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests

@@ -1,13 +1,14 @@
 """``python -m inpaint_app serve``: the web app on http://127.0.0.1:7860.
 
     python -m inpaint_app serve [--models DIR] [--checkpoint C] [--port 7860]
-                                [--host 127.0.0.1] [--no-compile]
+                                [--host 127.0.0.1] [--compile]
 
 Offers every bundle ``DIR/<name>/model.pt`` of the models folder (default: trained/) that loads;
 the others are skipped and listed, with why, on the Models tab. Binds loopback by default;
 ``--host 0.0.0.0`` exposes it (add Gradio authentication first). The models load at start and
-the default one's scoring pass compiles in the background (``inpaint_app.compiled``);
-``--no-compile`` or ``FLOWPAINT_COMPILE=0`` keeps everything eager.
+score eagerly. ``--compile`` also compiles each model's scoring pass in the background
+(``inpaint_app.compiled``): off by default, since on CPU it took minutes of both cores at start,
+slowed requests 3-4x meanwhile, and scored no faster than eager (issue 36.7).
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--concurrency", type=int, default=2,
                        help="requests computed at once; the rest queue")
     serve.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    serve.add_argument("--compile", action="store_true",
+                       help="torch.compile each model's scoring in the background (default: "
+                            "eager; FLOWPAINT_COMPILE=0 keeps it off even with --compile)")
     serve.add_argument("--no-compile", dest="compile", action="store_false",
-                       help="never torch.compile (default: compile scoring in the background "
-                            "at start; FLOWPAINT_COMPILE=0 does the same)")
+                       help=argparse.SUPPRESS)  # the default now; kept for older scripts
     args = p.parse_args(argv)
 
     import torch

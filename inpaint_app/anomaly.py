@@ -29,7 +29,7 @@ capture traces (its share of faint pixels, levels 1 to ``INK_LEVEL``, above the
 ``CAPTURE_QUANTILE`` of validation images; JPEG, blur and resampling leave such a halo) gets the
 sum of the capture model's parts instead, scaled so both routes flag the calibration's
 false-positive rate at one threshold. Bits/dim and every other score stay the main model's
-(docs/anomaly.md, stop 34). The route reads faint pixels on a dark page, so it is for grayscale
+(docs/anomaly.md). The route reads faint pixels on a dark page, so it is for grayscale
 models whose background is black.
 
 The likelihood ratio is bits/dim minus the bits/dim of a background model (``background.pt``
@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -58,35 +58,41 @@ import torch
 from PIL import Image
 
 from .bundle import ModelBundle, as_bundle
+from .capture_axis import capture_verdict, facts_of_inputs, faint_share
 from .compiled import scorer_for
 from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
 from .exemplars import ExemplarBank
 from .normalize import INK_LEVEL
+from .spreads import spread_quantile
 
 SCORES: tuple[str, ...] = ("bpd", "typicality", "complexity", "orientation", "combined",
                            "evidence")
 DEFAULT_SCORE = "evidence"  # best worst-case AUROC in benchmarks/ood.md
 NEEDS_CALIBRATION = ("typicality", "combined", "evidence")
 COMBINED_PARTS = ("bpd", "complexity", "png_bpd", "z_fine", "z_coarse")
-# Every part the evidence can sum, and its default; a calibration may sum fewer
-# (``calibrate(parts=...)``), e.g. without the likelihood ratio where it reads capture (stop 33).
+# Every part the evidence can sum; a calibration sums the default parts or those it is told
+# (``calibrate(parts=...)``), e.g. without the likelihood ratio where it reads capture.
 EVIDENCE_PARTS = ("complexity", "orientation", "exemplar_distance", "exemplar_shape",
                   "likelihood_ratio")
+# What a calibration sums unless told otherwise (those the bundle has): the parts that earned
+# their place on the real-world corpus (benchmarks/realworld-ablation-*.md). Orientation and
+# the shape distance lowered the verdict there on both models; they stay computable for
+# calibrations that name them.
+DEFAULT_PARTS = ("complexity", "exemplar_distance", "likelihood_ratio")
 # Evidence parts that come from the flow: with a capture route they are read from the capture
 # model's scores (``capture_<part>``); the exemplar distances are shared.
 FLOW_PARTS = ("complexity", "orientation", "likelihood_ratio")
 # Validation quantile of the faint-pixel share above which an image counts as captured. On MNIST
 # (seed-0 cache, 2,000 validation images) 0.90 / 0.95 / 0.99 flagged 8.5 / 10.0 / 12.5 % of
-# upscaled test digits, the worst capture; ood_eval with 5,000 gives 11.0 % at 0.95 (stop 34).
+# upscaled test digits, the worst capture; ood_eval with 5,000 gives 11.0 % at 0.95 (2026-11-27).
 CAPTURE_QUANTILE = 0.95
 SEED = 0
-SPREAD_TAIL_IMAGES = 20  # validation images beyond the quantile a part's spread is read at
 # Images per flow pass group: each pass holds them and their three quarter turns (4 x 32).
 # Small batches stay in cache: on 2 CPU threads a Glow pass runs about 1.5x faster at
-# 32-128 images than at 1,024 (docs/performance.md, stop 26).
+# 32-128 images than at 1,024 (docs/performance.md, 2026-11-26).
 VERDICT_BATCH = 32
 # Images per exemplar-search matmul: each group reads the whole bank (20,000 x 784 floats for
-# MNIST) once; groups of 128 ran it at about 235 GFLOP/s, groups of 32 at 150 (stop 30).
+# MNIST) once; groups of 128 ran it at about 235 GFLOP/s, groups of 32 at 150 (2026-11-26).
 EXEMPLAR_BATCH = 128
 TAIL_POINTS = 240
 HISTOGRAM_BINS = 40
@@ -108,16 +114,17 @@ def explain(calibration: dict[str, Any] | None = None) -> str:
     """Two sentences for the app: why bits/dim alone misleads and which evidence the flag adds
     up (the calibration's parts; without one, the default parts)."""
     parts = list(_evidence_entry(calibration).get("parts", {}))
-    words = [PART_WORDS[p] for p in parts or EVIDENCE_PARTS if p in PART_WORDS]
+    words = [PART_WORDS[p] for p in parts or DEFAULT_PARTS if p in PART_WORDS]
     listed = (words[0] if len(words) == 1 else f"{words[0]} and {words[1]}" if len(words) == 2
               else f"{', '.join(words[:-1])}, and {words[-1]}")
     return ("Bits/dim alone can mislead: a flow gives simple images (blank backgrounds, thin "
             "digits) high likelihood even when it never saw anything like them, so a model "
             "trained on Fashion-MNIST scores MNIST digits as more typical than its own clothes. "
             f"The flag therefore adds up evidence that does not depend on simplicity: {listed}."
-            + (" An image with capture traces (the halo of faint pixels that JPEG, blur or "
-               "resizing leaves) is judged by a second flow that also learned captured copies, "
-               "so a photographed or scanned image is not flagged for its capture alone."
+            + (" An image captured unlike the training images (the capture column: binarized, "
+               "low resolution, a faint halo from JPEG, blur or resizing, a photographed page) "
+               "is judged by a second flow that also learned captured copies, so a scanned or "
+               "photographed image is not flagged for its capture alone."
                if _capture_route(calibration) else ""))
 
 
@@ -134,7 +141,8 @@ def png_bits_per_dim(image: torch.Tensor) -> float:
 
 def base_scores(model: ModelBundle | DensityModel, images: torch.Tensor, *,
                 batch_size: int = VERDICT_BATCH, seed: int = SEED, progress: bool = False,
-                capture_cut: float | None = None) -> dict[str, np.ndarray]:
+                capture_cut: float | None = None, routed: np.ndarray | None = None,
+                needs: Collection[str] | None = None) -> dict[str, np.ndarray]:
     """Per-image evidence for uint8 ``[B, C, H, W]`` images at the model's shape: ``bpd``,
     ``png_bpd``, ``complexity`` and the mean latent energy ``z^2 / 2`` of the first (``z_fine``)
     and second (``z_coarse``) half of z, which for a multi-scale flow are the finest factored-out
@@ -144,14 +152,18 @@ def base_scores(model: ModelBundle | DensityModel, images: torch.Tensor, *,
     ``capture_complexity``, ``capture_orientation`` (and ``capture_likelihood_ratio``) for the
     images whose ``capture_traces`` exceed ``capture_cut`` (default: the calibration's route's
     cut; none without a route; ``-inf``: every image), NaN for the rest. A non-finite value
-    (a numerical blow-up) becomes ``+inf``. ``model`` is a bundle or a bare ``DensityModel``."""
+    (a numerical blow-up) becomes ``+inf``. ``model`` is a bundle or a bare ``DensityModel``.
+    ``needs``: the evidence parts a verdict reads (``verdict_needs``); the background pass and
+    the exemplar search run only when a needed part reads them (None: everything there is)."""
     bundle = as_bundle(model)
     model = bundle.model
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != model.image_shape:
         shape = ", ".join(map(str, model.image_shape))
         raise ValueError(f"expected uint8 images of shape [B, {shape}], got {images.dtype} "
                          f"{tuple(images.shape)}")
-    out = _flow_parts(model, bundle.background, images, batch_size, seed, progress)
+    background = bundle.background if needs is None or "likelihood_ratio" in needs else None
+    turns = needs is None or "orientation" in needs
+    out = _flow_parts(model, background, images, batch_size, seed, progress, turns)
     # zlib releases the GIL: PNG sizes of many images compress side by side.
     with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
         out["png_bpd"] = np.fromiter(pool.map(png_bits_per_dim, images), dtype=np.float64,
@@ -161,31 +173,38 @@ def base_scores(model: ModelBundle | DensityModel, images: torch.Tensor, *,
     if bundle.capture is not None:
         if capture_cut is None:
             capture_cut = _capture_route(bundle.calibration).get("cut", np.inf)
-        routed = np.flatnonzero(out["capture_traces"] > capture_cut)
+        by_traces = out["capture_traces"] > capture_cut
+        if routed is not None:  # the capture axis fired (``score_images``): routed as well
+            out["routed"] = by_traces | routed
+        routed = np.flatnonzero(out.get("routed", by_traces))
         # On the main model's device, so the shared background model stays where it is.
         capture = bundle.capture.to(next(model.parameters()).device)
-        judged = _flow_parts(capture, bundle.background, images[routed], batch_size, seed,
-                             progress)
+        judged = _flow_parts(capture, background, images[routed], batch_size, seed,
+                             progress, turns)
         judged["complexity"] = judged["bpd"] - out["png_bpd"][routed]
         for name in ("bpd", *FLOW_PARTS):
             if name in judged:
                 out[f"capture_{name}"] = np.full(len(images), np.nan)
                 out[f"capture_{name}"][routed] = judged[name]
-    if bundle.exemplars is not None:
+    if bundle.exemplars is not None and (needs is None or "exemplar_distance" in needs):
         out["exemplar_distance"] = _exemplar_distance(bundle.exemplars, images)
+    if bundle.exemplars is not None and (needs is None or "exemplar_shape" in needs):
         out["exemplar_shape"] = _exemplar_distance(bundle.exemplars, images, shape=True)
     return out
 
 
 def _flow_parts(model: DensityModel, background: DensityModel | None, images: torch.Tensor,
-                batch_size: int, seed: int, progress: bool) -> dict[str, np.ndarray]:
-    """``bpd``, ``orientation``, ``z_fine``, ``z_coarse`` and, with a background,
-    ``likelihood_ratio`` of ``images`` under ``model`` (``base_scores``)."""
+                batch_size: int, seed: int, progress: bool, orientation: bool = True
+                ) -> dict[str, np.ndarray]:
+    """``bpd``, ``z_fine``, ``z_coarse``, with ``orientation`` that part (three more images
+    a pass: the quarter turns) and, with a background, ``likelihood_ratio`` of ``images`` under
+    ``model`` (``base_scores``)."""
     from tqdm import tqdm
 
     device = next(model.parameters()).device
-    parts: dict[str, list[torch.Tensor]] = {"bpd": [], "z_fine": [], "z_coarse": [],
-                                            "orientation": []}
+    parts: dict[str, list[torch.Tensor]] = {"bpd": [], "z_fine": [], "z_coarse": []}
+    if orientation:
+        parts["orientation"] = []
     background = background.to(device) if background is not None else None
     if background is not None:
         parts["likelihood_ratio"] = []
@@ -194,13 +213,14 @@ def _flow_parts(model: DensityModel, background: DensityModel | None, images: to
                           desc="score", unit="batch"):
             batch = images[start:start + batch_size].to(device)
             # The image and its quarter turns in one flow pass (one large batch beats four).
-            turns = _turns(batch)
+            turns = _turns(batch) if orientation else ()
             stacked = torch.cat([batch, *(torch.rot90(batch, k, (2, 3)) for k in turns)])
             z, bpd = _latent_and_bpd(model, stacked, seed)
             n = len(batch)
             z, bpd, turned = z[:n], bpd[:n], bpd[n:].view(len(turns), n)
             parts["bpd"].append(bpd)
-            parts["orientation"].append(bpd - turned.min(0).values)
+            if orientation:
+                parts["orientation"].append(bpd - turned.min(0).values)
             energy = 0.5 * z.reshape(len(z), -1).double() ** 2
             half = energy.shape[1] // 2
             parts["z_fine"].append(energy[:, :half].mean(1))
@@ -217,8 +237,7 @@ def _flow_parts(model: DensityModel, background: DensityModel | None, images: to
 def capture_traces(images: torch.Tensor) -> np.ndarray:
     """Share of each uint8 image's values that are faint but not black (1 to ``INK_LEVEL``):
     the halo that JPEG, blur and resampling leave around strokes on a black page."""
-    faint = (images > 0) & (images <= INK_LEVEL)
-    return faint.flatten(1).double().mean(1).cpu().numpy() if len(images) else np.zeros(0)
+    return faint_share(images)
 
 
 def _evidence_entry(calibration: dict[str, Any] | None) -> dict[str, Any]:
@@ -266,7 +285,7 @@ def scores_from_base(base: dict[str, np.ndarray], calibration: dict[str, Any] | 
                 ) -> dict[str, np.ndarray | None]:
     """Every named score; those that need validation statistics are None without calibration."""
     out: dict[str, np.ndarray | None] = {"bpd": base["bpd"], "complexity": base["complexity"],
-                                         "orientation": base["orientation"],
+                                         "orientation": base.get("orientation"),
                                          "typicality": None, "combined": None, "evidence": None}
     if calibration:
         scores = calibration["scores"]
@@ -280,30 +299,38 @@ def scores_from_base(base: dict[str, np.ndarray], calibration: dict[str, Any] | 
                 raise ValueError(f"the calibration's evidence uses {sorted(missing)}, which "
                                  "this model cannot compute (is its exemplar bank or background "
                                  "model missing beside the checkpoint?)")
-            out["evidence"] = _evidence_sum(base, parts)
+            terms = _evidence_terms(base, parts)
             route = scores["evidence"].get("capture")
             if route:
                 if "capture_bpd" not in base:
                     raise ValueError("the calibration routes captured images to a capture "
                                      "model, which this model lacks (is capture.pt missing "
                                      "beside the checkpoint?)")
-                captured = base["capture_traces"] > route["cut"]
+                captured = base.get("routed", base["capture_traces"] > route["cut"])
                 if np.isnan(base["capture_bpd"][captured]).any():
                     raise ValueError("images above the calibration's capture cut were not "
                                      "scored by the capture model: pass that cut to "
                                      "base_scores (capture_cut)")
-                out["evidence"] = np.where(
-                    captured, route["scale"] * _evidence_sum(base, route["parts"], "capture_"),
-                    out["evidence"])
+                judged = _evidence_terms(base, route["parts"], "capture_")
+                terms = {name: np.where(captured, route["scale"] * judged[name], terms[name])
+                         for name in terms}
+            out["evidence"] = np.sum(list(terms.values()), axis=0)
+            out["evidence_terms"] = terms  # each part's share of it, per image
     return out
+
+
+def _evidence_terms(base: dict[str, np.ndarray], parts: dict[str, dict[str, float]],
+                    prefix: str = "") -> dict[str, np.ndarray]:
+    """Each part's excess over its validation median, in spreads, clipped at 0; with
+    ``prefix`` the flow parts are read under that name (the capture model's)."""
+    return {name: np.clip(_excess(base[prefix + name if name in FLOW_PARTS else name],
+                                  parts[name]), 0.0, None) for name in parts}
 
 
 def _evidence_sum(base: dict[str, np.ndarray], parts: dict[str, dict[str, float]],
                   prefix: str = "") -> np.ndarray:
-    """The evidence: each part's excess over its validation median, in spreads, clipped at 0,
-    summed; with ``prefix`` the flow parts are read under that name (the capture model's)."""
-    return np.sum([np.clip(_excess(base[prefix + name if name in FLOW_PARTS else name],
-                                   parts[name]), 0.0, None) for name in parts], axis=0)
+    """The evidence: the sum of ``_evidence_terms``."""
+    return np.sum(list(_evidence_terms(base, parts, prefix).values()), axis=0)
 
 
 def _excess(values: np.ndarray, part: dict[str, float]) -> np.ndarray:
@@ -330,15 +357,6 @@ def _threshold(values: np.ndarray, fpr: float) -> float:
     return float(hi if not np.isfinite(hi) else (lo + hi) / 2.0)
 
 
-def spread_quantile(n: int) -> float:
-    """The tail quantile a part's spread is measured at: 99 %, or lower where fewer than
-    ``SPREAD_TAIL_IMAGES`` of ``n`` validation images would lie beyond it, but never under 90 %
-    (a spread read near the median would weigh a part by its bulk, not its tail). A folder model
-    has about 300 validation files; its 99 % point rests on 3 of them, and so did each part's
-    weight in ``evidence`` (calibration alone moved a folder's AUROC by +-0.013)."""
-    return min(0.99, max(0.9, 1.0 - SPREAD_TAIL_IMAGES / max(n, 1)))
-
-
 def _part_stats(values: np.ndarray) -> dict[str, float]:
     finite = values[np.isfinite(values)]
     q = spread_quantile(len(finite))
@@ -361,6 +379,21 @@ def _histogram(values: np.ndarray, threshold: float) -> dict[str, Any]:
     return {"edges": [round(float(e), 5) for e in edges], "counts": counts.tolist()}
 
 
+def verdict_needs(calibration: dict[str, Any] | None) -> set[str] | None:
+    """The evidence parts a calibrated verdict reads (its own and its capture route's), so
+    scoring computes no other; None without a calibration (every part there is)."""
+    entry = _evidence_entry(calibration)
+    if not entry:
+        return None
+    return set(entry.get("parts", {})) | set(entry.get("capture", {}).get("parts", {}))
+
+
+def _needs(calibration: dict[str, Any] | None, score: str) -> set[str] | None:
+    """What ``score_images`` computes: the verdict's parts and the chosen score itself."""
+    needs = verdict_needs(calibration)
+    return None if needs is None else needs | {score}
+
+
 def evidence_parts(calibration: dict[str, Any] | None) -> list[str] | None:
     """The parts a calibration's ``evidence`` was told to sum (``calibrate(parts=...)``); None
     where it took the default."""
@@ -372,7 +405,7 @@ def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fp
               progress: bool = False, parts: Sequence[str] | None = None) -> dict[str, Any]:
     """Thresholds at false-positive rate ``fpr`` on ``val_images`` for every score, the tails
     needed for empirical p-values and a histogram of the default score: ``card["anomaly"]``.
-    ``parts``: what ``evidence`` sums (default ``EVIDENCE_PARTS``, less those the bundle cannot
+    ``parts``: what ``evidence`` sums (default ``DEFAULT_PARTS``, less those the bundle cannot
     compute); each named part must be computable."""
     if not 0.0 < fpr < 1.0:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
@@ -394,7 +427,7 @@ def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fp
     # With a capture model, both models score every validation image (the route is set below).
     base = base_scores(bundle, val_images, batch_size=batch_size, progress=progress,
                        capture_cut=-np.inf)
-    chosen = parts or [name for name in EVIDENCE_PARTS if name in base]
+    chosen = parts or [name for name in DEFAULT_PARTS if name in base]
     finite_bpd = np.sort(base["bpd"][np.isfinite(base["bpd"])])
     trim = len(finite_bpd) // 100  # a few blow-ups must not move the typical-set centre
     center = float(finite_bpd[trim:len(finite_bpd) - trim].mean())
@@ -464,7 +497,8 @@ def p_values(values: np.ndarray, calibration: dict[str, Any], name: str) -> np.n
 
 def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
                  calibration: dict[str, Any] | None = None, *, batch_size: int = VERDICT_BATCH,
-                 score: str | None = None) -> list[dict[str, Any]]:
+                 score: str | None = None, captures: Sequence[dict[str, float]] | None = None
+                 ) -> list[dict[str, Any]]:
     """One dict per uint8 image at the model's shape: every score, the chosen ``score`` (default:
     the calibration's default), its ``p_value``, ``flag`` and ``threshold``, and ``captured``:
     whether the capture model judged its ``evidence`` (None without a capture route).
@@ -483,27 +517,62 @@ def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
                              f"(run python -m pipelines.calibrate CHECKPOINT)")
         name = "complexity"
     route = _capture_route(calibration)
+    axis = (calibration or {}).get("capture_axis")
+    capture_p = capture_fires = None
+    why = [""] * len(images)
+    if axis:
+        facts = captures if captures is not None else facts_of_inputs(images)
+        capture_p, capture_fires, why = capture_verdict(facts, axis)
     base = base_scores(model, images, batch_size=batch_size,
-                       capture_cut=route.get("cut", np.inf))
+                       capture_cut=route.get("cut", np.inf), routed=capture_fires,
+                       needs=_needs(calibration, name))
     values = scores_from_base(base, calibration)
     if values[name] is None:
         raise ValueError(f"this checkpoint's calibration predates the {name!r} score: run "
                          "python -m pipelines.calibrate CHECKPOINT")
     chosen = values[name]
-    captured = base["capture_traces"] > route["cut"] if route else None
+    captured = base.get("routed", base["capture_traces"] > route["cut"]) if route else None
     p = p_values(chosen, calibration, name) if calibration else None
     threshold = calibration["scores"][name]["threshold"] if calibration else None
+    terms = (values.get("evidence_terms") or {}) if name == "evidence" else {}
+
+    def row_flag(i: int) -> bool:
+        return threshold is not None and bool(chosen[i] > threshold)
+
     rows = []
     for i in range(len(images)):
         row: dict[str, Any] = {"bpd": float(base["bpd"][i]), "png_bpd": float(base["png_bpd"][i])}
         row.update({s: None if values[s] is None else float(values[s][i]) for s in SCORES})
         row.update({"score": float(chosen[i]), "score_name": name,
                     "p_value": None if p is None else float(p[i]),
-                    "flag": None if threshold is None else bool(chosen[i] > threshold),
+                    "flag": None if threshold is None else row_flag(i),
                     "threshold": threshold,
-                    "captured": None if captured is None else bool(captured[i])})
+                    "captured": None if captured is None else bool(captured[i]),
+                    "capture_p_value": None if capture_p is None else float(capture_p[i]),
+                    "capture_flag": None if capture_fires is None else bool(capture_fires[i]),
+                    "capture_why": why[i],
+                    "parts": {part: float(v[i]) for part, v in terms.items()},
+                    "why": _why(terms, i) if row_flag(i) else ""})
         rows.append(row)
     return rows
+
+
+# What a part that carries most of a flag says about the image, for the app and the CSV.
+PART_WHY = {
+    "complexity": "the flow needs many more bits than a PNG compressor for it",
+    "likelihood_ratio": "the flow needs many more bits than a model of local pixel statistics",
+    "orientation": "it looks like a turned copy of something the model knows",
+    "exemplar_distance": "its pixels are far from every training example",
+    "exemplar_shape": "its shape is far from every training example",
+}
+
+
+def _why(terms: dict[str, np.ndarray], i: int) -> str:
+    """The part that carries the largest share of image ``i``'s evidence, in words."""
+    if not terms:
+        return ""
+    part = max(terms, key=lambda name: terms[name][i])
+    return PART_WHY.get(part, part)
 
 
 def batch_typicality(bpd: np.ndarray, calibration: dict[str, Any]) -> dict[str, float]:

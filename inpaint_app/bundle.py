@@ -41,6 +41,7 @@ from .models import (
     model_from_checkpoint,
 )
 from .normalize import Recipe, recipe_for
+from .spreads import spread_quantile
 
 EXAMPLES_DIR = "examples"  # beside model.pt: the app's gallery images (inpaint_app.gallery)
 
@@ -83,7 +84,7 @@ class ModelBundle:
         """Why the thresholds may no longer hold, or None: the calibration recorded an input
         normalization whose parameters differ from what uploads now get (``Recipe.settings``;
         the module's fixed constants are not recorded), or it read a small validation set's
-        spreads at 99 % (``anomaly.spread_quantile``). Calibrations made before stop 30
+        spreads at 99 % (``spreads.spread_quantile``). Calibrations made before 2026-11-26
         recorded the recipe's name only, and their normalization is not checked."""
         current = self.recipe.settings()  # ValueError for a card naming an unknown recipe
         reason = _normalization_change(self.calibration or {}, current) or \
@@ -201,9 +202,7 @@ def _normalization_change(calibration: dict, current: dict) -> str | None:
 
 
 def _spreads_at_99(calibration: dict) -> str | None:
-    """A calibration on too few images for 99 % spreads, made before they adapted (stop 32)."""
-    from .anomaly import spread_quantile  # anomaly imports this module
-
+    """A calibration on too few images for 99 % spreads, made before they adapted (2026-11-27)."""
     parts = calibration.get("scores", {}).get("evidence", {}).get("parts", {})
     n = calibration.get("n")
     if not parts or not isinstance(n, int) or spread_quantile(n) >= 0.99:

@@ -16,16 +16,16 @@ more than ``MAX_BPD_GAP`` (on the model's own samples, the kind of images it sco
 the data's bits/dim).
 
 ``FLOWPAINT_COMPILE=0`` (or ``enabled=False``) turns compiling off. The default is on where it
-is asked for: the app (``python -m inpaint_app serve``, ``--no-compile`` to disable) warms the
-models it loads in the background, since a request never waits for it; scripts and library
-functions stay eager unless they build a scorer themselves. ``scorer_for(model)`` is the hook
-for scoring code: the model's registered (app-warmed) scorer, else its eager
-``latent_and_log_prob``.
+is asked for: the app with ``--compile`` (``python -m inpaint_app serve --compile``; off by
+default since issue 36.7) warms the models it loads in the background, since a request never
+waits for it; scripts and library functions stay eager unless they build a scorer themselves.
+``scorer_for(model)`` is the hook for scoring code: the model's registered (app-warmed) scorer,
+else its eager ``latent_and_log_prob``.
 
 Why scoring only (shipped MNIST Glow, two busy shared cores, docs/performance.md): scoring a
 batch of 256 ran 2.1x faster for a compile of 54 s (13-17 s from a warm inductor cache);
 sampling's inverse pass would save 50-70 ms a request (16-64 images) for a 31-54 s compile, the
-inpainting gradient (forward and backward) 3-9% for 76 s. Since stop 29 loaded models keep
+inpainting gradient (forward and backward) 3-9% for 76 s. Since 2026-11-26 loaded models keep
 their convolution weights channels_last, and eager scoring runs as fast as the compiled pass on
 this CPU (docs/performance.md, "Channels-last weights at load").
 """
@@ -51,7 +51,7 @@ WARM_BATCH = 16  # the smallest batch the dynamic graph covers (see the module d
 # The app warms both ranges: 16 and up (a batch of uploads), and 2-15 (one to three uploads,
 # whose verdict pass holds each image and its three quarter turns). The graphs share the
 # method's dynamo cache: warming at 4 after 256 took a pass of 4 images from 16.8 to 8.7 ms and
-# of 12 from 26.4 to 15.2 ms, and left 64 images at 56 ms (MNIST Glow, 2 threads, stop 26).
+# of 12 from 26.4 to 15.2 ms, and left 64 images at 56 ms (MNIST Glow, 2 threads, 2026-11-26).
 APP_WARM_BATCHES = (WARM_BATCH, 4)
 WARM_SEED = 0
 WARM_TEMPERATURE = 0.7  # the check batch: the model's own samples (see ``_example``)

@@ -27,7 +27,7 @@ from .atomic import atomic_write
 BANK_FILE = "exemplars.npz"
 NEIGHBOURS = 8   # PSNR peaks at 8 of 1/8/32 on MNIST and Fashion-MNIST validation
 REACH = 1.0      # residual damping exp(-(d - 1)^2 / REACH^2), d in pixels (validation-chosen)
-SHAPE_BLUR = 1.5  # Gaussian sigma in pixels of the shape distance (docs/anomaly.md, stop 33)
+SHAPE_BLUR = 1.5  # Gaussian sigma in pixels of the shape distance (docs/anomaly.md)
 
 
 class ExemplarBank:

@@ -141,7 +141,7 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 MODEL_FILE = "model.pt"
 BACKGROUND_FILE = "background.pt"
 # A capture-trained density beside a model: the verdict judges images with capture traces by it
-# (inpaint_app.anomaly, stop 34).
+# (inpaint_app.anomaly, the capture route).
 CAPTURE_FILE = "capture.pt"
 INPAINTER_FILE = "inpainter.pt"
 

@@ -9,8 +9,11 @@ Steps, each recorded when it changes something:
 
 1. polarity (datasets of light content on black): a light background (median of the outermost
    pixel ring above mid-grey) is inverted;
-2. background level (the same datasets): the ring's median is subtracted, so a grey or noisy
-   page becomes black;
+2. background (the same datasets): on an upload not at the model's size (a photo or a scan),
+   a page lit unevenly (light fall-off, vignetting: a smooth page surface spanning
+   ``UNEVEN_LEVELS`` or more) is flattened (``page_surface``, ``Framing.flatten``); then the
+   ring's median is subtracted, so a grey page becomes black; object recipes (Fashion-MNIST)
+   keep only the photo's largest object (``_isolate_object``);
 3. framing, by the dataset's recipe (``RECIPES``):
    - ``mnist`` (LeCun et al. 1998): content fitted into 20x20 with its aspect kept, then placed so
      that its centre of mass is the centre of the 28x28 field;
@@ -33,6 +36,10 @@ from PIL import Image
 
 from .images import Resize, describe_fit, to_8bit, to_model_input
 
+# A page whose fitted surface spans fewer grey levels than this counts as evenly lit (its ring's
+# median is subtracted, as always); from this range on the surface itself is subtracted.
+UNEVEN_LEVELS = 12
+PAGE_FIT_SIDE = 64  # the page surface is fitted on a copy at most this many pixels a side
 WHITE_LEVEL = 250  # MNIST: the upper quartile of its ink is 250 (strokes saturate in their core)
 INK_LEVEL = 24  # pixels above this count as ink for the white level (~10 % of full scale)
 
@@ -47,6 +54,8 @@ class Recipe:
     content_level: float = 0.15  # share of the brightest pixel that counts as content (box)
     white_level: int = 0  # the ink's upper quartile is stretched up to this level (0: off)
     dark_background: bool = True  # the data is light content on black: polarity and page level
+    # Keep only the largest object of a photo (object recipes: a garment on a floor, a hanger).
+    isolate_object: bool = False
 
     def settings(self) -> dict[str, object]:
         """Every parameter, for a calibration to record: a recipe whose parameters change
@@ -59,7 +68,7 @@ RECIPES = {"mnist": Recipe("mnist", box=20, centre="mass", content_level=0.2,
            # 15 % (the default), not 5 %: JPEG ringing around an item reaches 5-10 % of its
            # brightest pixel; at 5 % it widened the box and shifted the item (JPEG q75 flags
            # 14.2 % -> 9.9 %, docs/anomaly.md)
-           "fashion-mnist": Recipe("fashion-mnist", box=28, centre="box"),
+           "fashion-mnist": Recipe("fashion-mnist", box=28, centre="box", isolate_object=True),
            "resize": Recipe("resize", box=None, dark_background=False),
            # a folder of dark-background content (or light, inverted at training): plain resize
            # with the polarity and background-level steps
@@ -88,25 +97,46 @@ def as_recipe(recipe_or_dataset: Recipe | str | None) -> Recipe:
 class Framing:
     """What ``prepare`` did: the steps in words and the map from the upload to model pixels.
 
-    Model pixel (u, v) = scale * (x, y) + offset, for upload pixel (x, y) (pixel centres).
+    Model position (u, v) = scale * (x, y) + offset, for upload position (x, y), both in edge
+    coordinates (pixel i spans [i, i + 1)).
     """
 
     size: tuple[int, int]  # the upload's (width, height)
     shape: tuple[int, int]  # the model's (height, width)
     inverted: bool = False
     background: int = 0
+    page: tuple[float, ...] | None = None  # the subtracted page surface (``page_surface``)
+    grain: float = 0.0  # the page's noise, a standard deviation in grey levels
+    content_edge: int = 0  # the content's longest edge in upload pixels
     gain: float = 1.0
     scale: tuple[float, float] = (1.0, 1.0)
     offset: tuple[float, float] = (0.0, 0.0)
     steps: list[str] = field(default_factory=list)
 
+    def flatten(self, array: np.ndarray, undo: bool = False) -> np.ndarray:
+        """Take the uneven page light (``page``) out of ``array`` (in the model's polarity), or
+        with ``undo`` put it back. Light reflected by a light page is multiplicative: the
+        upload is divided by the page's light and scaled to its brightest point, so ink on the
+        dim side keeps its contrast. A dark page's glow is additive: it is subtracted."""
+        level = surface(self.page, self.size)
+        if not self.inverted:
+            return np.clip(array + level if undo else array - level, 0, 255)
+        light = np.clip(255.0 - level, 1.0, 255.0)  # the page's light in the upload's polarity
+        gain = light.max() / light
+        photo = 255.0 - array
+        photo = photo / gain if undo else photo * gain
+        return np.clip(255.0 - photo, 0, 255)
+
     def describe(self) -> str:
         return "; ".join(self.steps) if self.steps else "unchanged"
 
     def _affine(self) -> tuple[float, ...]:
-        """PIL's AFFINE data mapping an upload pixel to the model pixel it came from."""
+        """PIL's AFFINE data mapping an upload pixel to the model pixel it came from. Pillow
+        applies it to output pixel centres and reads the input in edge coordinates (pixel i
+        spans [i, i + 1)), the convention ``scale`` and ``offset`` are in, so they go as they
+        are (a half-pixel correction here moved fills half a model pixel down and right)."""
         (sx, sy), (ox, oy) = self.scale, self.offset
-        return (sx, 0.0, ox + 0.5 * sx - 0.5, 0.0, sy, oy + 0.5 * sy - 0.5)
+        return (sx, 0.0, ox, 0.0, sy, oy)
 
     def to_model_mask(self, mask: np.ndarray) -> torch.Tensor:
         """A bool ``[H, W]`` mask in the upload's frame, in model pixels (a model pixel is
@@ -133,6 +163,8 @@ class Framing:
         back = np.asarray(model.transform(self.size, Image.Transform.AFFINE, self._affine(),
                                           resample=Image.Resampling.BICUBIC), dtype=np.float64)
         back = np.clip(back / self.gain + self.background, 0, 255)
+        if self.page is not None:
+            back = self.flatten(back, undo=True)
         if self.inverted:
             back = 255.0 - back
         original = np.asarray(to_8bit(upload, 1), dtype=np.float64)
@@ -152,6 +184,50 @@ def outer_ring(array: np.ndarray) -> np.ndarray:
     return np.concatenate([array[0], array[-1], array[1:-1, 0], array[1:-1, -1]])
 
 
+def _quadratic_terms(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The six terms of a quadratic surface at page coordinates in [-1, 1]."""
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
+
+
+def _page_grid(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates of a (width, height) page, scaled to [-1, 1]."""
+    width, height = size
+    x = (np.arange(width) + 0.5) / width * 2 - 1
+    y = (np.arange(height) + 0.5) / height * 2 - 1
+    return np.meshgrid(x, y)
+
+
+def surface(page: tuple[float, ...], size: tuple[int, int]) -> np.ndarray:
+    """The page surface ``page`` (``page_surface``'s coefficients) on a (width, height) grid."""
+    return _quadratic_terms(*_page_grid(size)) @ np.asarray(page)
+
+
+def page_surface(array: np.ndarray, iterations: int = 5) -> tuple[float, ...] | None:
+    """The light on the page under light content (an inverted photo or scan), as a quadratic
+    surface fitted to the page pixels; None when it spans fewer than ``UNEVEN_LEVELS`` (an
+    evenly lit page). A quadratic follows a fall-off across the page and a vignette, and cannot
+    follow a stroke, so the content never leaks into it. Page pixels are found robustly: the
+    darker half first, then every pixel within 2.5 robust deviations of the fit (ink lies
+    above it). The fit runs on a copy at most ``PAGE_FIT_SIDE`` pixels a side."""
+    small = Image.fromarray(array.astype(np.float32), mode="F")
+    factor = PAGE_FIT_SIDE / max(small.size)
+    if factor < 1:
+        small = small.resize((max(2, round(small.width * factor)),
+                              max(2, round(small.height * factor))), Image.Resampling.BOX)
+    values = np.asarray(small, dtype=np.float64).ravel()
+    terms = _quadratic_terms(*(g.ravel() for g in _page_grid(small.size)))
+    on_page = values <= np.median(values)
+    for _ in range(iterations):
+        if on_page.sum() < terms.shape[1] * 2:
+            return None
+        coef = np.linalg.lstsq(terms[on_page], values[on_page], rcond=None)[0]
+        residual = values - terms @ coef
+        spread = 1.4826 * np.median(np.abs(residual[on_page])) + 1.0
+        on_page = residual < 2.5 * spread
+    level = surface(tuple(coef), (array.shape[1], array.shape[0]))
+    return tuple(float(c) for c in coef) if np.ptp(level) >= UNEVEN_LEVELS else None
+
+
 def prepare(image: Image.Image, image_shape: tuple[int, int, int], recipe: Recipe | str
             ) -> tuple[torch.Tensor, Framing]:
     """uint8 ``[1, H, W]`` model input from a grayscale-convertible upload, and its ``Framing``.
@@ -168,11 +244,24 @@ def prepare(image: Image.Image, image_shape: tuple[int, int, int], recipe: Recip
         array = 255.0 - array
         framing.inverted = True
         framing.steps.append("light background: inverted")
+    # An upload at the model's own size is a digital image of the dataset's kind: its page is
+    # neither flattened nor cleared (a garment touching the border is not a page).
+    photo = recipe.dark_background and array.shape != (height, width)
+    page = page_surface(array) if photo else None
+    if page is not None:
+        framing.page = page
+        array = framing.flatten(array)
+        framing.steps.append(f"uneven page flattened (its light spans "
+                             f"{np.ptp(surface(page, framing.size)):.0f} grey levels)")
+    grain = _page_grain(array) if photo else 0.0
     background = int(np.median(outer_ring(array))) if recipe.dark_background else 0
     if background > 0:
         array = np.clip(array - background, 0, None)
         framing.background = background
         framing.steps.append(f"background level {background} subtracted")
+    framing.grain = grain  # a capture fact; clearing the grain raised the flag rate (docs)
+    if photo and recipe.isolate_object:
+        array = _isolate_object(array, framing)
     placed = _frame(array, recipe, framing)
     if recipe.white_level:
         ink = placed[placed > INK_LEVEL]
@@ -184,6 +273,36 @@ def prepare(image: Image.Image, image_shape: tuple[int, int, int], recipe: Recip
                                  f"{upper:.0f} -> {recipe.white_level})")
     out = np.clip(placed + 0.5, 0, 255).astype(np.uint8)
     return torch.from_numpy(out)[None], framing
+
+
+def _isolate_object(array: np.ndarray, framing: Framing) -> np.ndarray:
+    """The largest object of a photo on a dark page (after polarity and page steps), with its
+    holes filled, and the rest of the page set to black: a garment photographed on a floor or a
+    bed keeps no floor texture around it. The object is what stands above Otsu's threshold of
+    a lightly smoothed copy, less a margin, as one connected region."""
+    from scipy import ndimage
+    from skimage import filters, measure, morphology
+
+    sigma = max(array.shape) / 150  # about 3 px on a 400 px photo: texture, not outline
+    smooth = filters.gaussian(array, sigma=sigma, preserve_range=True)
+    if smooth.max() <= smooth.min():
+        return array
+    labels = measure.label(smooth > 0.5 * filters.threshold_otsu(smooth))
+    if labels.max() == 0:
+        return array
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    kept = ndimage.binary_fill_holes(labels == sizes.argmax())
+    kept = morphology.dilation(kept, morphology.disk(max(1, round(sigma))))
+    framing.steps.append(f"object isolated ({kept.mean():.0%} of the page kept)")
+    return np.where(kept, array, 0.0)
+
+
+def _page_grain(array: np.ndarray) -> float:
+    """The page's noise: its outer ring's median absolute deviation, as a standard deviation
+    (0 for a digital page, whose ring is one level)."""
+    ring = outer_ring(array)
+    return 1.4826 * float(np.median(np.abs(ring - np.median(ring))))
 
 
 def _content_box(array: np.ndarray, level: float) -> tuple[int, int, int, int] | None:
@@ -200,6 +319,8 @@ def _frame(array: np.ndarray, recipe: Recipe, framing: Framing) -> np.ndarray:
     height, width = framing.shape
     same_size = array.shape == (height, width)
     box = _content_box(array, recipe.content_level)
+    if box is not None:
+        framing.content_edge = max(box[2] - box[0], box[3] - box[1])
     if recipe.box is None or box is None:
         if same_size:
             return array

@@ -1,13 +1,17 @@
-"""What the command-line pipelines share: a checkpoint with a split of its dataset (bad input
-exits with one line), and where a run happened (git commit, hardware, machine) for cards and
-benchmark reports."""
+"""What the command-line pipelines share: a checkpoint with a split of its dataset, and where a
+run happened (git commit, hardware, machine) for cards and benchmark reports.
+
+Nothing here prints or exits: what a command cannot use raises ``RunInputError`` with the one
+line to show, and notes go to the caller's ``warn`` (Python warnings by default); the commands
+print them to stderr and exit."""
 
 from __future__ import annotations
 
 import os
 import platform
 import subprocess
-import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -17,44 +21,58 @@ from .data import DATASETS, DatasetNotFound, load_split
 from .models import CheckpointError, ConfigError
 
 
+class RunInputError(ValueError):
+    """A checkpoint, dataset or folder a command cannot use; the message names the problem in one
+    line (the commands show it as ``error: <message>``)."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
 def model_and_split(checkpoint: str | Path, dataset: str | None, split: str,
                     data_root: str | None, *, download: bool = False,
-                    device: torch.device | str = "cpu"
+                    device: torch.device | str = "cpu",
+                    warn: Callable[[str], None] = _warn
                     ) -> tuple[ModelBundle, str, torch.Tensor]:
     """A checkpoint's bundle and the images of ``split`` of its dataset (the card's unless
-    given); a bad checkpoint, unknown dataset or missing data exits with a one-line error."""
+    given). A bad checkpoint, unknown dataset or missing data raises ``RunInputError``; a note
+    on the data (a folder model's test split, a folder whose content changed) goes to ``warn``
+    as one line."""
     try:
         model = load_bundle(checkpoint, map_location=device)
     except (CheckpointError, ConfigError) as err:
-        sys.exit(f"error: {err}")
+        raise RunInputError(str(err)) from err
     dataset = dataset or model.dataset
     if dataset == model.dataset and model.card.folder:
-        return model, dataset, _folder_split(model, split, data_root)
+        return model, dataset, _folder_split(model, split, data_root, warn)
     if dataset not in DATASETS:
-        sys.exit(f"error: unknown dataset {dataset!r}: pass --dataset, one of {sorted(DATASETS)}")
+        raise RunInputError(f"unknown dataset {dataset!r}: pass --dataset, one of "
+                            f"{sorted(DATASETS)}")
     try:
         images = load_split(dataset, split, data_root, download=download)
     except DatasetNotFound as err:
-        sys.exit(f"error: {err}")
+        raise RunInputError(str(err)) from err
     return model, dataset, images
 
 
-def _folder_split(model: ModelBundle, split: str, root: str | None) -> torch.Tensor:
+def _folder_split(model: ModelBundle, split: str, root: str | None,
+                  warn: Callable[[str], None]) -> torch.Tensor:
     """A folder model's split, read again from its folder (``root`` when it moved); a folder
     whose content changed since training is used with a warning."""
     from .folder import FolderError, folder_split
 
     entry = model.card.folder
     if split == "test":
-        print("note: a folder has no test split; using its validation files", file=sys.stderr)
+        warn("note: a folder has no test split; using its validation files")
     try:
         images, sha256 = folder_split(entry, split, root)
     except FolderError as err:
-        sys.exit(f"error: {err} (the model was trained on {entry['path']}; pass --data-root "
-                 "with the folder's new place)")
+        raise RunInputError(f"{err} (the model was trained on {entry['path']}; pass --data-root "
+                            "with the folder's new place)") from err
     if sha256 != entry.get("sha256"):
-        print(f"warning: the folder's content changed since training (sha256 {sha256[:12]}, "
-              f"card {str(entry.get('sha256'))[:12]})", file=sys.stderr)
+        warn(f"warning: the folder's content changed since training (sha256 {sha256[:12]}, "
+             f"card {str(entry.get('sha256'))[:12]})")
     return images
 
 

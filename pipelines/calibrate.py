@@ -21,27 +21,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from inpaint_app.anomaly import EVIDENCE_PARTS, VERDICT_BATCH, calibrate, evidence_parts
-from inpaint_app.atomic import atomic_write
-from inpaint_app.bundle import ModelBundle
-from inpaint_app.models import (
-    BACKGROUND_FILE,
-    CAPTURE_FILE,
-    CheckpointError,
-    checkpoint_file,
-    load_checkpoint,
-    load_model,
-    read_card,
-    save_model,
-)
-from inpaint_app.normalize import Recipe, normalize_images
-from inpaint_app.runs import model_and_split
+from inpaint_app.anomaly import DEFAULT_PARTS, EVIDENCE_PARTS, VERDICT_BATCH
+from inpaint_app.calibration_store import install_beside, store_calibration
+from inpaint_app.capture_axis import calibrate_capture
+from inpaint_app.models import BACKGROUND_FILE, CAPTURE_FILE, CheckpointError, checkpoint_file
+from inpaint_app.normalize import normalize_images
+from inpaint_app.runs import RunInputError, model_and_split
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,24 +48,34 @@ def main(argv: list[str] | None = None) -> None:
                    help="install this background model beside the checkpoint first")
     p.add_argument("--capture-model", default=None, metavar="CHECKPOINT",
                    help="install this capture-trained model beside the checkpoint first: it "
-                        "judges images with capture traces")
+                        "judges the images captured unlike the training images")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="calibrate on the images as stored, not input-normalized")
     p.add_argument("--evidence-parts", default=None, metavar="A,B,...",
                    help=f"what the default score sums, from {','.join(EVIDENCE_PARTS)} "
-                        "(default: the card's current choice, else every part the model has)")
+                        "(default: the card's current choice, else those of "
+                        f"{','.join(DEFAULT_PARTS)} the model has)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     path = checkpoint_file(args.checkpoint)
-    if args.background:
-        install_beside(Path(args.background), path, BACKGROUND_FILE)
-    if args.capture_model:
-        install_beside(Path(args.capture_model), path, CAPTURE_FILE)
-    model, dataset, images = model_and_split(path, args.dataset, args.split, args.data_root)
+    try:
+        if args.background:
+            install_beside(Path(args.background), path, BACKGROUND_FILE)
+        if args.capture_model:
+            install_beside(Path(args.capture_model), path, CAPTURE_FILE)
+    except CheckpointError as err:
+        sys.exit(f"error: {err}")
+    try:
+        model, dataset, images = model_and_split(path, args.dataset, args.split, args.data_root,
+                                                 warn=partial(print, file=sys.stderr))
+    except RunInputError as err:
+        sys.exit(f"error: {err}")
     normalized = args.normalize and model.image_shape[0] == 1
     recipe = model.recipe  # what uploads get, whichever split calibrates
+    # The capture axis reads the validation images as stored, as uploads arrive.
+    capture_axis = calibrate_capture(images, recipe if normalized else None, args.fpr)
     if normalized:
         images = normalize_images(images, recipe)
     parts = [p.strip() for p in args.evidence_parts.split(",")] if args.evidence_parts else None
@@ -83,64 +83,11 @@ def main(argv: list[str] | None = None) -> None:
         store_calibration(path, model, images, fpr=args.fpr, batch_size=args.batch_size,
                           source=f"{dataset} {args.split} ({len(images):,})",
                           recipe=recipe if normalized else None, parts=parts,
+                          capture_axis=capture_axis,
                           command=(f"python -m pipelines.calibrate {path} --fpr {args.fpr}"
                                    + ("" if normalized else " --no-normalize")))
     except ValueError as err:
         sys.exit(f"error: {err}")
-
-
-def store_calibration(path: Path, model: ModelBundle, images: torch.Tensor, *, fpr: float,
-                      source: str, recipe: Recipe | None, command: str,
-                      batch_size: int = VERDICT_BATCH, parts: Sequence[str] | None = None
-                      ) -> dict:
-    """Calibrate ``model`` (the bundle of ``path``) on ``images`` and rewrite its card with the
-    thresholds; ``recipe`` is the input normalization the images went through (None: none),
-    recorded by name and with its parameters. ``parts``: what ``evidence`` sums; by default
-    what the current calibration sums, so a recalibration keeps a model's choice. Returns the
-    calibration."""
-    start = time.perf_counter()
-    if parts is None:
-        parts = evidence_parts(model.calibration)
-    anomaly = calibrate(model, images, fpr=fpr, batch_size=batch_size, progress=True,
-                        source=source, parts=parts)
-    chosen = list(anomaly["scores"]["evidence"]["parts"])
-    if parts:  # a choice, not the default: the command that repeats it says so
-        command += f" --evidence-parts {','.join(chosen)}"
-    anomaly["command"] = command
-    anomaly["input_normalization"] = recipe.name if recipe else "off"
-    if recipe:
-        anomaly["input_normalization_settings"] = recipe.settings()
-    for key, name, companion in (("background", BACKGROUND_FILE, model.background),
-                                 ("capture_model", CAPTURE_FILE, model.capture)):
-        if companion is not None:  # where the density beside the model came from
-            card = read_card(path.with_name(name))
-            anomaly[key] = {"file": name, "perturb": card.perturb, "capture": card.capture,
-                            "val_bpd": card.val_bpd,
-                            "test_bpd": card.test_bpd,
-                            "training_minutes": card.training_minutes,
-                            "command": card.command}
-    save_model(model.model, path, card=model.card.replace(anomaly=anomaly))
-    print(f"calibrated {path} on {anomaly['source']} in {time.perf_counter() - start:.0f} s; "
-          f"target FPR {fpr:.3f}")
-    for name, entry in anomaly["scores"].items():
-        print(f"  {name:11s} threshold {entry['threshold']:.4f}  validation FPR "
-              f"{entry['val_fpr']:.4f}{'  (two-sided)' if entry['two_sided'] else ''}")
-    return anomaly
-
-
-def install_beside(source: Path, checkpoint: Path, name: str) -> None:
-    """Copy a background or capture checkpoint beside ``checkpoint`` as ``name``
-    (atomically), after checking that it loads and models images of the same shape."""
-    try:  # the companion is built in full (a bad file fails here); the model's shape suffices
-        companion = load_model(source)
-        shape = tuple(load_checkpoint(checkpoint)["config"]["image_shape"])
-    except CheckpointError as err:
-        sys.exit(f"error: {err}")
-    if companion.image_shape != shape:
-        sys.exit(f"error: {source} models images of shape {companion.image_shape}, "
-                 f"the checkpoint {shape}")
-    with atomic_write(checkpoint.with_name(name)) as f:
-        f.write(source.read_bytes())
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
     flowpaint serve                     # the web app on http://127.0.0.1:7860
     flowpaint train --config pipelines/configs/mnist-glow-cpu.json
-    flowpaint score FOLDER --out scores.csv
+    flowpaint score --checkpoint trained/mnist-glow --images FOLDER --out scores.csv
     flowpaint <command> --help          # that pipeline's own options
+    flowpaint --version                 # the installed package's version
 
 ``python -m pipelines.<module>`` keeps working: a subcommand only imports its module and hands it
 the remaining arguments.
@@ -12,6 +13,7 @@ the remaining arguments.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import sys
 
 # subcommand -> (module with main(argv), what it does)
@@ -20,7 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("pipelines.train", "train a flow by maximum likelihood; writes model.pt + card"),
     "evaluate": ("pipelines.evaluate", "test-set bits/dim of a checkpoint"),
     "calibrate": ("pipelines.calibrate", "anomaly thresholds on validation images, into the card"),
-    "score": ("pipelines.score_batch", "anomaly scores of a folder of images (CSV)"),
+    "score": ("pipelines.score_batch",
+              "anomaly scores of a folder: --checkpoint C --images DIR --out CSV"),
     "inpaint": ("pipelines.inpaint_batch", "inpaint a folder of images with masks"),
     "benchmark": ("pipelines.inpaint_benchmark", "the inpainting benchmark over the presets"),
     "ood-eval": ("pipelines.ood_eval", "out-of-distribution evaluation of the anomaly scores"),
@@ -42,13 +45,25 @@ def usage() -> str:
     width = max(map(len, COMMANDS))
     return ("usage: flowpaint <command> [options]\n\ncommands:\n"
             + "\n".join(f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items())
-            + "\n\n'flowpaint <command> --help' lists a command's options.")
+            + "\n\n'flowpaint <command> --help' lists a command's options;"
+            + " 'flowpaint --version' prints the version.")
+
+
+def version() -> str:
+    """The installed package's version (``pyproject.toml``'s, as pip recorded it)."""
+    try:
+        return importlib.metadata.version("flowpaint")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (flowpaint is not installed: pip install -e .)"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
+        return 0
+    if args[0] in ("-V", "--version"):
+        print(f"flowpaint {version()}")
         return 0
     name, rest = args[0], args[1:]
     if name not in COMMANDS:

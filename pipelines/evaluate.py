@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from inpaint_app.bundle import ModelBundle
 from inpaint_app.card import Measurement
 from inpaint_app.density import dequantize
 from inpaint_app.models import checkpoint_file, save_model
-from inpaint_app.runs import model_and_split
+from inpaint_app.runs import RunInputError, model_and_split
 from inpaint_app.training import bpd_summary, evaluate_bpd, select_device
 
 
@@ -48,9 +49,12 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.update_card and args.split == "train":
         sys.exit("error: --update-card records val or test figures, not train")
-    bundle, dataset, images = model_and_split(
-        args.checkpoint, args.dataset, args.split, args.data_root, download=args.download,
-        device=select_device(args.device))
+    try:
+        bundle, dataset, images = model_and_split(
+            args.checkpoint, args.dataset, args.split, args.data_root, download=args.download,
+            device=select_device(args.device), warn=partial(print, file=sys.stderr))
+    except RunInputError as err:
+        sys.exit(f"error: {err}")
     model = bundle.model
     if args.limit and args.first:
         images = images[: args.limit]

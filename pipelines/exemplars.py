@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -31,7 +32,7 @@ from inpaint_app.models import (
     read_card,
     save_model,
 )
-from inpaint_app.runs import model_and_split
+from inpaint_app.runs import RunInputError, model_and_split
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.count:
         report.update(write_bank(path, card, args))
     if args.examples > 0:
-        _, _, val = model_and_split(path, None, "val", args.data_root, download=args.download)
+        val = split_images(path, "val", args)
         labels = load_labels(card.dataset, "val", args.data_root) if card.dataset in DATASETS \
             else None
         written = write_dataset_examples(path.parent / EXAMPLES_DIR, val, labels, card.dataset,
@@ -64,9 +65,18 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(report))
 
 
+def split_images(path: Path, split: str, args: argparse.Namespace) -> torch.Tensor:
+    """The images of ``split`` of the model's dataset, or exit with why they cannot be read."""
+    try:
+        return model_and_split(path, None, split, args.data_root, download=args.download,
+                               warn=partial(print, file=sys.stderr))[2]
+    except RunInputError as err:
+        sys.exit(f"error: {err}")
+
+
 def write_bank(path: Path, card: ModelCard, args: argparse.Namespace) -> dict:
     """``--count`` training images drawn at random (seed 0) as the bank; the card records it."""
-    _, _, train = model_and_split(path, None, "train", args.data_root, download=args.download)
+    train = split_images(path, "train", args)
     if not 1 <= args.count <= len(train):
         sys.exit(f"error: --count must be in [1, {len(train)}]")
     chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:args.count]

@@ -7,18 +7,22 @@ against folders of other images. Regenerates ``benchmarks/folder.md`` (the READM
    - ``train/``: the first ``--train-images`` MNIST training digits in class subfolders, plus
      one file that is not an image and one truncated PNG (both must be skipped);
    - ``in/``: held-out handwritten digits (a random draw from the MNIST test split);
-   - out sets: typed digits (system fonts, ``ood_eval.rendered_digits``), Fashion-MNIST test
-     images, rendered letters and pen scribbles.
+   - out sets: typed digits (system fonts, ``inpaint_app.synthetic.rendered_digits``),
+     Fashion-MNIST test images, rendered letters and pen scribbles.
 2. Runs ``flowpaint train --images train/ --max-minutes M`` (``--init-from`` a trained model of
    the same image shape, e.g. the shipped Fashion-MNIST Glow, to start from its weights) and
    times the whole command.
 3. Runs ``flowpaint folder-eval`` of the model on ``in/`` against every out set.
+
+Both commands run as subprocesses (``python -m pipelines.train``, ``python -m
+pipelines.folder_eval``), exactly as a user runs them; a failing one stops the demo.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,8 +32,14 @@ import torch
 from inpaint_app.data import DatasetNotFound, load_split
 from inpaint_app.images import save_png
 from inpaint_app.models import read_card
-from pipelines import folder_eval, train
-from pipelines.ood_eval import rendered_digits, rendered_letters, scribbles
+from inpaint_app.synthetic import rendered_digits, rendered_letters, scribbles
+
+
+def run_command(module: str, *args: str) -> None:
+    """``python -m module args``; a failure ends the demo with the command's exit status."""
+    done = subprocess.run([sys.executable, "-m", module, *args], check=False)
+    if done.returncode:
+        sys.exit(f"error: python -m {module} failed (exit status {done.returncode})")
 
 
 def write_folder(images: torch.Tensor, folder: Path, labels: torch.Tensor | None = None) -> None:
@@ -80,13 +90,15 @@ def main(argv: list[str] | None = None) -> None:
     model = work / "model"
     start = time.monotonic()
     init = ["--init-from", args.init_from] if args.init_from else []
-    train.main(["--images", str(work / "train"), "--out", str(model), "--max-minutes",
-                str(args.minutes), "--threads", str(args.threads), *init])
+    run_command("pipelines.train", "--images", str(work / "train"), "--out", str(model),
+                "--max-minutes", str(args.minutes), "--threads", str(args.threads), *init)
     minutes = (time.monotonic() - start) / 60
     out_sets = [f"{d.name}={d}" for d in sorted((work / "out").iterdir())]
-    result = folder_eval.main([str(model), "--in", str(work / "in"), "--limit",
-                               str(args.eval_images), "--threads", str(args.threads),
-                               *[a for s in out_sets for a in ("--out-set", s)]])
+    evaluation = work / "evaluation"  # folder-eval's report: .json (the result), .md (the table)
+    run_command("pipelines.folder_eval", str(model), "--in", str(work / "in"), "--limit",
+                str(args.eval_images), "--threads", str(args.threads), "--report",
+                str(evaluation), *[a for s in out_sets for a in ("--out-set", s)])
+    result = json.loads(evaluation.with_suffix(".json").read_text())
     card = read_card(model / "model.pt")
     summary = {"command_minutes": round(minutes, 1), "budget_minutes": args.minutes,
                "threads": args.threads, "init_from": args.init_from, "val_bpd": card.val_bpd,
@@ -104,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         f"(flow {card.training_minutes} min, then background model, bank and calibration); "
         f"validation {card.val_bpd:.4f} bits/dim ({card.folder['val']} files).\n\n"
         f"In: {args.eval_images:,} held-out MNIST test digits (files the model never saw).\n\n"
-        + folder_eval.markdown(result, result["images"]))
+        + evaluation.with_suffix(".md").read_text())
     print(report.with_suffix(".md").read_text())
 
 

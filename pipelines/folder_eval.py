@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from inpaint_app.images import ImageError, open_image
 from inpaint_app.models import CheckpointError, ConfigError
 from inpaint_app.normalize import fit_input
 from inpaint_app.ood_metrics import summary
-from inpaint_app.runs import model_and_split
+from inpaint_app.runs import RunInputError, model_and_split
 
 
 def read_set(model: ModelBundle, root: str | Path, limit: int, normalize: bool
@@ -130,7 +131,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model = load_checkpoint_bundle(args.checkpoint)
         sets = {"in": read_set(model, args.inside, args.limit, args.normalize)[0]}
     else:
-        model, _, val = model_and_split(args.checkpoint, None, "val", args.data_root)
+        try:
+            model, _, val = model_and_split(args.checkpoint, None, "val", args.data_root,
+                                            warn=partial(print, file=sys.stderr))
+        except RunInputError as err:
+            sys.exit(f"error: {err}")
         sets = {"in": val[:args.limit]}
     if not model.calibration:
         sys.exit(f"error: {args.checkpoint} is not calibrated: run flowpaint calibrate first")

@@ -43,8 +43,8 @@ from inpaint_app.bundle import load_bundle
 from inpaint_app.compiled import register, unregister
 from inpaint_app.density import dequantize
 from inpaint_app.models import build_model
+from inpaint_app.trainer import leave_process_group
 from inpaint_app.training import LogProb, initialize_actnorm, select_device, train_step
-from pipelines.train import leave_process_group
 
 RECIPE = Path(__file__).parent / "configs" / "mnist-glow-gpu.json"
 SHIPPED = Path(__file__).resolve().parents[1] / "trained" / "mnist-glow"

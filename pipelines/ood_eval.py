@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,79 +31,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFont
 
 from inpaint_app.anomaly import SCORES, base_scores, scores_from_base
 from inpaint_app.bundle import ModelBundle, load_bundle
+from inpaint_app.corpus import real_sets
 from inpaint_app.data import DatasetNotFound, load_split
+from inpaint_app.images import open_image
 from inpaint_app.normalize import fit_input, normalize_images
-from inpaint_app.nuisances import NUISANCES, apply_all
+from inpaint_app.nuisances import NUISANCES, apply_all, photographed
 from inpaint_app.ood_metrics import auroc, summary
+from inpaint_app.synthetic import rendered_letters, scribbles
+from inpaint_app.uploads import prepare_upload, score_uploads
 
 MODELS = {"mnist": "trained/mnist-glow/model.pt",
           "fashion-mnist": "trained/fashion-mnist-glow/model.pt"}
 OTHER = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-FONT_DIRS = ("/usr/share/fonts/truetype", "/usr/share/fonts/TTF", "/Library/Fonts")
 SET_NAMES = {"other": "{other}", "noise": "uniform noise", "constant": "constant",
              "inverted": "inverted {name}", "rotated": "{name} rotated 90°",
              "letters": "rendered letters (synthetic)", "scribbles": "scribbles (synthetic)"}
-
-
-def rendered_letters(n: int, seed: int = 0) -> torch.Tensor:
-    """uint8 ``[n, 1, 28, 28]`` white letters on black, MNIST-like framing, from Pillow's font."""
-    rng = np.random.default_rng(seed)
-    return torch.stack([_glyph(rng, LETTERS, lambda size: ImageFont.load_default(size=size))
-                        for _ in range(n)])
-
-
-def rendered_digits(n: int, seed: int = 0) -> torch.Tensor:
-    """uint8 ``[n, 1, 28, 28]`` typed digits 0-9, white on black, MNIST-like framing, in the
-    system's TrueType fonts (DejaVu, Liberation: sans, serif, mono, bold, italic) and Pillow's
-    own: a stand-in for a second digit set that is not handwritten."""
-    rng = np.random.default_rng(seed + 11)
-    fonts = sorted(p for d in FONT_DIRS for p in Path(d).rglob("*.ttf"))  # none: Pillow's
-
-    def font_for(size: int) -> ImageFont.FreeTypeFont:
-        pick = int(rng.integers(len(fonts) + 1))
-        return (ImageFont.truetype(str(fonts[pick]), size) if pick < len(fonts)
-                else ImageFont.load_default(size=size))
-
-    return torch.stack([_glyph(rng, "0123456789", font_for) for _ in range(n)])
-
-
-def _glyph(rng: np.random.Generator, chars: str, font_for) -> torch.Tensor:
-    """One character of ``chars`` at a random size (16-23 px), offset (+-2 px), stroke (0-1)
-    and tilt (+-10 degrees), centred in 28x28: uint8 ``[1, 28, 28]``."""
-    font = font_for(int(rng.integers(16, 24)))
-    image = Image.new("L", (28, 28), 0)
-    draw = ImageDraw.Draw(image)
-    char = chars[rng.integers(len(chars))]
-    left, top, right, bottom = draw.textbbox((0, 0), char, font=font)
-    x = (28 - (right - left)) / 2 - left + rng.integers(-2, 3)
-    y = (28 - (bottom - top)) / 2 - top + rng.integers(-2, 3)
-    draw.text((x, y), char, fill=255, font=font, stroke_width=int(rng.integers(0, 2)),
-              stroke_fill=255)
-    image = image.rotate(float(rng.uniform(-10, 10)), resample=Image.Resampling.BILINEAR)
-    return torch.from_numpy(np.asarray(image).copy())[None]
-
-
-def scribbles(n: int, seed: int = 0) -> torch.Tensor:
-    """uint8 ``[n, 1, 28, 28]`` random pen strokes in the MNIST frame: 1-3 smooth polylines of
-    3-6 points, 2-3 px wide, slightly blurred. Added after the default score was chosen, as a
-    set that played no part in choosing it."""
-    rng = np.random.default_rng(seed + 7)
-    out = []
-    for _ in range(n):
-        image = Image.new("L", (28, 28), 0)
-        draw = ImageDraw.Draw(image)
-        for _ in range(int(rng.integers(1, 4))):
-            points = [tuple(float(v) for v in rng.uniform(4, 24, 2))
-                      for _ in range(int(rng.integers(3, 7)))]
-            draw.line(points, fill=255, width=int(rng.integers(2, 4)), joint="curve")
-        image = image.filter(ImageFilter.GaussianBlur(0.6))
-        out.append(torch.from_numpy(np.asarray(image).copy())[None])
-    return torch.stack(out)
 
 
 def build_sets(name: str, limit: int, root: str | None, seed: int = 0
@@ -276,6 +223,112 @@ def draw_histograms(panels: dict[str, tuple[dict[str, np.ndarray], float]], path
     tmp.replace(path)
 
 
+FALLOFFS = (0, 20, 40, 60, 80, 100, 120)  # grey levels of light lost across the page
+
+
+def _score_uploads(model: ModelBundle, uploads: list[Image.Image]) -> dict[str, np.ndarray]:
+    """What ``score_batch`` gives these uploads with its defaults: the content score, flag and
+    bits/dim, and the capture axis's flag."""
+    rows = score_uploads(model, [prepare_upload(u, model) for u in uploads])
+    out = {key: np.asarray([np.nan if r[key] is None else r[key] for r in rows],
+                           dtype=np.float64)
+           for key in ("score", "flag", "bpd", "capture_flag", "captured")}
+    out["parts"] = {part: np.asarray([r["parts"][part] for r in rows])
+                    for part in (rows[0]["parts"] if rows else {})}
+    return out
+
+
+def _part_shares(parts: dict[str, np.ndarray]) -> dict[str, float]:
+    """Each evidence part's share of the set's summed evidence: what its verdicts rest on."""
+    total = sum(float(v.sum()) for v in parts.values())
+    return {part: float(v.sum()) / total for part, v in parts.items()} if total > 0 else {}
+
+
+def _mean(values: np.ndarray) -> float | None:
+    """The mean of what is known (None where nothing is: a calibration without that axis)."""
+    return None if np.isnan(values).all() else float(np.nanmean(values))
+
+
+def _read(files: tuple[Path, ...]) -> list[Image.Image]:
+    return [open_image(path) for path in files]
+
+
+def real_section(name: str, checkpoint: str, limit: int, root: str | None,
+                 copies: str | None) -> dict[str, Any]:
+    """The real-world corpus (``inpaint_app.corpus``) under one model, every file read as a
+    user has it and scored with ``score_batch``'s defaults: per in-domain set the content and
+    capture flag rates; per outlier set (the corpus's outliers, and the other model's in-domain
+    sets) the content AUROC against the pooled real in-domain sets and against the model's own
+    test set; and photos of test digits on paper lit with a measured fall-off."""
+    model = load_bundle(checkpoint)
+    test = build_sets(name, limit, root)["in"]
+    results: dict[str, dict[str, Any]] = {}
+    scored = {"test set": _score_uploads(model, [Image.fromarray(x[0].numpy()) for x in test])}
+    sets = real_sets(copies, limit=limit)
+    for missing in (s for s in sets if not s.files):
+        print(f"{name}: {missing.name} not fetched (run benchmarks/realworld/{missing.name}/"
+              "get.py): left out", file=sys.stderr)
+    sets = [s for s in sets if s.files]
+    inside = [s for s in sets if s.role == "in" and s.model == name]
+    outside = [s for s in sets if s.role == "out" or (s.role == "in" and s.model != name)]
+    for real in inside + outside:
+        print(f"{name}: {real.name} ({len(real.files)} files)", flush=True)
+        scored[real.name] = _score_uploads(model, _read(real.files))
+    pooled = np.concatenate([scored[s.name]["score"] for s in inside]) if inside else None
+    for key, values in scored.items():
+        real = next((s for s in sets if s.name == key), None)
+        role = "in" if real is None or real in inside else "out"
+        row = {"role": role, "kind": real.kind if real else f"{name} test split",
+               "n": len(values["score"]),
+               "flagged": float(values["flag"].mean()),
+               "capture_flagged": _mean(values["capture_flag"]),
+               "routed": _mean(values["captured"]),
+               "part_shares": _part_shares(values["parts"]),
+               "median_bpd": float(np.median(values["bpd"]))}
+        if role == "out":
+            row["auroc_vs_test"] = auroc(scored["test set"]["score"], values["score"])
+            if pooled is not None:
+                row["auroc_vs_real"] = auroc(pooled, values["score"])
+        results[key] = row
+    falloff = {}
+    if name == "mnist":  # photos of digits on paper: the normalization's lighting test
+        for level in FALLOFFS:
+            shot = photographed(level)
+            values = _score_uploads(model, [shot(x, i) for i, x in enumerate(test[:limit])])
+            falloff[level] = {"flagged": float(values["flag"].mean()),
+                              "capture_flagged": _mean(values["capture_flag"])}
+            print(f"{name}: fall-off {level}: flagged {falloff[level]['flagged']:.1%}",
+                  flush=True)
+    return {"checkpoint": checkpoint, "sets": results, "falloff": falloff}
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def real_markdown(results: dict[str, Any]) -> str:
+    """The README's real-world table: per model and set, flag rates and AUROCs."""
+    lines = ["| model | set | role | n | content flagged | capture axis fired | AUROC vs real "
+             "in-domain | AUROC vs test set | evidence by part |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, section in results.items():
+        for key, row in section["sets"].items():
+            real = f"{row['auroc_vs_real']:.3f}" if "auroc_vs_real" in row else ""
+            test = f"{row['auroc_vs_test']:.3f}" if "auroc_vs_test" in row else ""
+            shares = ", ".join(f"{part.replace('_', ' ')} {share:.0%}"
+                               for part, share in row.get("part_shares", {}).items())
+            lines.append(f"| {name} | {key} | {row['role']} | {row['n']} | {row['flagged']:.1%} "
+                         f"| {_percent(row['capture_flagged'])} | {real} | {test} | {shares} |")
+    for name, section in results.items():
+        if section["falloff"]:
+            lines += ["", f"Photos of {name} test digits on paper, light falling off across the "
+                      "page:", "", "| fall-off (grey levels) | content flagged | capture axis "
+                      "fired |", "|---|---|---|"]
+            lines += [f"| {level} | {row['flagged']:.1%} | {_percent(row['capture_flagged'])} |"
+                      for level, row in section["falloff"].items()]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="AUROC/AUPR/FPR@95%TPR of the anomaly scores.")
     p.add_argument("--limit", type=int, default=2000, help="images per set (test subset)")
@@ -288,8 +341,32 @@ def main(argv: list[str] | None = None) -> None:
                    help="score the sets as stored, without the input normalization")
     p.add_argument("--nuisance-limit", type=int, default=300,
                    help="images per set in the nuisance section (0: skip it)")
+    p.add_argument("--real-limit", type=int, default=500,
+                   help="files per set in the real-world section (0: skip it)")
+    p.add_argument("--real-copies", default=None, metavar="DIR",
+                   help="where the corpus's get.py scripts wrote the sets (default: "
+                        "DATA_ROOT/realworld); a set not there is listed as not fetched")
+    p.add_argument("--only-real", action="store_true",
+                   help="run the real-world section alone (writes OUT-real.json/.md only)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.real_limit:
+        copies = args.real_copies or str(Path(args.data_root or os.environ.get(
+            "FLOWPAINT_DATA", "data")) / "realworld")
+        real = {name: real_section(name, checkpoint, args.real_limit, args.data_root, copies)
+                for name, checkpoint in MODELS.items()}
+        table = real_markdown(real)
+        real_out = out.with_name(out.name + "-real")
+        real_out.with_suffix(".json").write_text(json.dumps(real, indent=2) + "\n")
+        real_out.with_suffix(".md").write_text(
+            "# Real-world corpus\n\nEvery file read as its user has it and scored with "
+            "`score_batch`'s defaults (benchmarks/realworld/; at most "
+            f"{args.real_limit} files a set).\n\n" + table)
+        print(table)
+    if args.only_real:
+        return
 
     results = {}
     try:
@@ -310,8 +387,6 @@ def main(argv: list[str] | None = None) -> None:
                "normalized back by design, is left out); " if args.normalize else "as stored; ")
             + f"default score: {default}; MNIST Glow scoring throughput {speed} images/s "
             f"(batch 256, {args.threads} CPU thread(s)).\n")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     nuisances = ""
     if args.nuisance_limit:

@@ -7,9 +7,11 @@ Each image is read with ``inpaint_app.images`` (any size and mode, in colour for
 brought to the model's conventions by its input normalization (``inpaint_app.normalize``:
 polarity, the dataset's framing, levels; colour models and ``--no-normalize``: a plain Lanczos
 resize) and scored with
-``inpaint_app.anomaly.score_images``; the ``normalization`` column says what was done, and
-``captured`` whether the model's capture-trained flow judged the image (empty for models without
-one). A file that
+``inpaint_app.uploads.score_uploads`` on both axes: ``flag``, ``p_value`` and ``score`` are the
+content verdict; ``capture_flag``, ``capture_p_value`` and ``capture_why`` the capture axis
+(was it captured like the training images? ``inpaint_app.capture_axis``; empty for a calibration
+without it). The ``normalization`` column says what was done, and ``captured`` whether the
+model's capture-trained flow judged the image (empty for models without one). A file that
 cannot be read gets a row with its ``error`` and the run goes on. The CSV is written to a
 temporary file and renamed, so no half-written file is left behind.
 """
@@ -25,35 +27,32 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from inpaint_app.anomaly import NEEDS_CALIBRATION, SCORES, score_images
+from inpaint_app.anomaly import NEEDS_CALIBRATION, SCORES
 from inpaint_app.atomic import atomic_write, ensure_writable_dir
-from inpaint_app.bundle import load_bundle
+from inpaint_app.bundle import ModelBundle, load_bundle
 from inpaint_app.images import ImageError, open_image
 from inpaint_app.models import CheckpointError, ConfigError
-from inpaint_app.normalize import Recipe, fit_input
+from inpaint_app.uploads import Prepared, prepare_upload, score_uploads
 
 COLUMNS = ["file", "bpd", "score", *(s for s in SCORES if s != "bpd"), "p_value", "flag",
-           "threshold", "captured", "normalization", "error"]
+           "threshold", "why", "capture_flag", "capture_p_value", "capture_why", "captured",
+           "normalization", "error"]
 
 
-def read_folder(folder: Path, image_shape: tuple[int, int, int],
-                recipe: Recipe | str | None = None, normalize: bool = True
-                ) -> tuple[list[str], list[torch.Tensor], dict[str, str], dict[str, str]]:
-    """Names and uint8 tensors of the readable files, an error message for each other one, and
-    what the input normalization (``recipe``: a bundle's, or a dataset name) did to each
-    readable one."""
-    names, tensors, errors, notes = [], [], {}, {}
+def read_folder(folder: Path, bundle: ModelBundle, normalize: bool = True
+                ) -> tuple[dict[str, Prepared], dict[str, str]]:
+    """Every readable file prepared for ``bundle`` (its input, what the normalization did, its
+    capture facts), and an error message for each other one."""
+    prepared, errors = {}, {}
     for path in tqdm(sorted(p for p in folder.iterdir() if p.is_file()
                             and not p.name.startswith(".")), desc="read", unit="file"):
         try:
-            x, _, notes[path.name] = fit_input(open_image(path), image_shape, recipe, normalize)
-            tensors.append(x)
-            names.append(path.name)
+            prepared[path.name] = prepare_upload(open_image(path), bundle, normalize)
         except ImageError as err:
             errors[path.name] = str(err)
         except OSError as err:  # unreadable (permissions, I/O): named, and the run goes on
             errors[path.name] = f"cannot read file: {err.strerror or err}"
-    return names, tensors, errors, notes
+    return prepared, errors
 
 
 def _cell(value: Any) -> str:
@@ -105,15 +104,16 @@ def main(argv: list[str] | None = None) -> None:
         ensure_writable_dir(Path(args.out).parent)
     except OSError as err:
         sys.exit(f"error: cannot write {args.out}: {err.strerror or err}")
-    names, tensors, errors, notes = read_folder(folder, model.image_shape,
-                                                model.recipe, args.normalize)
+    prepared, errors = read_folder(folder, model, args.normalize)
+    names = list(prepared)
     scored: dict[str, dict[str, Any]] = {}
-    for start in tqdm(range(0, len(tensors), args.batch_size), desc="score", unit="batch"):
-        batch = torch.stack(tensors[start:start + args.batch_size])
-        results = score_images(model, batch, score=args.score)
-        scored.update(zip(names[start:start + args.batch_size], results, strict=True))
-    rows = [{"file": name, **scored[name], "normalization": notes[name]} if name in scored
-            else {"file": name, "error": errors[name]} for name in sorted({*scored, *errors})]
+    for start in tqdm(range(0, len(names), args.batch_size), desc="score", unit="batch"):
+        batch = names[start:start + args.batch_size]
+        results = score_uploads(model, [prepared[n] for n in batch], score=args.score)
+        scored.update(zip(batch, results, strict=True))
+    rows = [{"file": name, **scored[name], "normalization": prepared[name].note}
+            if name in scored else {"file": name, "error": errors[name]}
+            for name in sorted({*scored, *errors})]
     write_csv(rows, Path(args.out))
     flagged = sum(bool(r.get("flag")) for r in rows)
     print(f"wrote {args.out}: {len(scored)} scored, {flagged} flagged, {len(errors)} unreadable")

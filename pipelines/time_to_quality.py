@@ -7,12 +7,12 @@
 One run trains, one after the other (``--first``), each for ``--minutes`` of training:
 
 - **ours**: ``build_model("glow")`` with ``pipelines.train``'s default CPU recipe, read from
-  ``pipelines/configs/mnist-glow-cpu.json`` through ``pipelines.train.parse_args`` and run by its
-  own ``TrainState.start`` and ``train_batch``: fused Adam at lr 1e-3, 200 linear warm-up steps,
-  then a cosine to 2 % that anneals within the time budget (``--max-minutes``), gradient-norm
-  clip 50, batch 64, float32 (the config sets no ``amp``), validated with its EMA (0.999,
-  warmed up as (1 + t) / (10 + t)) weights, ActNorm initialised from 512 training images.
-- **peer**: the same architecture built with normflows (``pipelines.benchmark.PEERS["glow"]``:
+  ``pipelines/configs/mnist-glow-cpu.json`` (``inpaint_app.trainer.recipe_from_config``) and run
+  by its own ``TrainState.start`` and ``train_batch``: fused Adam at lr 1e-3, 200 linear warm-up
+  steps, then a cosine to 2 % that anneals within the time budget (``--max-minutes``),
+  gradient-norm clip 50, batch 64, float32 (the config sets no ``amp``), validated with its EMA
+  (0.999, warmed up as (1 + t) / (10 + t)) weights, ActNorm initialised from 512 training images.
+- **peer**: the same architecture built with normflows (``inpaint_app.peers.PEERS["glow"]``:
   ``GlowBlock`` x steps per level, a split-prior coupling, ``transforms.Logit(0.05)``) trained as
   normflows' own Glow example does (``examples/glow.ipynb``, identical at tag v1.7.3 and on
   master): ``torch.optim.Adamax(lr=1e-3, weight_decay=1e-5)``, batch 128, a constant learning
@@ -24,7 +24,7 @@ Both see the same training images in the same kind of order (a fresh permutation
 same dequantization y = (x + u) / 256 (the example's ``Scale(255/256)`` + ``Jitter(1/256)``), and
 are validated every ``--val-every`` training seconds on the same first ``--val-images``
 validation images with the same seeded noise (``inpaint_app.training.evaluate_bpd``; the peer
-through ``pipelines.benchmark.PeerDensity``, logit Jacobian included, so the bits/dim are the
+through ``inpaint_app.peers.PeerDensity``, logit Jacobian included, so the bits/dim are the
 same quantity). The clock counts training steps only: it stops while validating. After its budget
 each side scores the test set (``--test-images``: the first N, default all) with its final
 weights (ours: the EMA's). The ratio is (training seconds at ours' first validation at or below
@@ -54,9 +54,7 @@ import torch
 from inpaint_app.data import DatasetNotFound, load_split
 from inpaint_app.density import bits_per_dim_from_log_prob, dequantize
 from inpaint_app.models import build_model
-from inpaint_app.training import LogProb, bpd_summary, evaluate_bpd
-from pipelines import train as train_pipeline
-from pipelines.benchmark import (
+from inpaint_app.peers import (
     INSTALL_HINT,
     PEERS,
     RECIPES,
@@ -66,6 +64,9 @@ from pipelines.benchmark import (
     machine,
     n_params,
 )
+from inpaint_app.train_state import Process, TrainState
+from inpaint_app.trainer import init_weights, recipe_from_config, settle_amp, train_batch
+from inpaint_app.training import LogProb, bpd_summary, evaluate_bpd
 
 OUR_CONFIG = Path(__file__).parent / "configs" / "mnist-glow-cpu.json"
 PEER_SOURCE = ("normflows examples/glow.ipynb (v1.7.3): https://github.com/VincentStimper/"
@@ -103,23 +104,20 @@ def batch_stream(images: torch.Tensor, batch_size: int, seed: int) -> Iterator[t
 
 def our_side(args: argparse.Namespace, train: torch.Tensor) -> Side:
     """Our Glow and ``pipelines.train``'s recipe (its config, its state, its step)."""
-    recipe = train_pipeline.parse_args(
-        ["--config", str(args.config), "--max-minutes", str(args.minutes),
-         "--threads", str(args.threads), "--seed", str(args.seed),
-         "--hparams", json.dumps(args.hparams)])
-    proc = train_pipeline.Process(0, 1, torch.device("cpu"))
-    train_pipeline.settle_amp(recipe, proc.device)
+    recipe = recipe_from_config(args.config, max_minutes=args.minutes, threads=args.threads,
+                                seed=args.seed, hparams=json.dumps(args.hparams))
+    proc = Process(0, 1, torch.device("cpu"))
+    settle_amp(recipe, proc.device)
     torch.manual_seed(args.seed)
     density = build_model("glow", image_shape=SHAPE, **args.hparams)
-    train_pipeline.init_weights(recipe, density, None, train, proc.device)
-    state = train_pipeline.TrainState.start(
-        recipe, density, max(1, len(train) // recipe.batch_size), proc)
+    init_weights(recipe, density, None, train, proc.device)
+    state = TrainState.start(recipe, density, max(1, len(train) // recipe.batch_size), proc)
     state.remember_good()  # what the non-finite guard falls back to
     model = LogProb(density)
 
     def step(batch: torch.Tensor, elapsed: float) -> float:
         state.elapsed = elapsed  # the cosine anneals within the budget, as in pipelines.train
-        return train_pipeline.train_batch(recipe, state, model, batch)
+        return train_batch(recipe, state, model, batch)
 
     def evaluate(images: torch.Tensor) -> torch.Tensor:
         with state.eval_weights_loaded() as weights:

@@ -31,3 +31,11 @@ def free_port() -> Callable[[], int]:
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
     return pick
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that asks for ``data_root`` carries the ``data`` mark, so ``-m data`` and
+    ``-m "not data"`` split the suite exactly (``.ci/run`` runs the two halves apart)."""
+    for item in items:
+        if "data_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)

@@ -57,3 +57,12 @@ def test_installed_package_declares_the_console_script_and_runs_from_any_folder(
     assert found.returncode == 0, found.stderr
     package = Path(__file__).resolve().parents[1] / "inpaint_app"
     assert Path(found.stdout.strip()).parent == package
+
+
+def test_version_prints_the_installed_metadata_version(capsys) -> None:
+    try:
+        expected = importlib.metadata.version("flowpaint")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("flowpaint is not installed (make install: pip install -e .[test])")
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"flowpaint {expected}"

@@ -10,15 +10,13 @@ import torch
 from flow_checks import perturbed
 
 from inpaint_app.density import DensityModel
+from inpaint_app.ffjord_density import bits_summary, log_prob_probe_samples, log_prob_with_penalty
 from inpaint_app.flows.ffjord import (
     CNF,
     ODENet,
-    bits_summary,
     build_ffjord,
     cnf_blocks,
     divergence,
-    log_prob_probe_samples,
-    log_prob_with_penalty,
     total_nfe,
 )
 from inpaint_app.models import build_model, load_model, save_model

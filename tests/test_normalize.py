@@ -138,3 +138,82 @@ def test_nuisances_make_uploads_of_the_documented_kind() -> None:
     shifted = np.asarray(apply_all("shifted 2 px", images)[0])
     assert np.array_equal(shifted[:, 2:], images[0, 0].numpy()[:, :-2])
     assert np.asarray(apply_all("black on white", images)[0])[0, 0] == 255
+
+
+def _photo(falloff: float, grain: float = 0.0, seed: int = 0) -> Image.Image:
+    """digit(280) as dark ink on paper of 225 grey levels whose light falls off linearly from
+    left to right by ``falloff`` levels, with Gaussian ``grain``."""
+    strokes = np.asarray(digit(280), dtype=np.float64) / 255.0
+    light = 225.0 - falloff * np.linspace(0.0, 1.0, 280)[None, :]
+    photo = light * (1.0 - 0.85 * strokes)
+    photo += np.random.default_rng(seed).normal(0.0, grain, photo.shape)
+    return Image.fromarray(photo.clip(0, 255).round().astype(np.uint8))
+
+
+def test_an_evenly_lit_page_is_not_flattened() -> None:
+    x, framing = prepare(_photo(0), SHAPE, "mnist")
+    assert framing.page is None and "flattened" not in framing.describe()
+    for image in (digit(), digit(280)):  # digital images: no page surface, no grain
+        _, framing = prepare(image, SHAPE, "mnist")
+        assert framing.page is None and framing.grain == 0
+
+
+@pytest.mark.parametrize("falloff", [40, 100, 120])
+def test_light_falling_off_across_the_page_is_flattened(falloff: int) -> None:
+    flat, _ = prepare(_photo(0), SHAPE, "mnist")
+    x, framing = prepare(_photo(falloff), SHAPE, "mnist")
+    assert framing.page is not None
+    assert f"its light spans {falloff} grey levels" in framing.describe()
+    # The ramp is gone: the model input matches the evenly lit page's within a few levels,
+    # where without flattening the dim side's page would survive as grey content.
+    assert (x.double() - flat.double()).abs().mean().item() < 3
+    unflattened = np.asarray(_photo(falloff), dtype=np.float64)
+    assert np.ptp(unflattened[5, 5:-5]) > falloff * 0.9  # the test page does fall off
+
+
+def test_page_grain_is_measured_and_the_fill_goes_back_into_the_lit_page() -> None:
+    upload = _photo(100, grain=3.0)
+    x, framing = prepare(upload, SHAPE, "mnist")
+    assert 2 < framing.grain < 6  # the noise of the flattened page, a standard deviation
+    mask = np.zeros((280, 280), dtype=bool)
+    mask[:, 140:] = True  # the dim half
+    restored = np.asarray(framing.restore(x, upload, mask), dtype=np.float64)
+    original = np.asarray(upload, dtype=np.float64)
+    assert np.array_equal(restored[:, :140], original[:, :140])  # outside the mask: as is
+    # Inside it, the page light comes back: the fill of page pixels matches the dim page.
+    page = np.asarray(digit(280))[:, 140:] == 0
+    assert abs(restored[:, 140:][page].mean() - original[:, 140:][page].mean()) < 6
+
+
+def test_a_model_mask_lands_on_the_upload_pixels_it_covers() -> None:
+    """The bottom half and left quarter of a 28 x 28 model field cover exactly rows 300+ and
+    columns below 150 of a 600 x 600 upload: no half-pixel shift either way."""
+    upload = Image.fromarray(np.random.default_rng(0).integers(0, 256, (600, 600), np.uint8))
+    _, framing = prepare(upload, SHAPE, "resize")
+    mask = torch.zeros(28, 28, dtype=torch.bool)
+    mask[14:] = True
+    mask[:, :7] = True
+    back = framing.to_upload_mask(mask)
+    assert not back[:300, 150:].any() and back[300:].all() and back[:, :150].all()
+    half = np.zeros((600, 600), dtype=bool)
+    half[300:] = True
+    assert torch.equal(framing.to_model_mask(half), torch.arange(28)[:, None].expand(28, 28) >= 14)
+
+
+def test_a_photographed_garment_keeps_no_floor_around_it() -> None:
+    """Fashion-MNIST's recipe isolates a photo's largest object: a dark coat on a light,
+    textured floor comes out as the coat alone on black; the same recipe leaves an image at
+    the model's size as it is."""
+    rng = np.random.default_rng(0)
+    floor = 200 + rng.normal(0, 12, (400, 300))  # a light floor with texture
+    floor[60:340, 70:230] = 60 + rng.normal(0, 5, (280, 160))  # the coat
+    photo = Image.fromarray(floor.clip(0, 255).astype(np.uint8))
+    x, framing = prepare(photo, SHAPE, "fashion-mnist")
+    assert "object isolated" in framing.describe()
+    column = x[0, :, 14].double()
+    assert (column[column > 0] > 60).all()  # the coat, bright after inversion; nothing faint
+    ys, xs = np.nonzero(x[0].numpy())
+    assert xs.min() >= 5 and xs.max() <= 22  # the coat's own width (160 of 280 px), not the floor
+    plain, framing = prepare(Image.fromarray(np.asarray(photo.resize((28, 28)))), SHAPE,
+                             "fashion-mnist")
+    assert "object isolated" not in framing.describe()

@@ -1,5 +1,5 @@
-"""pipelines.ood_eval: the synthetic out-of-distribution sets, the set builder and one model's
-evaluation end to end on a tiny calibrated checkpoint."""
+"""pipelines.ood_eval: the set builder and one model's evaluation end to end on a tiny calibrated
+checkpoint (the synthetic sets: tests/test_synthetic.py)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,6 @@ from inpaint_app.data import load_split
 from inpaint_app.models import build_model, save_model
 from inpaint_app.nuisances import NUISANCES
 from pipelines import ood_eval
-
-
-@pytest.mark.parametrize("make", [ood_eval.rendered_letters, ood_eval.scribbles],
-                         ids=["letters", "scribbles"])
-def test_synthetic_sets_are_seeded_digit_framed_strokes(make) -> None:
-    images = make(12, seed=0)
-    assert images.dtype == torch.uint8 and images.shape == (12, 1, 28, 28)
-    assert torch.equal(images, make(12, seed=0))
-    assert not torch.equal(images, make(12, seed=1))
-    assert (images.flatten(1).max(1).values > 200).all()  # every image has ink
-    border = torch.cat([images[..., :2, :].flatten(1), images[..., -2:, :].flatten(1)], 1)
-    assert border.float().mean() < 0.25 * images.float().mean()  # ink sits inside the frame
 
 
 @pytest.mark.data
@@ -66,3 +54,62 @@ def test_evaluate_model_reports_every_pair_and_score(data_root: Path, tmp_path: 
     rows = section["rows"]
     assert rows["black on white"]["flag_rate"] == rows["none"]["flag_rate"]
     assert ood_eval.nuisance_markdown({"mnist": result}).count("\n| mnist |") == len(NUISANCES)
+
+
+def _corpus(root: Path, copies: Path) -> None:
+    """A two-set corpus: in-domain digits as black-on-white 16x16 bitmaps, and an outlier set
+    of uniform noise photos; a third set described but never fetched."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, model, role in (("bitmaps", "mnist", "in"), ("noise", "any", "out"),
+                              ("absent", "any", "out")):
+        (root / name).mkdir(parents=True)
+        (root / name / "set.json").write_text(json.dumps(
+            {"name": name, "model": model, "role": role, "kind": f"{name} (test)"}))
+        if name == "absent":
+            continue
+        (copies / name).mkdir(parents=True)
+        for i in range(4):
+            if name == "bitmaps":
+                page = np.full((16, 16), 255, np.uint8)
+                page[3:13, 6 + i % 3:9 + i % 3] = 0  # a dark bar on white: a "1"
+            else:
+                page = rng.integers(0, 256, (40, 40), dtype=np.uint8)
+            Image.fromarray(page).save(copies / name / f"x_{i}.png")
+
+
+@pytest.mark.data
+def test_real_section_reads_the_corpus_as_users_have_it(data_root: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from inpaint_app.capture_axis import calibrate_capture
+    from inpaint_app.corpus import real_sets
+
+    corpus, copies = tmp_path / "corpus", tmp_path / "copies"
+    _corpus(corpus, copies)
+    sets = {s.name: s for s in real_sets(copies, corpus=corpus)}
+    assert len(sets["bitmaps"].files) == 4 and sets["absent"].files == ()
+    assert sets["absent"].copy == "not fetched"
+    monkeypatch.setattr(ood_eval, "real_sets",
+                        lambda copies, limit=None: real_sets(copies, corpus=corpus, limit=limit))
+    torch.manual_seed(0)
+    model = build_model("glow", image_shape=(1, 28, 28), steps=1, hidden=8).eval()
+    val = load_split("mnist", "val", str(data_root))[:64]
+    anomaly = calibrate(model, val, source="mnist val (64)")
+    # Four facts at 5 %: a p-value of 1 / (n + 1) fires only from n = 80 validation images on.
+    axis_val = load_split("mnist", "val", str(data_root))[:400]
+    anomaly["capture_axis"] = calibrate_capture(axis_val, "mnist", 0.05)
+    save_model(model, tmp_path / "model.pt", card={"dataset": "mnist", "anomaly": anomaly})
+    result = ood_eval.real_section("mnist", str(tmp_path / "model.pt"), 4, str(data_root),
+                                   str(copies))
+    rows = result["sets"]
+    assert set(rows) == {"test set", "bitmaps", "noise"}  # the unfetched set is left out
+    assert rows["bitmaps"]["role"] == "in" and rows["noise"]["role"] == "out"
+    assert rows["bitmaps"]["capture_flagged"] == 1.0  # two grey levels, 16 px: captured
+    assert 0.0 <= rows["noise"]["auroc_vs_real"] <= 1.0
+    assert set(result["falloff"]) == set(ood_eval.FALLOFFS)
+    table = ood_eval.real_markdown({"mnist": result})
+    assert "| mnist | bitmaps | in | 4 |" in table and "| 120 |" in table

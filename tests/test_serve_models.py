@@ -65,7 +65,7 @@ def test_good_bundles_are_offered_and_bad_ones_skipped_with_why(handlers: Handle
 def test_a_bundles_examples_select_it(handlers: Handlers, models: Path) -> None:
     assert [(example.path, model) for example, model in handlers.examples] == [
         (models / "good" / "examples" / f"val-{i}.png", "good") for i in range(2)]
-    chosen, mask, note = handlers.example(gr.SelectData(None, {"index": 1, "value": None}))
+    chosen, mask, note, *_ = handlers.example(gr.SelectData(None, {"index": 1, "value": None}))
     assert (chosen, mask) == ("good", "center") and "val-1.png" in note  # nothing said of it
     assert "validation images" in note
 

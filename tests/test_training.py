@@ -14,9 +14,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from inpaint_app import build_model, load_model
+from inpaint_app import build_model, load_model, trainer
 from inpaint_app.card import ModelCard
 from inpaint_app.models import read_card
+from inpaint_app.train_state import Process, TrainState
 from inpaint_app.training import (
     EMA,
     LogProb,
@@ -143,11 +144,11 @@ def test_keep_last_installs_weights_that_validate_worse(tmp_path: Path, keep: st
     args = train.parse_args([*TINY_GLOW, "--out", str(tmp_path), "--keep", keep])
     args.init_source = None
     density = build_model("glow", image_shape=(1, 28, 28), steps=2, hidden=16)
-    proc = train.Process(0, 1, torch.device("cpu"))
-    state = train.TrainState.start(args, density, 1, proc)
+    proc = Process(0, 1, torch.device("cpu"))
+    state = TrainState.start(args, density, 1, proc)
     state.step, state.best_val, state.elapsed = 1, -math.inf, 1.0
     val = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
-    train.validate(args, state, val, 0, [1.0], proc)
+    trainer.validate(args, state, val, 0, [1.0], proc)
     assert state.best_val == -math.inf  # a worse validation never becomes the best
     assert (tmp_path / "model.pt").is_file() == (keep == "last")
     if keep == "last":
@@ -157,11 +158,11 @@ def test_keep_last_installs_weights_that_validate_worse(tmp_path: Path, keep: st
 
 
 def test_falling_back_leaves_the_snapshot_intact_for_the_next_fall_back() -> None:
-    """Stop 26's note: after ``fall_back`` the optimizer's moments were the snapshot's own
+    """A review note: after ``fall_back`` the optimizer's moments were the snapshot's own
     tensors, so the next steps rewrote the snapshot in place."""
     args = train.parse_args([*TINY_GLOW, "--out", "unused"])
     density = build_model("glow", image_shape=(1, 8, 8), steps=2, hidden=8)
-    state = train.TrainState.start(args, density, 4, train.Process(0, 1, torch.device("cpu")))
+    state = TrainState.start(args, density, 4, Process(0, 1, torch.device("cpu")))
     batch = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8,
                           generator=torch.Generator().manual_seed(0))
     train_step(LogProb(density), density, batch, state.optimizer)
@@ -181,9 +182,9 @@ def test_train_state_resumes_from_its_file_and_a_failed_write_only_warns(
     weights, EMA, optimizer, schedule, random stream and counters; a write that fails (here
     the folder is a file) warns and leaves the previous file."""
     args = train.parse_args([*TINY_GLOW, "--out", str(tmp_path), "--ema", "0.9", "--epochs", "2"])
-    proc = train.Process(0, 1, torch.device("cpu"))
+    proc = Process(0, 1, torch.device("cpu"))
     density = build_model("glow", image_shape=(1, 8, 8), steps=2, hidden=8)
-    state = train.TrainState.start(args, density, 4, proc)
+    state = TrainState.start(args, density, 4, proc)
     batch = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8,
                           generator=torch.Generator().manual_seed(0))
     loss = train_step(LogProb(density), density, batch, state.optimizer, generator=state.generator)
@@ -198,7 +199,7 @@ def test_train_state_resumes_from_its_file_and_a_failed_write_only_warns(
         "elapsed", "ema", "losses", "lr_scale"}
 
     other = build_model("glow", image_shape=(1, 8, 8), steps=2, hidden=8)
-    back = train.TrainState.resume(path, args, other, 4, proc)
+    back = TrainState.resume(path, args, other, 4, proc)
     assert (back.step, back.best_val, back.history, back.elapsed, back.step_losses,
             back.lr_scale) == (1, 5.0, [{"epoch": 1}], 12.5, [loss], 0.5)
     saved_tensors = [*density.state_dict().values(), *state.ema.state_dict().values(),
@@ -221,10 +222,10 @@ def test_train_state_resumes_from_its_file_and_a_failed_write_only_warns(
 def test_a_second_warm_restart_keeps_the_whole_training_history() -> None:
     """A restart of a restart records both sources, and the results table adds every budget."""
     first = {"val_bpd": 1.42, "training_minutes": 125.0, "command": "train A"}
-    second = train.init_from_summary("runs/a/model.pt", {"card": first})
+    second = trainer.init_from_summary("runs/a/model.pt", {"card": first})
     source_card = {"val_bpd": 1.31, "training_minutes": 135.0, "command": "train B",
                    "init_from": second}
-    third = train.init_from_summary("runs/b/model.pt", {"card": source_card})
+    third = trainer.init_from_summary("runs/b/model.pt", {"card": source_card})
     assert third["init_from"]["checkpoint"] == "runs/a/model.pt"
     assert third["init_from"]["val_bpd"] == 1.42
     card = ModelCard(training_minutes=110.0, init_from=third)
@@ -372,12 +373,12 @@ def test_ema_warms_up_then_averages_with_its_full_decay() -> None:
 def test_resume_with_ema_from_a_state_saved_without_one(tmp_path: Path) -> None:
     """A run started without --ema and resumed with it starts its average from the weights."""
     args = train.parse_args([*TINY_GLOW, "--out", str(tmp_path), "--epochs", "2"])
-    proc = train.Process(0, 1, torch.device("cpu"))
+    proc = Process(0, 1, torch.device("cpu"))
     density = build_model("glow", image_shape=(1, 8, 8), steps=2, hidden=8)
-    train.TrainState.start(args, density, 4, proc).save(tmp_path / "state.pt")
+    TrainState.start(args, density, 4, proc).save(tmp_path / "state.pt")
     with_ema = train.parse_args([*TINY_GLOW, "--out", str(tmp_path), "--ema", "0.99"])
     other = build_model("glow", image_shape=(1, 8, 8), steps=2, hidden=8)
-    back = train.TrainState.resume(tmp_path / "state.pt", with_ema, other, 4, proc)
+    back = TrainState.resume(tmp_path / "state.pt", with_ema, other, 4, proc)
     assert all(torch.equal(a, b) for a, b in zip(back.ema.state_dict().values(),
                                                  density.state_dict().values(), strict=True))
 
@@ -388,9 +389,22 @@ def test_amp_falls_back_to_float32_where_bf16_would_be_emulated(
     args = train.parse_args(["--images", "imgs", "--out", "o"])
     assert args.amp
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    train.settle_amp(args, torch.device("cpu"))
+    trainer.settle_amp(args, torch.device("cpu"))
     assert not args.amp and "training in float32" in capsys.readouterr().err
     assert not train.parse_args(["--images", "imgs", "--out", "o", "--no-amp"]).amp
+
+
+def test_a_configs_recipe_is_what_the_command_line_reads() -> None:
+    """``trainer.recipe_from_config`` (time_to_quality's recipe) and ``pipelines.train``'s flags
+    share their defaults and read a config alike."""
+    config = "pipelines/configs/mnist-glow-cpu.json"
+    flags = train.parse_args(["--config", config, "--max-minutes", "0.5", "--seed", "3"])
+    recipe = trainer.recipe_from_config(config, max_minutes=0.5, seed=3)
+    plain = train.parse_args([])
+    for key, default in trainer.RECIPE_DEFAULTS.items():
+        assert getattr(plain, key) == default, key
+        assert getattr(recipe, key) == getattr(flags, key), key
+    assert json.loads(recipe.hparams) == json.loads(flags.hparams)
 
 
 def test_warmup_cosine_schedule() -> None:

@@ -1,4 +1,4 @@
-"""Stop 29: the shipped Fashion-MNIST model's flag rate at its calibrated threshold, on 1,000 test
+"""The shipped Fashion-MNIST model's flag rate at its calibrated threshold, on 1,000 test
 items under each capture nuisance, with the framing's content level at 5, 10, 15 and 20 % of the
 brightest pixel (docs/anomaly.md, "Preprocessing").
 

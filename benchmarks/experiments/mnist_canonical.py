@@ -1,4 +1,4 @@
-"""Stop 30: a canonical MNIST verdict. Every image, training and scored alike, is binarized at
+"""A canonical MNIST verdict. Every image, training and scored alike, is binarized at
 127 and blurred by 0.6 px before the flow sees it, so that resampling, JPEG and blur leave less
 to tell apart; a Glow (warm-started from the shipped one) and a background flow are trained on
 such images. Does the evidence verdict then keep A's clean AUROCs with robust flag rates?

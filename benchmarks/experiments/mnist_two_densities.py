@@ -1,4 +1,4 @@
-"""Stop 29: can the MNIST verdict read two densities, the shipped Glow A and the capture-trained
+"""Can the MNIST verdict read two densities, the shipped Glow A and the capture-trained
 Glow B, and keep A's clean AUROCs with B's flag rates? (docs/anomaly.md, "Training on captured
 images"). It cannot: the table there comes from this script.
 

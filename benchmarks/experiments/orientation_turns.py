@@ -1,4 +1,4 @@
-"""Stop 30: does the evidence verdict need all three quarter turns for its orientation part?
+"""Does the evidence verdict need all three quarter turns for its orientation part?
 
 Each turn is one more flow pass per image (the verdict's passes are most of its cost: issue 21).
 For each shipped model this computes, once, the bits/dim of every image at 0, 90, 180 and 270
@@ -31,7 +31,8 @@ from inpaint_app.data import load_split
 from inpaint_app.normalize import normalize_images
 from inpaint_app.nuisances import NUISANCES, apply_all
 from inpaint_app.ood_metrics import auroc
-from pipelines.ood_eval import OTHER, build_sets, model_inputs, rendered_letters, scribbles
+from inpaint_app.synthetic import rendered_letters, scribbles
+from pipelines.ood_eval import OTHER, build_sets, model_inputs
 
 MODELS = {"mnist": "trained/mnist-glow", "fashion-mnist": "trained/fashion-mnist-glow"}
 TURN_SETS = ((1, 2, 3), (1, 3), (1,), (3,), (2,))

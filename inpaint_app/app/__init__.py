@@ -1,7 +1,7 @@
 """The Gradio web app: ``create_app`` builds it, ``serve`` runs it on 127.0.0.1.
 
     python -m inpaint_app serve [--models DIR] [--checkpoint C] [--port 7860] [--host H]
-                                [--no-compile]
+                                [--compile]
 
 Layout lives in ``layout``, the actions in ``handlers`` (testable without a browser), the model
 cache in ``registry``. Exposure is conservative: loopback unless told otherwise, no share link,
@@ -18,7 +18,7 @@ import gradio as gr
 from ..compiled import compile_enabled
 from ..images import MAX_FILE_BYTES
 from .handlers import Handlers
-from .layout import CSS, build_app
+from .layout import CSS, HEAD, build_app
 from .registry import TRAINED_DIR, ModelCache, checkpoints_for
 
 CONCURRENCY = 2  # requests computed at once; the rest wait in the queue
@@ -47,16 +47,16 @@ def create_app(checkpoint: str | Path | None = None, *, root: str | Path = TRAIN
 def launch_kwargs(host: str = "127.0.0.1", port: int = 7860) -> dict:
     """The ``launch()`` settings every start uses: loopback, no share link, upload cap."""
     return {"server_name": host, "server_port": port, "share": False,
-            "max_file_size": MAX_FILE_BYTES, "css": CSS, "show_error": False,
+            "max_file_size": MAX_FILE_BYTES, "css": CSS, "head": HEAD, "show_error": False,
             "footer_links": ["api"]}
 
 
 def serve(host: str = "127.0.0.1", port: int = 7860, checkpoint: str | Path | None = None,
-          concurrency: int = CONCURRENCY, compile: bool = True,
+          concurrency: int = CONCURRENCY, compile: bool = False,
           models: str | Path = TRAINED_DIR) -> None:
-    """Build and run the app until interrupted; it compiles in the background unless
-    ``compile`` is False or ``FLOWPAINT_COMPILE=0``, and says in the server log when each
-    model's compiled scoring is ready."""
+    """Build and run the app until interrupted. With ``compile`` (and not
+    ``FLOWPAINT_COMPILE=0``) each model's scoring compiles in the background, and the server
+    log says, in one line each, when a model's compiled scoring is ready or why it is not."""
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("inpaint_app").setLevel(logging.INFO)

@@ -21,22 +21,31 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from ..anomaly import explain, score_images
+from ..anomaly import explain
 from ..bundle import ModelBundle
 from ..gallery import Example
 from ..images import (
+    MAX_FILE_BYTES,
     ImageError,
+    Resize,
     open_image,
     to_8bit,
-    to_mask,
     to_pil,
 )
 from ..inpainting import DEFAULT_STEPS, METHODS, conditional_settings, inpaint
 from ..masks import MASK_PRESETS, make_mask
-from ..normalize import fit_for_fill, fit_input
+from ..normalize import Framing, fit_for_fill
+from ..uploads import prepare_upload, score_uploads
 from . import wording
 from .cards import card_markdown, skipped_markdown
-from .pictures import heat_map, score_histogram, show_missing, thumbnail_html
+from .pictures import (
+    has_colour,
+    heat_map,
+    paste_fill,
+    score_histogram,
+    show_missing,
+    thumbnail_html,
+)
 from .registry import ModelCache
 from .runview import plot, plotted, summary
 
@@ -49,8 +58,10 @@ MAX_STEPS = 5000
 MAX_DRAWS = 64  # model samples per request
 MAX_EXAMPLES_PER_MODEL = 8  # a model's own examples (``ModelBundle.examples``) shown
 DISPLAY_SIDE = 512  # an upload is shown in the editor at most this wide and high
-TABLE_COLUMNS = ["#", "model input", "file", "verdict", "p-value", "score", "bits/dim", "note"]
-TABLE_TYPES = ["number", "html", "str", "str", "number", "number", "number", "str"]
+BRUSH_RADIUS = 1  # canvas pixels, on an example (a canvas of model pixels); uploads: ``brush_for``
+TABLE_COLUMNS = ["#", "model input", "file", "verdict", "capture", "p-value", "score",
+                 "bits/dim", "note"]
+TABLE_TYPES = ["number", "html", "str", "str", "str", "number", "number", "number", "str"]
 log = logging.getLogger(__name__)
 
 
@@ -98,27 +109,93 @@ def _int(value: Any, name: str, lo: int, hi: int) -> int:
     return int(number)
 
 
-def painted_mask(layers: list[Image.Image] | None, size: tuple[int, int]) -> torch.Tensor:
-    """bool ``[H, W]``: a pixel is missing when brush strokes cover at least a quarter of it.
+def brush(radius: int) -> gr.Brush:
+    """The editor's magenta brush, ``radius`` canvas pixels."""
+    return gr.Brush(colors=["#ff00ff"], default_color="#ff00ff", color_mode="fixed",
+                    default_size=radius)
 
-    Strokes are the alpha of the editor's layers at canvas size; an area (box) downscale keeps
-    thin strokes that a nearest-neighbour resize would drop.
-    """
+
+def brush_for(canvas: tuple[int, int], shape: tuple[int, int]) -> int:
+    """A brush radius whose stroke is at least one model pixel wide on a ``canvas`` (width,
+    height) showing an image that a model of ``shape`` (height, width) sees whole (issue 36.3:
+    a 2-pixel brush on a 512-pixel canvas was a tenth of a model pixel)."""
+    per_pixel = max(canvas[0] / shape[1], canvas[1] / shape[0])
+    return max(BRUSH_RADIUS, math.ceil(per_pixel / 2))
+
+
+def painted_mask(layers: list[Image.Image] | None, size: tuple[int, int]) -> torch.Tensor:
+    """bool ``[H, W]``: the pixels the brush strokes touch (half-opaque or more), the editor's
+    layers (canvas size) mapped to ``size``: a nearest-neighbour enlargement, or a reduction in
+    which a pixel any stroke touches counts, so that no stroke is dropped."""
     height, width = size
     covered = np.zeros((height, width), dtype=bool)
     for layer in layers or []:
         alpha = np.asarray(layer.convert("RGBA"))[..., 3]
-        painted = Image.fromarray(np.where(alpha > 0, 255, 0).astype(np.uint8))
+        painted = Image.fromarray(np.where(alpha >= 128, 255, 0).astype(np.uint8))
         if painted.size != (width, height):
-            painted = painted.resize((width, height), Image.Resampling.BOX)
-            painted = painted.point(lambda v: 255 if v >= 64 else 0)
-        covered |= to_mask(painted, size).numpy()
+            shrinks = painted.width > width or painted.height > height
+            painted = painted.resize((width, height), Image.Resampling.BOX if shrinks
+                                     else Image.Resampling.NEAREST)
+        covered |= np.asarray(painted) > 0
     return torch.from_numpy(covered)
+
+
+def touched(mask: np.ndarray, framing: Framing | Resize, shape: tuple[int, int]
+            ) -> torch.Tensor:
+    """bool ``[H, W]`` model pixels that any ``mask`` pixel (upload frame) falls in, under the
+    framing's own map back to the upload (``to_upload_mask``, which pastes the fill): what is
+    painted is filled, however thin the stroke (issue 36.3; a quarter-covered rule dropped five
+    of six strokes). Found by mapping the bits of each model row and column index back."""
+    height, width = shape
+    inside = framing.to_upload_mask(torch.ones(shape, dtype=torch.bool)) & mask
+    index = []  # the model row, then column, of each painted upload pixel inside the view
+    for axis, count in ((0, height), (1, width)):
+        number = np.zeros(int(inside.sum()), dtype=np.int64)
+        for bit in range(max(1, (count - 1).bit_length())):
+            stripes = (np.arange(count) >> bit) & 1 == 1
+            pattern = stripes[:, None] if axis == 0 else stripes[None, :]
+            moved = framing.to_upload_mask(torch.from_numpy(np.broadcast_to(pattern, shape)
+                                                            .copy()))
+            number |= moved[inside].astype(np.int64) << bit
+        index.append(number)
+    out = np.zeros(shape, dtype=bool)
+    out[index[0], index[1]] = True
+    # An enlarged upload (a small digit framed at 20 px) spans several model pixels a pixel,
+    # of which the map back names one: the framing's own sampling finds the others.
+    return torch.from_numpy(out) | framing.to_model_mask(mask)
+
+
+def upload_pixels_per_model_pixel(framing: Framing | Resize) -> float:
+    """How many upload pixels a model pixel spans (the smaller of the two axes)."""
+    if isinstance(framing, Resize):
+        return min(framing.size[0] / framing.shape[1], framing.size[1] / framing.shape[0])
+    return 1.0 / max(framing.scale)
 
 
 def _cell(value: float | None) -> float | None:
     """A table number: rounded, and empty when missing or not finite (JSON has no inf)."""
     return None if value is None or not math.isfinite(value) else round(value, 4)
+
+
+def _picture(editor: dict[str, Any] | None, original: dict[str, Any] | None) -> Image.Image:
+    """The image to fill: the upload itself where the editor shows its smaller copy
+    (``original``, checked against the canvas's size), else the editor's background. A blank
+    canvas (one colour: what the editor paints on before an image) is refused (issue 36.10)."""
+    background = (editor or {}).get("background")
+    if background is None:
+        raise gr.Error("no image: pick an example or upload one first")
+    if _blank(background):
+        raise gr.Error("upload an image first (or pick an example): the canvas is blank, and "
+                       "the brush marks the pixels to fill in an image, it does not draw one")
+    if original and tuple(original.get("shown") or ()) == background.size:
+        return open_image(original["path"])
+    return open_image(background)
+
+
+def _blank(image: Image.Image) -> bool:
+    """True when every pixel has the same value (after compositing on black)."""
+    low, high = zip(*to_8bit(image, 3).getextrema(), strict=True)
+    return low == high
 
 
 class Handlers:
@@ -130,15 +207,16 @@ class Handlers:
     @user_errors
     def inpaint(self, editor: dict[str, Any] | None, model_name: str, mask_source: str,
                 method: str, steps: float, n_samples: float, seed: float,
-                normalize: bool = True,
+                normalize: bool = True, original: dict[str, Any] | None = None,
                 progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008 - Gradio's idiom
         """Fill the missing pixels of the editor's image; returns the fill, the samples, the
         uncertainty map, the plot of what the method climbs, the model's view, a summary and
         metrics. With ``normalize`` (the default) the model sees the image through its input
         normalization (colour models: a plain resize) and the fill is pasted back into the
-        image's own frame and polarity, in colour for a colour model."""
-        if not editor or editor.get("background") is None:
-            raise gr.Error("no image: pick an example or upload one first")
+        image's own frame, size and polarity, blended at the mask's edge; outside the mask the
+        image keeps its own pixels (colours too: a grayscale model's fill is gray).
+        ``original`` (the page's state, set by ``upload``) names the upload the editor shows
+        a smaller copy of: the model reads, and the fill comes back in, the upload itself."""
         if method not in METHODS:
             raise gr.Error(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
         if mask_source not in MASK_SOURCES:
@@ -149,12 +227,13 @@ class Handlers:
         seed = _int(seed, "seed", 0, 2**31 - 1)
         bundle = self.cache.get(model_name)
         shape = bundle.image_shape
-        picture = open_image(editor["background"])
+        picture = _picture(editor, original)
         x, framing, fit = fit_for_fill(picture, shape, bundle.recipe, bool(normalize))
-        # Strokes are painted on the picture: with a framing they move into model pixels with it.
-        painted = painted_mask(editor.get("layers"), (picture.height, picture.width)
-                               if framing else shape[1:])
-        strokes = painted if framing is None else framing.to_model_mask(painted.numpy())
+        # Strokes are painted on the picture: they move into model pixels with it, every model
+        # pixel they touch counting.
+        painted = painted_mask(editor.get("layers"), (picture.height, picture.width))
+        strokes = (touched(painted.numpy(), framing or Resize(picture.size, shape[1:]),
+                           shape[1:]) if painted.any() else torch.zeros(shape[1:], dtype=bool))
         mask = strokes if mask_source == PAINTED else make_mask(mask_source, shape[1:], seed=seed)
         if not mask.any():
             raise gr.Error("the mask is empty: paint over the pixels to fill, or choose a preset"
@@ -184,10 +263,15 @@ class Handlers:
                    "bpd_note": "bpd_before/after: the unconditional model's bits/dim of the "
                                "whole quantized image, start fill and shown fill"}
         filled = to_pil(result.image)
-        if framing is not None:  # back into the picture's frame and polarity
+        if framing is not None:  # back into the picture's frame, size and polarity
             upload_mask = (framing.to_upload_mask(mask) if mask_source != PAINTED
                            else painted.numpy())
-            filled = framing.restore(result.image, picture, upload_mask)
+            whole = framing.restore(result.image, picture, np.ones(upload_mask.shape, bool))
+            filled = paste_fill(whole, picture, upload_mask,
+                                feather=upload_pixels_per_model_pixel(framing) / 2)
+            if shape[0] == 1 and has_colour(picture):
+                text += ("  \n**Colour upload, grayscale model**: the fill is gray (the model "
+                         "knows no colour); outside the mask the upload keeps its own colours.")
         return (_own(filled), samples, uncertainty, plot(result),
                 _own(show_missing(to_pil(x), mask)), text, metrics)
 
@@ -195,15 +279,20 @@ class Handlers:
     def upload(self, path: str | None, model_name: str) -> tuple:
         """An uploaded file, checked from its header and decoded here on the server, as the
         editor's background (at most ``DISPLAY_SIDE`` pixels a side, so the browser never paints
-        a huge canvas), and a note on it; the upload box is emptied for the next file. A file
-        that is no image gets a clear error (and stays in the box, named)."""
+        a huge canvas) with a brush a model pixel wide, a note on it, and the page's state
+        naming the upload itself (``inpaint`` reads it, not the smaller copy). The upload box
+        is emptied for the next file, also when the file is refused: the note and a warning say
+        why (issue 36.9: a refused file stuck in the box under an error badge)."""
         if not path:
-            return None, gr.update(), ""
+            return None, gr.update(), "", None
         name = Path(str(path)).name
         try:
             picture = open_image(path)
         except ImageError as err:
-            raise gr.Error(f"{name}: {err}") from None
+            message = f"{name}: {err}"
+            log.warning("upload refused: %s", message)
+            gr.Warning(message, title="Not loaded")
+            return None, gr.update(), f"**Not loaded**: {message}", gr.update()
         shown = to_8bit(picture, 3)
         shown.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.LANCZOS)
         bundle = self.cache.get(model_name)
@@ -214,7 +303,9 @@ class Handlers:
                 + f". The model **{model_name or self.cache.default}** learned "
                 f"{wording.dataset_name(bundle.dataset)} images: fills of pictures "
                 "unlike those are poor.")
-        return None, {"background": shown, "layers": [], "composite": shown}, note
+        editor = gr.update(value={"background": shown, "layers": [], "composite": shown},
+                           brush=brush(brush_for(shown.size, bundle.image_shape[1:])))
+        return None, editor, note, {"path": str(path), "shown": list(shown.size)}
 
     @functools.cached_property
     def examples(self) -> list[tuple[Example, str]]:
@@ -227,12 +318,13 @@ class Handlers:
 
     @user_errors
     def example(self, selected: gr.SelectData) -> tuple:
-        """Picking an example selects its model and a mask preset, and says what it shows."""
+        """Picking an example selects its model and a mask preset, and says what it shows; it
+        forgets an earlier upload and sets the brush for the example's small canvas."""
         if not 0 <= selected.index < len(self.examples):
             raise gr.Error(f"no example number {selected.index}")
         example, model = self.examples[selected.index]
         preset, note = wording.describe_example(example, model)
-        return model, preset, note
+        return model, preset, note, None, gr.update(brush=brush(BRUSH_RADIUS))
 
     def normalize_info(self, model_name: str | None) -> str:
         """What "Normalize the input" does for this model (its input recipe), in words."""
@@ -271,12 +363,15 @@ class Handlers:
 
     @user_errors
     def score(self, files: list[str] | str | None, model_name: str,
-              normalize: bool = True) -> tuple:
+              normalize: bool = True, refused: str = "") -> tuple:
         """Score uploaded images; returns the verdict table, the histogram and an explanation.
         With ``normalize`` (the default) each image goes through the model's input
-        normalization first (the table's note says what it did)."""
+        normalization first (the table's note says what it did). ``refused``: the names, one a
+        line, of files the page kept back for their size (``layout.HEAD``); each gets a row
+        saying so, after the scored ones (issue 36.4)."""
         paths = [files] if isinstance(files, str) else list(files or [])
-        if not paths:
+        too_big = [name for name in (refused or "").splitlines() if name.strip()]
+        if not paths and not too_big:
             raise gr.Error("no images: upload one or more image files")
         if len(paths) > MAX_FILES:
             raise gr.Error(f"{len(paths)} files: at most {MAX_FILES} per request")
@@ -287,26 +382,32 @@ class Handlers:
             try:
                 picture = open_image(path)
             except ImageError as err:
-                rows.append([i, "", name, "unreadable", None, None, None, str(err)])
+                rows.append([i, "", name, "unreadable", "", None, None, None, str(err)])
                 continue
-            x, _, fit = fit_input(picture, bundle.image_shape, bundle.recipe,
-                                  bool(normalize))
-            readable.append((len(rows), x))
-            rows.append([i, thumbnail_html(to_pil(x)), name, "", None, None, None, fit])
+            prepared = prepare_upload(picture, bundle, bool(normalize))
+            readable.append((len(rows), prepared))
+            rows.append([i, thumbnail_html(to_pil(prepared.x)), name, "", "", None, None, None,
+                         prepared.note])
+        for i, name in enumerate(too_big, start=len(rows) + 1):
+            rows.append([i, "", Path(name).name, "refused", "", None, None, None,
+                         f"larger than {MAX_FILE_BYTES // 2**20} MB: the page did not send it"])
         calibration = bundle.calibration
         dataset = bundle.dataset
-        results = score_images(bundle, torch.stack([x for _, x in readable])) if readable else []
+        results = score_uploads(bundle, [p for _, p in readable])
         marks = []
         for (row, _), result in zip(readable, results, strict=True):
-            rows[row][3:7] = [wording.plain_verdict(result["flag"], result["p_value"],
-                                                    (calibration or {}).get("n", 0), dataset),
+            rows[row][3:8] = [wording.plain_verdict(result["flag"], result["p_value"],
+                                                    (calibration or {}).get("n", 0), dataset,
+                                                    result["why"]),
+                              wording.plain_capture(result["capture_flag"],
+                                                    result["capture_why"], dataset),
                               _cell(result["p_value"]), _cell(result["score"]),
                               _cell(result["bpd"])]
             if result["captured"]:
-                rows[row][7] += ("; capture traces (faint halo): judged by the flow that also "
-                                 "learned captured copies (bits/dim stays the main flow's)")
+                rows[row][8] += ("; judged by the flow that also learned captured copies "
+                                 "(bits/dim stays the main flow's)")
             if not math.isfinite(result["bpd"]):
-                rows[row][7] += "; bits/dim not finite (numerical blow-up far from the data)"
+                rows[row][8] += "; bits/dim not finite (numerical blow-up far from the data)"
             marks.append((f"#{rows[row][0]}", result["score"]))
         table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
         histogram = _own(self._histogram(calibration, marks))

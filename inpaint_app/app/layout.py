@@ -22,6 +22,7 @@ from .handlers import (
     TABLE_COLUMNS,
     TABLE_TYPES,
     Handlers,
+    brush,
     refuse,
 )
 from .wording import METHODS as METHOD_TEXTS
@@ -32,7 +33,55 @@ CSS = """.pixelated img { image-rendering: pixelated; width: 100%; height: 100%;
                       object-fit: contain; }
 #verdicts img { width: 42px; height: 42px; image-rendering: pixelated;
                border: 1px solid #ccc; }
-#n-samples input[type=number], #model-count input[type=number] { min-width: 4.5em; }"""
+#n-samples input[type=number], #model-count input[type=number] { min-width: 4.5em; }
+/* A failed run's toast says what went wrong; an "Error" badge left on each output did not go
+   away until the next run (issue 36.9). */
+[data-testid=status-tracker] .error, [data-testid=status-tracker] .clear-status { display: none; }
+[data-testid=status-tracker].error { background: transparent; }"""
+# Where the result is: the Inpaint button sits low in the left column, the fill at the top of the
+# right one; a click brings the fill into view (issue 36.2).
+SHOW_RESULT = ("() => document.getElementById('inpaint-result')"
+               "?.scrollIntoView({block: 'nearest'})")
+# The browser refuses a whole batch when one file exceeds ``max_file_size`` (Gradio's upload
+# check). For the Anomaly tab's files this keeps the oversized ones out of the batch and
+# remembers their names; Score sends them (``REFUSED_JS``) and each gets its own row.
+HEAD = """<script>
+(() => {
+  const MAX = MAX_FILE_BYTES;
+  window.flowpaintRefused = [];
+  const within = el => el instanceof Element && el.closest("#anomaly-files");
+  const split = files => {
+    const kept = new DataTransfer();
+    const big = [];
+    for (const f of files) { if (f.size > MAX) big.push(f.name); else kept.items.add(f); }
+    return [kept, big];
+  };
+  document.addEventListener("change", e => {
+    const input = e.target;
+    if (!within(input) || input.type !== "file") return;
+    const [kept, big] = split(input.files);
+    if (!big.length) return;
+    window.flowpaintRefused.push(...big);
+    input.files = kept.files;
+    if (!kept.files.length) e.stopImmediatePropagation();
+  }, true);
+  document.addEventListener("drop", e => {
+    if (!within(e.target) || e.flowpaintChecked || !e.dataTransfer) return;
+    const [kept, big] = split(e.dataTransfer.files);
+    if (!big.length) return;
+    window.flowpaintRefused.push(...big);
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    if (!kept.files.length) return;
+    const again = new DragEvent("drop", {dataTransfer: kept, bubbles: true, cancelable: true});
+    again.flowpaintChecked = true;
+    e.target.dispatchEvent(again);
+  }, true);
+})();
+</script>""".replace("MAX_FILE_BYTES", str(MAX_FILE_BYTES))
+REFUSED_JS = ("(files, model, normalize, refused) => "
+              "[files, model, normalize, (window.flowpaintRefused || []).join('\\n')]")
+FORGET_REFUSED_JS = "() => { window.flowpaintRefused = []; }"
 
 
 def check_sizes(editor: gr.ImageEditor) -> gr.ImageEditor:
@@ -66,12 +115,12 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown
                              elem_id="inpaint-file")
             editor = check_sizes(gr.ImageEditor(
                 type="pil", image_mode="RGBA", format="png", sources=(),
-                brush=gr.Brush(colors=["#ff00ff"], default_color="#ff00ff", color_mode="fixed",
-                               default_size=2),
-                eraser=gr.Eraser(default_size=2), layers=False, transforms=(), height=420,
+                brush=brush(1), eraser=gr.Eraser(default_size=2), layers=False,
+                transforms=(), height=420,
                 label="Image: paint over the pixels to fill (brush), eraser to undo",
                 elem_id="editor", elem_classes="pixelated"))
             note = gr.Markdown(elem_id="image-note")
+            original = gr.State()  # the upload itself, where the editor shows a smaller copy
             examples = (gr.Examples([[str(example.path)] for example, _ in handlers.examples],
                                     inputs=[editor], examples_per_page=12,
                                     label="Examples: each model's own images (each selects "
@@ -94,29 +143,35 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown
                                     info=handlers.normalize_info(handlers.cache.default))
             run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
         with gr.Column():
-            with gr.Row():
-                view = gr.Image(label="As the model sees it (missing = magenta)", height=260,
-                                elem_id="model-view", elem_classes="pixelated", format="png")
-                filled = gr.Image(label="Filled", height=260, elem_id="filled",
-                                  elem_classes="pixelated", format="png")
-            summary = gr.Markdown(label="summary", elem_id="inpaint-summary")
+            with gr.Column(elem_id="inpaint-result"):
+                with gr.Row():
+                    view = gr.Image(label="As the model sees it (missing = magenta)",
+                                    height=260, elem_id="model-view", elem_classes="pixelated",
+                                    format="png")
+                    filled = gr.Image(label="Filled", height=260, elem_id="filled",
+                                      elem_classes="pixelated", format="png")
+                summary = gr.Markdown(label="summary", elem_id="inpaint-summary")
             samples = gr.Gallery(label="Samples (n > 1)", columns=4, height=480,
                                  elem_classes="pixelated", format="png")
             uncertainty = gr.Image(label="Uncertainty: per-pixel std of the samples",
                                    height=200, elem_classes="pixelated", format="png")
     # Dots, not a line: a run without steps has one value, which a line plot leaves blank.
-    trajectory = gr.ScatterPlot(x="step", y="bits/dim", label="what the method climbs, per step",
-                                height=240, elem_id="trajectory")
+    trajectory = gr.ScatterPlot(x="step", y="bits/dim", y_title="bits per dim",
+                                label="what the method climbs, per step", height=240,
+                                elem_id="trajectory")
     with gr.Accordion("Metrics (JSON)", open=False):
         metrics = gr.JSON(label="metrics")
-    upload.upload(handlers.upload, [upload, model], [upload, editor, note], api_name="load_image")
+    upload.upload(handlers.upload, [upload, model], [upload, editor, note, original],
+                  api_name="load_image")
     if examples is not None:
-        examples.dataset.select(handlers.example, None, [model, mask, note],
+        examples.dataset.select(handlers.example, None, [model, mask, note, original, editor],
                                 api_visibility="private")
     controls = [steps, n_samples, seed, method]
     for source in (method, model):
         source.change(handlers.controls, [method, model], controls, api_visibility="private")
-    run.click(handlers.inpaint, [editor, model, mask, method, steps, n_samples, seed, normalize],
+    run.click(None, js=SHOW_RESULT)
+    run.click(handlers.inpaint,
+              [editor, model, mask, method, steps, n_samples, seed, normalize, original],
               [filled, samples, uncertainty, trajectory, view, summary, metrics],
               api_name="inpaint")
     return method, controls, normalize
@@ -139,8 +194,11 @@ def build_anomaly(handlers: Handlers, model: gr.Dropdown) -> gr.Checkbox:
     histogram = gr.Image(label="histogram", show_label=False, elem_id="histogram",
                          format="png")
     note = gr.Markdown(label="explanation")
-    run.click(handlers.score, [files, model, normalize], [table, histogram, note],
-              api_name="score")
+    refused = gr.Textbox("", visible=False, label="refused",
+                         info="files the page kept back for their size, one name a line")
+    run.click(handlers.score, [files, model, normalize, refused], [table, histogram, note],
+              api_name="score", js=REFUSED_JS)
+    files.clear(None, js=FORGET_REFUSED_JS)
     return normalize
 
 

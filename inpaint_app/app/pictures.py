@@ -14,7 +14,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+
+from ..images import to_8bit
 
 _BAR = (120, 144, 186)
 _THRESHOLD = (200, 40, 40)
@@ -38,6 +40,33 @@ def show_missing(image: Image.Image, mask: torch.Tensor) -> Image.Image:
     rgb = np.array(image.convert("RGB"))
     rgb[mask.cpu().numpy()] = (255, 0, 255)
     return Image.fromarray(rgb)
+
+
+def has_colour(image: Image.Image) -> bool:
+    """True when some pixel's red, green and blue differ (a grey image saved as RGB is not)."""
+    if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
+        return False
+    r, g, b = (np.asarray(band) for band in to_8bit(image, 3).split())
+    return bool((r != g).any() or (g != b).any())
+
+
+def paste_fill(fill: Image.Image, upload: Image.Image, mask: np.ndarray,
+               feather: float = 0.0) -> Image.Image:
+    """The upload with the ``mask`` pixels (bool ``[H, W]``) taken from ``fill`` (the same
+    size), the fill blended in over ``feather`` pixels beyond the mask's edge (none below 1), so
+    that an enlarged fill shows no seam; other pixels are the upload's own, in colour where it
+    has colour (a grayscale fill stays grey: the model knows no colour)."""
+    mode = "RGB" if fill.mode == "RGB" or has_colour(upload) else "L"
+    base = np.asarray(to_8bit(upload, 3 if mode == "RGB" else 1), dtype=np.float32)
+    paint = np.asarray(fill.convert(mode), dtype=np.float32)
+    alpha = mask.astype(np.float32)
+    if feather >= 1:  # a ramp from 1 at the edge to 0 about ``feather`` pixels out
+        soft = Image.fromarray(mask.astype(np.uint8) * 255).filter(
+            ImageFilter.GaussianBlur(feather / 2))
+        alpha = np.maximum(alpha, np.clip(np.asarray(soft, dtype=np.float32) / 127.5, 0, 1))
+    if mode == "RGB":
+        alpha = alpha[..., None]
+    return Image.fromarray((base + (paint - base) * alpha + 0.5).clip(0, 255).astype(np.uint8))
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

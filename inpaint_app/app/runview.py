@@ -24,13 +24,15 @@ def plotted(result: InpaintResult) -> dict[str, Any]:
 
 
 def plot(result: InpaintResult) -> dict[str, Any]:
-    """The trajectory as a plot update, a dot per step, its axis named after what it
-    measures; with a single value (no steps ran) the label says so and gives it."""
+    """The trajectory as a plot update, a dot per step, its label naming what it measures;
+    with a single value (no steps ran) the label says so and gives it."""
     finite = [v if math.isfinite(v) else None for v in result.bpd_trajectory]
     frame = pd.DataFrame({"step": list(range(len(finite))), "bits/dim": finite})
     label = (f"no steps ran: one value, {fmt(finite[0])} (the single dot)" if len(finite) == 1
              else "a dot per step")
-    return gr.update(value=frame, y_title=result.trajectory_label,
+    # The axis title stays "bits per dim" (the layout's): Gradio 6.31 redraws a plot whose
+    # y_title changes with the previous run's dots (issue 36.1); the label names the quantity.
+    return gr.update(value=frame,
                      label=f"{result.trajectory_label} (lower = likelier): {label}")
 
 

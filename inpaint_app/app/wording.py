@@ -97,9 +97,11 @@ def one_in(p_value: float) -> str:
     return f"{float(f'{1.0 / p_value:.2g}'):,.0f}"
 
 
-def plain_verdict(flag: bool | None, p_value: float | None, n: int, dataset: str | None) -> str:
-    """The verdict in words a non-expert reads: like or unlike the images the model learned, and
-    how rare the score is among ``n`` held-out images of that kind (the empirical p-value)."""
+def plain_verdict(flag: bool | None, p_value: float | None, n: int, dataset: str | None,
+                  why: str = "") -> str:
+    """The verdict in words a non-expert reads: like or unlike the images the model learned, how
+    rare the score is among ``n`` held-out images of that kind (the empirical p-value) and, for
+    a flag, ``why`` (the part that carries most of it)."""
     if flag is None or p_value is None:
         return f"{VERDICTS[None]}: this model is not calibrated"
     data = dataset_name(dataset)
@@ -110,7 +112,19 @@ def plain_verdict(flag: bool | None, p_value: float | None, n: int, dataset: str
     else:
         rarity = f"{p_value:.0%} of them score at least this high"
     likeness = "unlike" if flag else "like"
-    return f"{VERDICTS[flag]}: {likeness} the {data} images it learned; {rarity}"
+    reason = f" (why: {why})" if flag and why else ""
+    return f"{VERDICTS[flag]}: {likeness} the {data} images it learned; {rarity}{reason}"
+
+
+def plain_capture(flag: bool | None, why: str, dataset: str | None) -> str:
+    """The capture axis in words: was the image captured like the model's images, and if not,
+    what differs (``inpaint_app.capture_axis``)."""
+    data = dataset_name(dataset)
+    if flag is None:
+        return ""
+    if not flag:
+        return f"captured like {data}"
+    return f"captured unlike {data} ({why}): its scores are less certain"
 
 
 def reading_guide(score: str | None, threshold: float | None, calibration: dict | None,

@@ -6,14 +6,14 @@ tr(J) = E[e^T J e] with Gaussian or Rademacher probes e:
 - training: one fresh probe per example (unbiased, cheap);
 - evaluation: the mean over ``eval_probes`` probes drawn from ``eval_seed`` and shared by every
   image, so a given image always gets the same score whatever its batch (still unbiased);
-- ``log_prob_probe_samples``: independent probe draws, for a bits/dim with its standard error.
+- ``inpaint_app.ffjord_density.log_prob_probe_samples``: independent probe draws, for a
+  bits/dim with its standard error.
 References: Grathwohl et al., FFJORD (arXiv:1810.01367); Chen et al., Neural ODEs
 (arXiv:1806.07366); Finlay et al., How to train your neural ODE (RNODE, arXiv:2002.02798).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +21,6 @@ import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from ..density import DensityModel, bits_per_dim_from_log_prob
 from .base import Flow, Sequential, Split, Squeeze
 from .realnvp import inner_out_shape, max_levels
 
@@ -253,7 +252,7 @@ def total_nfe(module: nn.Module) -> int:
     return sum(block.nfe_forward for block in cnf_blocks(module))
 
 
-def _forward_with_penalties(flow: Flow, x: torch.Tensor, generator: torch.Generator | None
+def forward_with_penalties(flow: Flow, x: torch.Tensor, generator: torch.Generator | None
                             ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """``flow(x)`` with ``generator`` handed to every CNF block, and their RNODE penalties in
     the order they ran. The Flow contract has no room for either, so this walks the containers
@@ -266,44 +265,15 @@ def _forward_with_penalties(flow: Flow, x: torch.Tensor, generator: torch.Genera
     if type(flow) is Sequential:
         logdet, penalties = x.new_zeros(x.shape[0]), []
         for step in flow.flows:
-            x, step_logdet, step_penalties = _forward_with_penalties(step, x, generator)
+            x, step_logdet, step_penalties = forward_with_penalties(step, x, generator)
             logdet, penalties = logdet + step_logdet, penalties + step_penalties
         return x, logdet, penalties
     if type(flow) is Split:
         x_out, x_keep = x.chunk(2, dim=1)
-        z_keep, logdet, penalties = _forward_with_penalties(flow.flow, x_keep, generator)
+        z_keep, logdet, penalties = forward_with_penalties(flow.flow, x_keep, generator)
         return torch.cat([x_out, z_keep.reshape(x_keep.shape)], dim=1), logdet, penalties
     raise TypeError(f"{type(flow).__name__} holds CNF blocks but cannot pass them a generator "
                     "or return their penalties")
-
-
-def log_prob_with_penalty(density: DensityModel, y: torch.Tensor, *,
-                          generator: torch.Generator | None = None
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``density.log_prob(y)`` and the per-example RNODE penalty summed over its CNF blocks
-    (zeros where none regularizes): the training loss is -(log p - penalty). ``generator``
-    draws the Hutchinson probes of this call (see ``CNF.forward_with_penalty``). Nothing is
-    left on the model, so concurrent calls on one model do not interact."""
-    if not cnf_blocks(density.flow):
-        log_prob = density.log_prob(y)
-        return log_prob, torch.zeros_like(log_prob)
-    u, logdet_pre = density.preprocess(y)
-    z, logdet, penalties = _forward_with_penalties(density.flow, u, generator)
-    log_prob = density.prior.log_prob(z) + (logdet + logdet_pre)  # as DensityModel.to_latent
-    return log_prob, sum(penalties, torch.zeros_like(log_prob))
-
-
-def log_prob_probe_samples(density: DensityModel, y: torch.Tensor, *, probes: int = 8,
-                           seed: int = 0) -> torch.Tensor:
-    """``[probes, B]`` unbiased log p(y) estimates, each from independent Hutchinson probes
-    (identical rows where every block uses the exact trace). Their mean and its standard error
-    (std / sqrt(probes)) give a bits/dim with a stated error."""
-    rows = []
-    with torch.no_grad():
-        for k in range(probes):
-            g = torch.Generator(device=y.device).manual_seed(seed * 100003 + k)
-            rows.append(log_prob_with_penalty(density, y, generator=g)[0])
-    return torch.stack(rows)
 
 
 def build_ffjord(image_shape: tuple[int, int, int], *, levels: int | None = None,
@@ -334,14 +304,3 @@ def build_ffjord(image_shape: tuple[int, int, int], *, levels: int | None = None
                           Split(inner, inner_out_shape(2 * ch, hh // 2, ww // 2, remaining - 1)))
 
     return level(c, h, w, levels)
-
-
-def bits_summary(log_probs: torch.Tensor, dim: int) -> dict[str, float]:
-    """Mean bits/dim of ``[probes, B]`` estimates, with the standard error over probes (of the
-    image mean) and over images."""
-    bpd = bits_per_dim_from_log_prob(log_probs, dim)
-    per_probe = bpd.mean(dim=1)
-    k, n = bpd.shape
-    return {"bpd": bpd.mean().item(),
-            "stderr_probes": (per_probe.std() / math.sqrt(k)).item() if k > 1 else 0.0,
-            "stderr_images": (bpd.mean(dim=0).std() / math.sqrt(n)).item() if n > 1 else 0.0}

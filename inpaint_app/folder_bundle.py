@@ -1,4 +1,4 @@
-"""``flowpaint train --images DIR``: one's own images to a calibrated, servable bundle.
+"""What ``flowpaint train --images DIR`` makes of one's own images: a calibrated, servable bundle.
 
     flowpaint train --images photos/ --out trained/photos [--size H W] [--channels 1|3]
                     [--max-minutes 30] [--no-bundle]
@@ -6,16 +6,18 @@
 
 ``pipelines.train`` reads the folder (``inpaint_app.folder``: validation split by path hash,
 unusable files skipped with a reason each) and trains the flow with the folder recipe
-(``configs/folder-cpu.json``). ``build_bundle`` then adds what the app and the batch scripts use:
+(``pipelines/configs/folder-cpu.json``). ``build_bundle`` then adds what the app and the batch
+scripts use:
 
 1. a background model for the anomaly likelihood ratio (a small Glow on perturbed pixels, as the
    shipped ``*-background`` recipes);
 2. the exemplar bank (the training images, at most ``BANK_MAX``);
 3. example images for the app's gallery (``examples/``, from the validation files);
-4. anomaly thresholds calibrated on the validation files (``pipelines.calibrate``).
+4. anomaly thresholds calibrated on the validation files (``inpaint_app.calibration_store``).
 
 ``--max-minutes`` bounds the whole command: the flow gets what the bundle steps are not
-expected to need (``bundle_reserve``), and each step gets what is left.
+expected to need (``bundle_reserve``), and each step gets what is left. An unusable folder or a
+budget too small raises ``BundleError``; the command line prints it and exits.
 """
 
 from __future__ import annotations
@@ -24,22 +26,20 @@ import argparse
 import dataclasses
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from inpaint_app.bundle import EXAMPLES_DIR, load_bundle
-from inpaint_app.exemplars import BANK_FILE, save_bank
-from inpaint_app.folder import FolderError, FolderImages, FolderSpec, display_name, load_folder
-from inpaint_app.gallery import write_examples
-from inpaint_app.models import BACKGROUND_FILE, checkpoint_file, read_card
-from inpaint_app.normalize import RECIPES
-
-if TYPE_CHECKING:
-    from pipelines.train import Process
+from .bundle import EXAMPLES_DIR, load_bundle
+from .calibration_store import install_beside, store_calibration
+from .exemplars import BANK_FILE, save_bank
+from .folder import FolderError, FolderImages, FolderSpec, display_name, load_folder
+from .gallery import write_examples
+from .models import BACKGROUND_FILE, checkpoint_file, read_card
+from .normalize import RECIPES
+from .train_state import Process
+from .trainer import TrainingError, fit
 
 BACKGROUND_SHARE = 0.1  # of --max-minutes, for the background model
 BACKGROUND_MINUTES = 3.0  # without --max-minutes
@@ -48,6 +48,10 @@ BACKGROUND_PERTURB = 0.1
 CALIBRATION_IMAGES_PER_S = 30.0  # a conservative verdict rate on 2 threads, for the reserve
 BANK_MAX = 20_000
 EXAMPLES = 8
+
+
+class BundleError(TrainingError):
+    """A folder that cannot be trained on, or a budget too small for the bundle."""
 
 
 def folder_data(args: argparse.Namespace) -> FolderImages:
@@ -59,7 +63,7 @@ def folder_data(args: argparse.Namespace) -> FolderImages:
                                 args.channels)
         data = load_folder(args.images, spec)
     except FolderError as err:
-        sys.exit(f"error: {err}")
+        raise BundleError(str(err)) from err
     args.image_shape = spec.image_shape
     args.folder_entry = data.card_entry()
     args.command_minutes = args.max_minutes
@@ -67,9 +71,10 @@ def folder_data(args: argparse.Namespace) -> FolderImages:
         spent = time.monotonic() - args.command_started
         flow = 60 * args.max_minutes - spent - bundle_reserve(60 * args.max_minutes, len(data.val))
         if flow < 30:
-            sys.exit(f"error: --max-minutes {args.max_minutes:g} leaves {flow:.0f} s for the "
-                     "flow after reading the folder and reserving time for the background "
-                     "model and calibration; give it more, or pass --no-bundle")
+            raise BundleError(f"--max-minutes {args.max_minutes:g} leaves {flow:.0f} s for the "
+                              "flow after reading the folder and reserving time for the "
+                              "background model and calibration; give it more, or pass "
+                              "--no-bundle")
         args.max_minutes = flow / 60
         print(f"budget: {flow / 60:.1f} of {args.command_minutes:g} minutes for the flow, "
               "the rest for the background model, exemplar bank and calibration", flush=True)
@@ -90,9 +95,6 @@ def calibration_reserve(val_images: int) -> float:
 
 def build_bundle(args: argparse.Namespace, folder: FolderImages, proc: Process) -> None:
     """Background model, exemplar bank, examples and calibration beside the trained flow."""
-    from pipelines.calibrate import install_beside, store_calibration
-    from pipelines.train import Process, fit
-
     path = checkpoint_file(args.out)
     background_out = args.out / ".background"
     # rank 0 alone (under torchrun the other ranks wait at the final barrier)
