@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
-from .normalize import INK_LEVEL, RECIPES, Framing, Recipe, prepare, surface
+from .normalize import INK_LEVEL, Framing, Recipe, fit_input
 
 # fact -> (the tail that marks a different capture, the words for the note)
 FACTS: dict[str, tuple[str, str]] = {
@@ -53,13 +54,9 @@ def capture_facts(upload: np.ndarray, framing: Framing | None, model_input: torc
     ``[C, H, W]``."""
     upload = np.asarray(upload)
     if framing is None:
-        box = _content_edge(upload)
-        page = 0.0
+        box, page = _content_edge(upload), 0.0
     else:
-        box = framing.content_edge
-        light = 0.0 if framing.page is None else float(np.ptp(surface(framing.page,
-                                                                      framing.size)))
-        page = framing.grain + light
+        box, page = framing.content_edge, framing.grain + framing.page_levels
     return {"levels": float(len(np.unique(upload))), "resolution": float(box),
             "halo": float(faint_share(model_input[None])[0]), "page": page}
 
@@ -86,19 +83,14 @@ def _grey(image: torch.Tensor) -> np.ndarray:
 
 def calibrate_capture(val_images: torch.Tensor, recipe: Recipe | str | None, fpr: float
                       ) -> dict[str, Any]:
-    """The capture axis's calibration from uint8 validation images as stored: each fact's kept
-    sorted values and the level ``fpr`` at which the axis fires."""
-    from PIL import Image
-
-    recipe = RECIPES.get(recipe, None) if isinstance(recipe, str) else recipe
+    """The capture axis's calibration from uint8 validation images as stored, each read as an
+    upload is (through ``recipe``, the model's input normalization; None: as it is): each
+    fact's kept sorted values and the level ``fpr`` at which the axis fires."""
     facts = []
     for x in val_images:
-        if recipe is not None and x.shape[0] == 1:
-            model_input, framing = prepare(Image.fromarray(x[0].numpy()),
-                                           tuple(x.shape), recipe)
-            facts.append(capture_facts(x[0].numpy(), framing, model_input))
-        else:
-            facts.append(capture_facts(_grey(x), None, x))
+        upload = Image.fromarray(x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy())
+        model_input, framing, _ = fit_input(upload, tuple(x.shape), recipe, recipe is not None)
+        facts.append(capture_facts(_grey(x), framing, model_input))
     kept = {}
     for name in FACTS:
         values = np.sort([f[name] for f in facts])

@@ -37,7 +37,7 @@ from PIL import Image
 from .images import Resize, describe_fit, to_8bit, to_model_input
 
 # A page whose fitted surface spans fewer grey levels than this counts as evenly lit (its ring's
-# median is subtracted, as always); from this range on the surface itself is subtracted.
+# median is subtracted, as always); from this range on the page is flattened.
 UNEVEN_LEVELS = 12
 PAGE_FIT_SIDE = 64  # the page surface is fitted on a copy at most this many pixels a side
 WHITE_LEVEL = 250  # MNIST: the upper quartile of its ink is 250 (strokes saturate in their core)
@@ -105,7 +105,8 @@ class Framing:
     shape: tuple[int, int]  # the model's (height, width)
     inverted: bool = False
     background: int = 0
-    page: tuple[float, ...] | None = None  # the subtracted page surface (``page_surface``)
+    page: tuple[float, ...] | None = None  # the flattened page surface (``page_surface``)
+    page_levels: float = 0.0  # the grey levels that surface spans
     grain: float = 0.0  # the page's noise, a standard deviation in grey levels
     content_edge: int = 0  # the content's longest edge in upload pixels
     gain: float = 1.0
@@ -202,13 +203,15 @@ def surface(page: tuple[float, ...], size: tuple[int, int]) -> np.ndarray:
     return _quadratic_terms(*_page_grid(size)) @ np.asarray(page)
 
 
-def page_surface(array: np.ndarray, iterations: int = 5) -> tuple[float, ...] | None:
+def page_surface(array: np.ndarray, iterations: int = 5
+                 ) -> tuple[tuple[float, ...], float] | None:
     """The light on the page under light content (an inverted photo or scan), as a quadratic
-    surface fitted to the page pixels; None when it spans fewer than ``UNEVEN_LEVELS`` (an
-    evenly lit page). A quadratic follows a fall-off across the page and a vignette, and cannot
-    follow a stroke, so the content never leaks into it. Page pixels are found robustly: the
-    darker half first, then every pixel within 2.5 robust deviations of the fit (ink lies
-    above it). The fit runs on a copy at most ``PAGE_FIT_SIDE`` pixels a side."""
+    surface fitted to the page pixels, and the grey levels it spans; None when it spans fewer
+    than ``UNEVEN_LEVELS`` (an evenly lit page). A quadratic follows a fall-off across the
+    page and a vignette, and cannot follow a stroke, so the content never leaks into it. Page
+    pixels are found robustly: the darker half first, then every pixel within 2.5 robust
+    deviations of the fit (ink lies above it). The fit runs on a copy at most
+    ``PAGE_FIT_SIDE`` pixels a side."""
     small = Image.fromarray(array.astype(np.float32), mode="F")
     factor = PAGE_FIT_SIDE / max(small.size)
     if factor < 1:
@@ -224,8 +227,8 @@ def page_surface(array: np.ndarray, iterations: int = 5) -> tuple[float, ...] | 
         residual = values - terms @ coef
         spread = 1.4826 * np.median(np.abs(residual[on_page])) + 1.0
         on_page = residual < 2.5 * spread
-    level = surface(tuple(coef), (array.shape[1], array.shape[0]))
-    return tuple(float(c) for c in coef) if np.ptp(level) >= UNEVEN_LEVELS else None
+    spans = float(np.ptp(surface(tuple(coef), (array.shape[1], array.shape[0]))))
+    return (tuple(float(c) for c in coef), spans) if spans >= UNEVEN_LEVELS else None
 
 
 def prepare(image: Image.Image, image_shape: tuple[int, int, int], recipe: Recipe | str
@@ -245,14 +248,14 @@ def prepare(image: Image.Image, image_shape: tuple[int, int, int], recipe: Recip
         framing.inverted = True
         framing.steps.append("light background: inverted")
     # An upload at the model's own size is a digital image of the dataset's kind: its page is
-    # neither flattened nor cleared (a garment touching the border is not a page).
+    # neither flattened nor isolated (a garment touching the border is not a page).
     photo = recipe.dark_background and array.shape != (height, width)
-    page = page_surface(array) if photo else None
-    if page is not None:
-        framing.page = page
+    fitted = page_surface(array) if photo else None
+    if fitted is not None:
+        framing.page, framing.page_levels = fitted
         array = framing.flatten(array)
         framing.steps.append(f"uneven page flattened (its light spans "
-                             f"{np.ptp(surface(page, framing.size)):.0f} grey levels)")
+                             f"{framing.page_levels:.0f} grey levels)")
     grain = _page_grain(array) if photo else 0.0
     background = int(np.median(outer_ring(array))) if recipe.dark_background else 0
     if background > 0:
