@@ -34,11 +34,11 @@ screenshots: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"
-	$(PY) -m pipelines.benchmark
+	$(PY) -m benchmarks.benchmark
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
-	$(PY) -m ruff check inpaint_app pipelines tests
+	$(PY) -m ruff check inpaint_app pipelines benchmarks tests
 
 # Pins what this venv holds (after a passing `make test`) as the new lock.
 lock: $(STAMP)

@@ -57,10 +57,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .anomaly_map import anomaly_map  # noqa: F401
 from .bundle import ModelBundle, as_bundle
 from .capture_axis import capture_verdict, facts_of_inputs, faint_share
 from .compiled import scorer_for
 from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
+from .detector import FLOW_PARTS, Calibration, PartScale
 from .exemplars import ExemplarBank
 from .normalize import INK_LEVEL
 from .spreads import spread_quantile
@@ -79,9 +81,6 @@ EVIDENCE_PARTS = ("complexity", "orientation", "exemplar_distance", "exemplar_sh
 # the shape distance lowered the verdict there on both models; they stay computable for
 # calibrations that name them.
 DEFAULT_PARTS = ("complexity", "exemplar_distance", "likelihood_ratio")
-# Evidence parts that come from the flow: with a capture route they are read from the capture
-# model's scores (``capture_<part>``); the exemplar distances are shared.
-FLOW_PARTS = ("complexity", "orientation", "likelihood_ratio")
 # Validation quantile of the faint-pixel share above which an image counts as captured. On MNIST
 # (seed-0 cache, 2,000 validation images) 0.90 / 0.95 / 0.99 flagged 8.5 / 10.0 / 12.5 % of
 # upscaled test digits, the worst capture; ood_eval with 5,000 gives 11.0 % at 0.95 (2026-11-27).
@@ -113,7 +112,8 @@ PART_WORDS = {
 def explain(calibration: dict[str, Any] | None = None) -> str:
     """Two sentences for the app: why bits/dim alone misleads and which evidence the flag adds
     up (the calibration's parts; without one, the default parts)."""
-    parts = list(_evidence_entry(calibration).get("parts", {}))
+    detector = typed(calibration)
+    parts = list(detector.spec.parts) if detector is not None else []
     words = [PART_WORDS[p] for p in parts or DEFAULT_PARTS if p in PART_WORDS]
     listed = (words[0] if len(words) == 1 else f"{words[0]} and {words[1]}" if len(words) == 2
               else f"{', '.join(words[:-1])}, and {words[-1]}")
@@ -125,7 +125,7 @@ def explain(calibration: dict[str, Any] | None = None) -> str:
                "low resolution, a faint halo from JPEG, blur or resizing, a photographed page) "
                "is judged by a second flow that also learned captured copies, so a scanned or "
                "photographed image is not flagged for its capture alone."
-               if _capture_route(calibration) else ""))
+               if detector is not None and detector.spec.capture_route else ""))
 
 
 def png_bits_per_dim(image: torch.Tensor) -> float:
@@ -172,7 +172,7 @@ def base_scores(model: ModelBundle | DensityModel, images: torch.Tensor, *,
     out["capture_traces"] = capture_traces(images)
     if bundle.capture is not None:
         if capture_cut is None:
-            capture_cut = _capture_route(bundle.calibration).get("cut", np.inf)
+            capture_cut = _capture_cut(bundle.calibration)
         by_traces = out["capture_traces"] > capture_cut
         if routed is not None:  # the capture axis fired (``score_images``): routed as well
             out["routed"] = by_traces | routed
@@ -240,14 +240,19 @@ def capture_traces(images: torch.Tensor) -> np.ndarray:
     return faint_share(images)
 
 
-def _evidence_entry(calibration: dict[str, Any] | None) -> dict[str, Any]:
-    """The calibration's ``evidence`` entry (parts, chosen parts, capture route), or {}."""
-    return (calibration or {}).get("scores", {}).get("evidence", {})
+def typed(calibration: dict[str, Any] | None) -> Calibration | None:
+    """The typed detector of a card's calibration (``inpaint_app.detector``), None without an
+    evidence entry."""
+    if not calibration or "evidence" not in calibration.get("scores", {}):
+        return None
+    return Calibration.from_dict(calibration)  # ModelBundle.detector, for any dictionary
 
 
-def _capture_route(calibration: dict[str, Any] | None) -> dict[str, Any]:
-    """The calibration's capture route (``cut``, ``scale``, ``parts``), or {} without one."""
-    return _evidence_entry(calibration).get("capture", {})
+def _capture_cut(calibration: dict[str, Any] | None) -> float:
+    """The faint-pixel share above which the calibration routes to the capture model (inf:
+    no route)."""
+    detector = typed(calibration)
+    return detector.route.cut if detector is not None and detector.route else np.inf
 
 
 def _latent_and_bpd(model: DensityModel, images: torch.Tensor, seed: int
@@ -292,28 +297,25 @@ def scores_from_base(base: dict[str, np.ndarray], calibration: dict[str, Any] | 
         out["typicality"] = np.abs(base["bpd"] - scores["typicality"]["center"])
         parts = scores["combined"]["parts"]
         out["combined"] = np.max([_deviation(base[name], parts[name]) for name in parts], axis=0)
-        if "evidence" in scores:  # absent from calibrations made before this score existed
-            parts = scores["evidence"]["parts"]
-            missing = set(parts) - set(base)
+        detector = typed(calibration)  # None for calibrations that predate the evidence
+        if detector is not None:
+            missing = set(detector.parts) - set(base)
             if missing:
                 raise ValueError(f"the calibration's evidence uses {sorted(missing)}, which "
                                  "this model cannot compute (is its exemplar bank or background "
                                  "model missing beside the checkpoint?)")
-            terms = _evidence_terms(base, parts)
-            route = scores["evidence"].get("capture")
-            if route:
+            captured = None
+            if detector.route is not None:
                 if "capture_bpd" not in base:
                     raise ValueError("the calibration routes captured images to a capture "
                                      "model, which this model lacks (is capture.pt missing "
                                      "beside the checkpoint?)")
-                captured = base.get("routed", base["capture_traces"] > route["cut"])
+                captured = base.get("routed", base["capture_traces"] > detector.route.cut)
                 if np.isnan(base["capture_bpd"][captured]).any():
                     raise ValueError("images above the calibration's capture cut were not "
                                      "scored by the capture model: pass that cut to "
                                      "base_scores (capture_cut)")
-                judged = _evidence_terms(base, route["parts"], "capture_")
-                terms = {name: np.where(captured, route["scale"] * judged[name], terms[name])
-                         for name in terms}
+            terms = detector.evidence_terms(base, captured)
             out["evidence"] = np.sum(list(terms.values()), axis=0)
             out["evidence_terms"] = terms  # each part's share of it, per image
     return out
@@ -323,19 +325,14 @@ def _evidence_terms(base: dict[str, np.ndarray], parts: dict[str, dict[str, floa
                     prefix: str = "") -> dict[str, np.ndarray]:
     """Each part's excess over its validation median, in spreads, clipped at 0; with
     ``prefix`` the flow parts are read under that name (the capture model's)."""
-    return {name: np.clip(_excess(base[prefix + name if name in FLOW_PARTS else name],
-                                  parts[name]), 0.0, None) for name in parts}
+    return {name: PartScale.from_dict(parts[name]).share(
+        base[prefix + name if name in FLOW_PARTS else name]) for name in parts}
 
 
 def _evidence_sum(base: dict[str, np.ndarray], parts: dict[str, dict[str, float]],
                   prefix: str = "") -> np.ndarray:
     """The evidence: the sum of ``_evidence_terms``."""
     return np.sum(list(_evidence_terms(base, parts, prefix).values()), axis=0)
-
-
-def _excess(values: np.ndarray, part: dict[str, float]) -> np.ndarray:
-    """How far above the validation median, in units of the median-to-tail spread."""
-    return (values - part["median"]) / part["spread_above"]
 
 
 def _tail_ranks(n: int) -> np.ndarray:
@@ -382,10 +379,8 @@ def _histogram(values: np.ndarray, threshold: float) -> dict[str, Any]:
 def verdict_needs(calibration: dict[str, Any] | None) -> set[str] | None:
     """The evidence parts a calibrated verdict reads (its own and its capture route's), so
     scoring computes no other; None without a calibration (every part there is)."""
-    entry = _evidence_entry(calibration)
-    if not entry:
-        return None
-    return set(entry.get("parts", {})) | set(entry.get("capture", {}).get("parts", {}))
+    detector = typed(calibration)
+    return None if detector is None else detector.spec.needs
 
 
 def _needs(calibration: dict[str, Any] | None, score: str) -> set[str] | None:
@@ -397,7 +392,8 @@ def _needs(calibration: dict[str, Any] | None, score: str) -> set[str] | None:
 def evidence_parts(calibration: dict[str, Any] | None) -> list[str] | None:
     """The parts a calibration's ``evidence`` was told to sum (``calibrate(parts=...)``); None
     where it took the default."""
-    return _evidence_entry(calibration).get("chosen_parts")
+    detector = typed(calibration)
+    return list(detector.spec.parts) if detector is not None and detector.spec.chosen else None
 
 
 def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fpr: float = 0.05,
@@ -516,7 +512,8 @@ def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
             raise ValueError(f"score {name!r} needs a calibrated checkpoint "
                              f"(run python -m pipelines.calibrate CHECKPOINT)")
         name = "complexity"
-    route = _capture_route(calibration)
+    detector = typed(calibration)
+    route = detector.route if detector is not None else None
     axis = (calibration or {}).get("capture_axis")
     capture_p = capture_fires = None
     why = [""] * len(images)
@@ -524,14 +521,14 @@ def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
         facts = captures if captures is not None else facts_of_inputs(images)
         capture_p, capture_fires, why = capture_verdict(facts, axis)
     base = base_scores(model, images, batch_size=batch_size,
-                       capture_cut=route.get("cut", np.inf), routed=capture_fires,
+                       capture_cut=route.cut if route else np.inf, routed=capture_fires,
                        needs=_needs(calibration, name))
     values = scores_from_base(base, calibration)
     if values[name] is None:
         raise ValueError(f"this checkpoint's calibration predates the {name!r} score: run "
                          "python -m pipelines.calibrate CHECKPOINT")
     chosen = values[name]
-    captured = base.get("routed", base["capture_traces"] > route["cut"]) if route else None
+    captured = base.get("routed", base["capture_traces"] > route.cut) if route else None
     p = p_values(chosen, calibration, name) if calibration else None
     threshold = calibration["scores"][name]["threshold"] if calibration else None
     terms = (values.get("evidence_terms") or {}) if name == "evidence" else {}

@@ -27,6 +27,7 @@ import torch
 from .card import ModelCard
 from .conditional import ConditionalInpainter
 from .density import DensityModel
+from .detector import Calibration
 from .exemplars import BANK_FILE, ExemplarBank, load_bank
 from .gallery import Example, read_examples
 from .models import (
@@ -64,6 +65,15 @@ class ModelBundle:
     def calibration(self) -> dict[str, Any] | None:
         """The anomaly thresholds (``inpaint_app.anomaly.calibrate``), or None."""
         return self.card.anomaly
+
+    @property
+    def detector(self) -> Calibration | None:
+        """The calibration, typed (``inpaint_app.detector``): its spec says what the verdict
+        reads; None without a calibrated evidence score."""
+        anomaly = self.card.anomaly
+        if not anomaly or "evidence" not in anomaly.get("scores", {}):
+            return None
+        return Calibration.from_dict(anomaly)
 
     @property
     def dataset(self) -> str | None:

@@ -11,11 +11,13 @@ from pathlib import Path
 import torch
 
 from .anomaly import VERDICT_BATCH, calibrate, evidence_parts
+from .anomaly_map import FPR, MapUnavailable, calibrate_map
 from .atomic import atomic_write
-from .bundle import ModelBundle
+from .bundle import ModelBundle, load_bundle
 from .models import (
     BACKGROUND_FILE,
     CAPTURE_FILE,
+    INPAINTER_FILE,
     CheckpointError,
     load_checkpoint,
     load_model,
@@ -64,6 +66,26 @@ def store_calibration(path: Path, model: ModelBundle, images: torch.Tensor, *, f
         print(f"  {name:11s} threshold {entry['threshold']:.4f}  validation FPR "
               f"{entry['val_fpr']:.4f}{'  (two-sided)' if entry['two_sided'] else ''}")
     return anomaly
+
+
+def store_map_calibration(path: Path, images: torch.Tensor, *, source: str, command: str,
+                          fpr: float = FPR) -> dict:
+    """Calibrate the anomaly map of the inpainter beside ``path`` (``inpaint_app.anomaly_map``)
+    on clean ``images`` and store it in the inpainter's card (``inpainter.pt`` and
+    ``inpainter-card.json``, weights unchanged). Returns the calibration."""
+    bundle = load_bundle(path)
+    if bundle.inpainter is None:
+        raise MapUnavailable(f"no conditional inpainting flow beside {path}: install one "
+                             "(--inpainter) before calibrating its map")
+    start = time.perf_counter()
+    calibration = calibrate_map(bundle.inpainter, images, fpr=fpr, source=source)
+    calibration["command"] = command
+    save_model(bundle.inpainter, path.with_name(INPAINTER_FILE),
+               card=bundle.inpainter_card.replace(anomaly_map=calibration))
+    print(f"calibrated the anomaly map of {path.with_name(INPAINTER_FILE)} on {source} in "
+          f"{time.perf_counter() - start:.0f} s ({calibration['seconds_per_image']:.2f} s an "
+          f"image); hot-spot level {calibration['level']:.3f} at {fpr:.0%} of the images")
+    return calibration
 
 
 def install_beside(source: Path, checkpoint: Path, name: str) -> None:

@@ -78,10 +78,12 @@ class ModelCard:
     init_from: dict[str, Any] | None = None       # a warm restart's source, its card summary
     perturb: float | None = None
     capture: int | None = None
+    outlier_exposure: dict[str, Any] | None = None  # margin, weight, outlier source
     kept: str | None = None
     anomaly: dict[str, Any] | None = None         # calibration (inpaint_app.anomaly.calibrate)
     exemplars: dict[str, Any] | None = None       # how the exemplar bank was drawn
     inpainting: dict[str, Any] | None = None      # validated settings of a conditional model
+    anomaly_map: dict[str, Any] | None = None     # its map calibration (inpaint_app.anomaly_map)
     folder: dict[str, Any] | None = None          # an image-folder dataset (inpaint_app.folder)
     input_recipe: str | None = None               # normalize.RECIPES name; None: the dataset's
     notes: dict[str, Any] = field(default_factory=dict)  # provenance kept verbatim

@@ -11,6 +11,7 @@ With every pixel missing it is an unconditional model too.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -118,6 +119,24 @@ class ConditionalInpainter(nn.Module):
         missing = self.missing_mask(missing, y.shape[0], y.device, generator)
         return bits_per_dim_from_log_prob(self.conditional_log_prob(y, self.context(y, missing)),
                                           sum_except_batch(missing).clamp(min=1))
+
+    def value_terms(self, x: torch.Tensor, missing: torch.Tensor, *,
+                    generator: torch.Generator | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per missing value (float ``[B, C, H, W]``, 0 where observed): its share of the bits of
+        the missing values given the observed ones, and its standardized latent residual
+        ``(z - mean) / sigma`` under the conditional prior. Every layer is elementwise affine,
+        so ``-log p`` is a sum of per-value terms (prior, logit and layer log-derivatives): the
+        shares add up exactly, and their mean over the missing values is ``bits_per_dim``."""
+        y = dequantize(x, generator) if x.dtype == torch.uint8 else x
+        context = self.context(y, self.missing_mask(missing, y.shape[0], y.device))
+        u, logdet_pre = self.preprocess.elementwise(self._squeeze(y))
+        z, log_s = self.flow.forward_elements(u * context.missing, context)
+        mean, log_sigma = self._prior(context)
+        log_p = normal_log_density(z, mean, log_sigma) + logdet_pre + log_s
+        bits = (math.log(256.0) - log_p) / math.log(2.0) * context.missing
+        residual = (z - mean) * (-log_sigma).exp() * context.missing
+        return self.squeeze.inverse(bits), self.squeeze.inverse(residual)
 
     def nll_terms(self, y: torch.Tensor, generator: torch.Generator
                   ) -> tuple[torch.Tensor, torch.Tensor]:

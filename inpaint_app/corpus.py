@@ -32,6 +32,15 @@ class RealSet:
         return self.model in (model, "any")
 
 
+def spread_sample(files: tuple[Path, ...], limit: int | None) -> tuple[Path, ...]:
+    """``limit`` of ``files``, evenly spaced over them (all when there are no more). The sets'
+    files are named by class, so the first ``limit`` would be the first few classes only."""
+    if not limit or len(files) <= limit:
+        return files
+    step = len(files) / limit
+    return tuple(files[int(i * step)] for i in range(limit))
+
+
 def _images(folder: Path) -> tuple[Path, ...]:
     if not folder.is_dir():
         return ()
@@ -42,13 +51,14 @@ def _images(folder: Path) -> tuple[Path, ...]:
 def real_sets(copies: str | Path | None = None, corpus: Path = CORPUS_DIR,
               limit: int | None = None) -> list[RealSet]:
     """Every set of the corpus with the images ``get.py`` wrote under ``copies/NAME`` (none
-    when the set was not fetched). ``limit``: at most this many files a set (sorted order)."""
+    when the set was not fetched). ``limit``: at most this many files a set, evenly spaced over
+    the sorted files (``spread_sample``)."""
     out = []
     for meta_path in sorted(corpus.glob("*/set.json")):
         meta = json.loads(meta_path.read_text())
         folder = Path(copies) / meta["name"] if copies else None
         files = _images(folder) if folder else ()
         out.append(RealSet(name=meta["name"], model=meta["model"], role=meta["role"],
-                           kind=meta["kind"], files=files[:limit] if limit else files,
+                           kind=meta["kind"], files=spread_sample(files, limit),
                            copy=str(folder) if files else "not fetched"))
     return out

@@ -2,7 +2,7 @@
 
 The data root comes from ``--data-root``, else env ``FLOWPAINT_DATA``, else ``./data``. Nothing is
 downloaded unless ``download=True``. MNIST and Fashion-MNIST also load from gzipped IDX files alone
-(``<root>/MNIST/raw/train-images-idx3-ubyte.gz``; what ``pipelines.pack_data`` writes): only the
+(``<root>/MNIST/raw/train-images-idx3-ubyte.gz``; what ``benchmarks.pack_data`` writes): only the
 split's own file needs to be there, and torchvision is not imported.
 """
 
@@ -81,7 +81,7 @@ def _idx_gz_split(name: str, root: Path, train: bool) -> torch.Tensor | None:
         images = read_idx(packed)
     except (OSError, EOFError, ValueError) as err:
         raise DatasetNotFound(f"{packed} is unreadable ({err}): repack it with "
-                              "python -m pipelines.pack_data, or pass another --data-root"
+                              "python -m benchmarks.pack_data, or pass another --data-root"
                               ) from err
     if images.ndim != 3:
         raise DatasetNotFound(f"{packed} holds an array of shape {images.shape}, not images")
@@ -107,7 +107,7 @@ def _torchvision_split(name: str, root: Path, train: bool, download: bool) -> to
             raise
         packed_only = (name in ("mnist", "fashion-mnist") and not train
                        and (root / cls_name / "raw" / (IDX_IMAGES[True] + ".gz")).is_file())
-        hint = (" (this root holds only the packed training split, pipelines.pack_data: test "
+        hint = (" (this root holds only the packed training split, benchmarks.pack_data: test "
                 "bits/dim are computed where the full dataset is)" if packed_only else "")
         raise DatasetNotFound(f"{cls_name} {'train' if train else 'test'} split not found under "
                               f"{root}{hint}: pass --data-root, set FLOWPAINT_DATA, or add "

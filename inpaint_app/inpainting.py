@@ -1,21 +1,22 @@
-"""Inpainting by ascent on a model's exact log-likelihood, with observed pixels clamped.
+"""Inpainting with a model's exact log-likelihood, observed pixels clamped: the methods of
+``inpaint_app.methods``, each of which samples or climbs one model's density over the missing
+pixels only (``DensityModel.log_prob(y)`` of pixels y in [0, 1]^D, the density training and
+evaluation use, or the conditional flow's p(x_missing | x_observed)).
 
-All methods climb (or sample) ``DensityModel.log_prob(y)``: the density of pixels y in [0, 1]^D
-that training and evaluation use (preprocessing Jacobian included), over the missing pixels only.
-
-- ``nice``: NICE sec. 5.2, y_H <- clip(y_H + a_i (d log p / d y_H + eps), 0, 1), eps ~ N(0, I),
-  a_i = 10 / (100 + i), from a mean fill.
-- ``default``: with a conditional inpainting flow beside the checkpoint
-  (``inpaint_app.conditional``, ``inpainter.pt``), K completions sampled in one pass from
-  p(x_missing | x_observed) at a temperature validated per mask kind (compact holes or
-  scattered pixels, ``masks.mask_kind``); the fill is their mean, or the
-  conditional mode reached by Adam ascent on that exact conditional log-likelihood from the mean,
-  as the model's card says validated better. Without one it falls back, and says so, to the
-  exemplar start plus a few projected Adam steps on the unconditional log p.
+- ``conditional``: with a conditional inpainting flow beside the checkpoint
+  (``inpaint_app.conditional``, ``inpainter.pt``), K completions sampled in one pass at a
+  temperature validated per mask kind (compact holes or scattered pixels, ``masks.mask_kind``);
+  the fill is their mean, or the conditional mode reached by Adam ascent on that exact
+  conditional log-likelihood from the mean, as the model's card says validated better.
+- ``ascent``: the exemplar start plus projected Adam steps on the unconditional log p (NICE
+  sec. 5.2's ascent, with Adam and no noise).
 - ``exemplar``: the exemplar start alone (mean of the nearest training images on the observed
-  pixels; ``inpaint_app.exemplars``), so that the flow's share of the default is visible.
+  pixels; ``inpaint_app.exemplars``), so that the flow's share is visible.
+- ``nice``: NICE sec. 5.2 as published, noisy projected gradient ascent from a mean fill.
 - ``langevin``: unadjusted Langevin chains from the biharmonic start; returns every chain's
   completion, their posterior mean and the per-pixel standard deviation.
+- ``default``: ``conditional`` where the bundle has a conditional flow, else ``ascent`` (the
+  result's message says so).
 
 Noise comes from one generator per image seeded ``seed + index``, so ``inpaint_batch`` draws the
 same noise as ``inpaint`` on each image alone.
@@ -26,35 +27,33 @@ convergence of Langevin distributions (1996).
 from __future__ import annotations
 
 import contextlib
-import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
+from .algorithms import Progress
 from .bundle import ModelBundle, as_bundle
 from .card import ModelCard
 from .conditional import ConditionalInpainter
-from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
+from .density import DensityModel, dequantize
 from .exemplars import ExemplarBank
 from .fills import FILLS, biharmonic_fill, mean_fill, noise_fill
-from .masks import MASK_KINDS, MASK_PRESETS, make_mask, mask_kind
+from .masks import MASK_PRESETS, make_mask, mask_kind
+from .methods import (
+    CHOICES,
+    DEFAULT,
+    METHODS,
+    NO_CONDITIONAL,
+    conditional_settings,
+    resolve,
+)
 
-__all__ = ["METHODS", "MASK_PRESETS", "InpaintResult", "inpaint", "inpaint_batch", "make_mask"]
+__all__ = ["CHOICES", "METHODS", "MASK_PRESETS", "InpaintResult", "inpaint", "inpaint_batch",
+           "make_mask"]
 
-METHODS = ("default", "exemplar", "nice", "langevin")
-DEFAULT_STEPS = {"default": 10, "exemplar": 0, "nice": 100, "langevin": 40}
-DEFAULT_INIT = {"default": "exemplar", "exemplar": "exemplar", "nice": "mean",
-                "langevin": "biharmonic"}
 INITS = (*FILLS, "exemplar")
-ADAM_LR = 0.01            # pixel units; larger steps overshoot the very peaked density
-# The conditional flow's density is sharper still: at 0.01 the first step costs 3-4 bits per
-# missing dim; at 3e-4 the ascent climbs at every step (docs/inpainting.md).
-CONDITIONAL_ADAM_LR = 3e-4
-LANGEVIN_STEP = (1e-4, 1e-5)  # step size annealed geometrically from first to last
-
-Progress = Callable[[int, int], None] | None
 
 
 @dataclass
@@ -75,7 +74,7 @@ class InpaintResult:
 
 
 def inpaint(model: ModelBundle | DensityModel, image: torch.Tensor, mask: torch.Tensor, *,
-            method: str = "default", steps: int | None = None, seed: int = 0,
+            method: str = DEFAULT, steps: int | None = None, seed: int = 0,
             n_samples: int | None = None, temperature: float | None = None,
             init: str | torch.Tensor | None = None, progress: Progress = None
             ) -> InpaintResult:
@@ -83,12 +82,13 @@ def inpaint(model: ModelBundle | DensityModel, image: torch.Tensor, mask: torch.
     ``[C, H, W]``, True = missing) is set; observed pixels come back bit-identical.
 
     ``model`` is a bundle (``inpaint_app.bundle``: its conditional flow and exemplar bank serve
-    the default) or a bare ``DensityModel``. ``init`` is a fill name (``exemplar``,
-    ``biharmonic``, ``mean``, ``noise``) or a start image ``[C, H, W]`` (uint8, or float in
-    [0, 1]); ``exemplar`` needs the bundle's exemplar bank and falls back to ``biharmonic``
-    when it is the method's default and there is none.
+    the default) or a bare ``DensityModel``. ``method``: a name of ``methods.CHOICES``; the
+    result's ``method`` is the one that ran (``default`` resolved). ``init`` is a fill name
+    (``exemplar``, ``biharmonic``, ``mean``, ``noise``) or a start image ``[C, H, W]`` (uint8,
+    or float in [0, 1]); ``exemplar`` needs the bundle's exemplar bank and falls back to
+    ``biharmonic`` when it is the method's default and there is none.
     ``progress(done, total)`` is called once per step. ``n_samples`` and ``temperature``
-    default to the method's (the conditional model's card for ``default``).
+    default to the method's (the conditional model's card for ``conditional``).
     """
     init_batch = None if init is None or isinstance(init, str) else init[None]
     return inpaint_batch(model, image[None], mask[None], method=method, steps=steps, seed=seed,
@@ -97,7 +97,7 @@ def inpaint(model: ModelBundle | DensityModel, image: torch.Tensor, mask: torch.
 
 
 def inpaint_batch(model: ModelBundle | DensityModel, images: torch.Tensor, masks: torch.Tensor, *,
-                  method: str = "default", steps: int | None = None, seed: int = 0,
+                  method: str = DEFAULT, steps: int | None = None, seed: int = 0,
                   n_samples: int | None = None, temperature: float | None = None,
                   init: str | torch.Tensor | None = None, progress: Progress = None
                   ) -> list[InpaintResult]:
@@ -108,15 +108,20 @@ def inpaint_batch(model: ModelBundle | DensityModel, images: torch.Tensor, masks
     bundle = as_bundle(model)
     model = bundle.model
     images, masks = _check_inputs(model, images, masks)
-    if method == "default" and bundle.inpainter is not None:
+    name = resolve(method, has_conditional=bundle.inpainter is not None)
+    if METHODS[name].conditional:
+        if bundle.inpainter is None:
+            raise ValueError("method 'conditional' needs a conditional inpainting flow beside "
+                             "the checkpoint (inpainter.pt: python -m pipelines.tune_inpainter "
+                             "--install); choose 'ascent' or another method")
         return _conditional_results(model, bundle.inpainter, bundle.inpainter_card, images,
                                     masks, steps, seed, n_samples, temperature, init, progress,
                                     start)
     if temperature is not None:
-        raise ValueError(f"temperature applies to the conditional default method only, not "
-                         f"to {method!r}" + ("" if method != "default" else
-                                             " without a conditional model"))
-    steps, n_samples, init = _check_options(method, steps, 1 if n_samples is None else n_samples,
+        raise ValueError(f"temperature applies to the conditional method only, not to {name!r}"
+                         + ("" if method != DEFAULT else
+                            " (the default without a conditional model)"))
+    steps, n_samples, init = _check_options(name, steps, 1 if n_samples is None else n_samples,
                                             init, images.shape,
                                             has_bank=bundle.exemplars is not None)
     device = next(model.parameters()).device
@@ -125,13 +130,11 @@ def inpaint_batch(model: ModelBundle | DensityModel, images: torch.Tensor, masks
     with _eval_mode(model):
         y_obs = dequantize(images, noise="centre")
         y0 = _start(y_obs, masks, init, generators, bundle.exemplars)
-        run = {"default": _ascend_adam, "exemplar": _ascend_adam, "nice": _ascend_nice,
-               "langevin": _langevin}[method]
-        samples, trajectories = run(model, y0, y_obs, masks, steps, generators, n_samples,
-                                    progress)
-        results = _results(model, images, masks, y0, samples, trajectories, method, steps,
+        samples, trajectories = METHODS[name].run(model, y0, y_obs, masks, steps, generators,
+                                                  n_samples, progress)
+        results = _results(model, images, masks, y0, samples, trajectories, name, steps,
                            (time.perf_counter() - start) / images.shape[0])
-    if method == "default":
+    if method == DEFAULT:
         for result in results:
             result.message = "; ".join(filter(None, [result.message, NO_CONDITIONAL]))
     return results
@@ -177,14 +180,14 @@ def _float_to_uint8(images: torch.Tensor) -> torch.Tensor:
 def _check_options(method: str, steps: int | None, n_samples: int, init: object,
                    shape: torch.Size, has_bank: bool) -> tuple[int, int, str | torch.Tensor]:
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: choose one of {METHODS}")
-    steps = DEFAULT_STEPS[method] if steps is None else steps
+        raise ValueError(f"unknown method {method!r}: choose one of {CHOICES}")
+    steps = METHODS[method].default_steps if steps is None else steps
     if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= 100_000:
         raise ValueError(f"steps must be an int in [0, 100000], got {steps!r}")
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or not 1 <= n_samples <= 256:
         raise ValueError(f"n_samples must be an int in [1, 256], got {n_samples!r}")
     if init is None:
-        init = DEFAULT_INIT[method]
+        init = METHODS[method].init
         init = "biharmonic" if init == "exemplar" and not has_bank else init
     if isinstance(init, str):
         if init not in INITS:
@@ -221,106 +224,6 @@ def _start(y_obs: torch.Tensor, masks: torch.Tensor, init: str | torch.Tensor,
     if init == "mean":
         return mean_fill(y_obs, masks)
     return noise_fill(y_obs, masks, generators)
-
-
-def _log_prob_and_grad(log_prob_fn: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(y) per image and its gradient with respect to the pixels (not the weights)."""
-    y = y.detach().requires_grad_(True)
-    with torch.enable_grad():
-        log_prob = log_prob_fn(y)
-        safe = torch.nan_to_num(log_prob, nan=0.0, posinf=0.0, neginf=0.0)
-        (grad,) = torch.autograd.grad(safe.sum(), y)
-    return log_prob.detach(), torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
-
-
-def _bpd(model: DensityModel, log_prob: torch.Tensor) -> list[float]:
-    return bits_per_dim_from_log_prob(log_prob, model.dim).tolist()
-
-
-def _noise(generators: list[torch.Generator], shape: tuple[int, ...], like: torch.Tensor
-           ) -> torch.Tensor:
-    """Standard normal noise ``[B, *shape]``, image i from generator i (batch-size independent)."""
-    return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(like)
-
-
-def _ascend_adam(model, y0, y_obs, masks, steps, generators, n_samples, progress):
-    """Projected Adam on log p over the missing pixels; keeps each image's best iterate."""
-    best, trajectories = _climb(model.log_prob, lambda lp: _bpd(model, lp), y0, y_obs, masks,
-                                steps, progress)
-    return best[None], trajectories
-
-
-def _climb(log_prob_fn: Callable[[torch.Tensor], torch.Tensor],
-           bpd_fn: Callable[[torch.Tensor], list[float]], y0: torch.Tensor, y_obs: torch.Tensor,
-           masks: torch.Tensor, steps: int, progress: Progress, lr: float = ADAM_LR
-           ) -> tuple[torch.Tensor, list[list[float]]]:
-    """Projected Adam ascent of ``log_prob_fn`` over the missing pixels from ``y0``; returns
-    each image's best iterate by that log-likelihood and its bits/dim at every step."""
-    y = y0.clone()
-    best, best_lp = y0.clone(), torch.full((y.shape[0],), -math.inf, device=y.device)
-    # Adam is elementwise, so one optimizer over the batch never lets image i move image j.
-    optimizer = torch.optim.Adam([y], lr=lr, maximize=True)
-    trajectories: list[list[float]] = [[] for _ in range(y.shape[0])]
-    for i in range(steps + 1):
-        log_prob, grad = _log_prob_and_grad(log_prob_fn, y)
-        _record(trajectories, bpd_fn(log_prob))
-        better = torch.isfinite(log_prob) & (log_prob > best_lp)
-        best = torch.where(better[:, None, None, None], y, best)
-        best_lp = torch.where(better, log_prob, best_lp)
-        if i == steps:
-            break
-        y.grad = grad
-        optimizer.step()
-        y.copy_(torch.where(masks, y.clamp(0.0, 1.0), y_obs))  # the projection
-        _report(progress, i + 1, steps)
-    return best, trajectories
-
-
-def _ascend_nice(model, y0, y_obs, masks, steps, generators, n_samples, progress):
-    """NICE's projected stochastic gradient ascent, a_i = 10 / (100 + i)."""
-    y = y0.clone()
-    trajectories: list[list[float]] = [[] for _ in range(y.shape[0])]
-    for i in range(steps + 1):
-        log_prob, grad = _log_prob_and_grad(model.log_prob, y)
-        _record(trajectories, _bpd(model, log_prob))
-        if i == steps:
-            break
-        step = 10.0 / (100.0 + i)
-        eps = _noise(generators, tuple(y.shape[1:]), y)
-        y = torch.where(masks, (y + step * (grad + eps)).clamp(0.0, 1.0), y_obs)
-        _report(progress, i + 1, steps)
-    return y[None], trajectories
-
-
-def _langevin(model, y0, y_obs, masks, steps, generators, n_samples, progress):
-    """n_samples unadjusted Langevin chains per image, y <- clip(y + e grad + sqrt(2e) xi);
-    returns the final state of every chain ``[n, B, C, H, W]``."""
-    b = y0.shape[0]
-    y = y0.repeat(n_samples, 1, 1, 1)
-    obs, hole = y_obs.repeat(n_samples, 1, 1, 1), masks.repeat(n_samples, 1, 1, 1)
-    trajectories: list[list[float]] = [[] for _ in range(b)]
-    first, last = LANGEVIN_STEP
-    for i in range(steps + 1):
-        log_prob, grad = _log_prob_and_grad(model.log_prob, y)
-        _record(trajectories, _bpd(model, log_prob.reshape(n_samples, b).mean(0)))
-        if i == steps:
-            break
-        eps = first * (last / first) ** (i / max(steps - 1, 1))
-        xi = _noise(generators, (n_samples, *y.shape[1:]), y).transpose(0, 1).reshape(y.shape)
-        y = torch.where(hole, (y + eps * grad + math.sqrt(2 * eps) * xi).clamp(0.0, 1.0), obs)
-        _report(progress, i + 1, steps)
-    return y.reshape(n_samples, b, *y.shape[1:]), trajectories
-
-
-def _record(trajectories: list[list[float]], values: list[float]) -> None:
-    for trajectory, value in zip(trajectories, values, strict=True):
-        trajectory.append(value)
-
-
-def _report(progress: Progress, done: int, total: int) -> None:
-    if progress is not None:
-        progress(done, total)
 
 
 # ---- results ----------------------------------------------------------------------------------
@@ -367,35 +270,7 @@ def _results(model, images, masks, y0, samples, trajectories, method, steps, sec
     return results
 
 
-# ---- the conditional default -------------------------------------------------------------------
-
-NO_CONDITIONAL = ("no conditional inpainting model beside this checkpoint: exemplar start plus "
-                  "ascent on the unconditional likelihood")
-# Used where the conditional model's card has no validated "inpainting" settings.
-CONDITIONAL_DEFAULTS = {"samples": 8, "temperature": 0.8, "ascent_steps": 0}
-
-
-def conditional_settings(card: ModelCard) -> dict:
-    """K, ascent steps and the sampling temperature per mask kind (``masks.mask_kind``) of the
-    default method: the conditional model's card's validated choice. A card with one
-    ``temperature`` uses it for every kind; one without a "sparse" entry uses its "scattered"
-    one there."""
-    settings = {**CONDITIONAL_DEFAULTS, **(card.inpainting or {})}
-    by_kind = dict(settings.get("temperature_by_mask") or {})
-    if "scattered" in by_kind:
-        by_kind.setdefault("sparse", by_kind["scattered"])
-    settings["temperature_by_mask"] = {kind: float(by_kind.get(kind, settings["temperature"]))
-                                       for kind in MASK_KINDS}
-    return settings
-
-
-def describe_temperatures(by_kind: dict[str, float]) -> str:
-    """"temperature 0.6" or "temperature 0.6 (compact masks) / 0.45 (scattered masks)"."""
-    values = set(by_kind.values())
-    if len(values) == 1:
-        return f"temperature {values.pop():g}"
-    return "temperature " + " / ".join(f"{t:g} ({kind} masks)" for kind, t in by_kind.items())
-
+# ---- the conditional method --------------------------------------------------------------------
 
 def _conditional_results(model: DensityModel, inpainter: ConditionalInpainter,
                          card: ModelCard, images: torch.Tensor, masks: torch.Tensor,
@@ -405,10 +280,11 @@ def _conditional_results(model: DensityModel, inpainter: ConditionalInpainter,
     """K completions from p(x_missing | x_observed); the fill is their mean, climbed for
     ``steps`` Adam steps on that exact conditional log-likelihood (0: the mean itself)."""
     if init is not None:
-        raise ValueError("init does not apply to the conditional default method (it samples "
-                         "its start); use method 'exemplar', 'nice' or 'langevin' for a start")
+        raise ValueError("init does not apply to the conditional method (it samples its "
+                         "start); use method 'ascent', 'exemplar', 'nice' or 'langevin' for a "
+                         "start")
     settings = conditional_settings(card)
-    steps, n_samples, _ = _check_options("default", settings["ascent_steps"] if steps is None
+    steps, n_samples, _ = _check_options("conditional", settings["ascent_steps"] if steps is None
                                          else steps, settings["samples"] if n_samples is None
                                          else n_samples, "mean", images.shape, has_bank=False)
     if temperature is not None and (
@@ -422,20 +298,9 @@ def _conditional_results(model: DensityModel, inpainter: ConditionalInpainter,
     images, masks = images.to(device), masks.to(device)
     batch = images.shape[0]
     with _eval_mode(inpainter):
-        y_obs = dequantize(images, noise="centre")
-        noise = torch.stack([torch.randn((n_samples, *inpainter.latent_shape),
-                                         generator=torch.Generator().manual_seed(seed + i))
-                             for i in range(batch)]).to(device)
-        missing = masks.float()
-        with torch.no_grad():  # the observation is fixed: only the missing pixels move
-            context = inpainter.context(y_obs, missing)
-        samples = inpainter.complete(y_obs, masks, n_samples, torch.tensor(temperatures),
-                                     noise=noise, context=context)
-        dims = missing.flatten(1).sum(dim=1).clamp(min=1)
-        fill, trajectories = _climb(
-            lambda y: inpainter.conditional_log_prob(y, context),
-            lambda lp: bits_per_dim_from_log_prob(lp, dims).tolist(),
-            samples.mean(dim=1), y_obs, masks, steps, progress, lr=CONDITIONAL_ADAM_LR)
+        samples, fill, trajectories = METHODS["conditional"].run(
+            inpainter, dequantize(images, noise="centre"), masks, steps, n_samples,
+            temperatures, seed, progress)
     shown = _to_uint8(fill, images, masks)
     start_fill = _to_uint8(samples.mean(dim=1), images, masks)
     completions = torch.stack([_to_uint8(samples[:, k], images, masks)
@@ -452,7 +317,8 @@ def _conditional_results(model: DensityModel, inpainter: ConditionalInpainter,
             image=shown[i].cpu(), samples=completions[i].cpu(),
             uncertainty=None if spread is None else spread[i].cpu(),
             bpd_trajectory=trajectories[i], bpd_before=before[i],
-            bpd_after=after[i], method="default", steps=0 if empty else steps, seconds=seconds,
+            bpd_after=after[i], method="conditional", steps=0 if empty else steps,
+            seconds=seconds,
             message=("mask is empty: image returned unchanged" if empty else
                      f"conditional flow: {n_samples} samples at temperature "
                      f"{temperatures[i]:g}" + ("" if temperature is not None else

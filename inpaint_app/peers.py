@@ -1,6 +1,6 @@
-"""The peer models of the benchmarks (``pipelines.benchmark``, ``pipelines.time_to_quality``): the
-same architectures as ours built with normflows (an optional dependency: ``INSTALL_HINT``), behind
-our training and scoring interface, and what both sides are measured on."""
+"""The peer models of the benchmarks (``benchmarks.benchmark``, ``benchmarks.time_to_quality``):
+the same architectures as ours built with normflows (an optional dependency: ``INSTALL_HINT``),
+behind our training and scoring interface, and what both sides are measured on."""
 
 from __future__ import annotations
 

@@ -14,10 +14,10 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 FONT_DIRS = ("/usr/share/fonts/truetype", "/usr/share/fonts/TTF", "/Library/Fonts")
 
 
-def rendered_letters(n: int, seed: int = 0) -> torch.Tensor:
+def rendered_letters(n: int, seed: int = 0, letters: str = LETTERS) -> torch.Tensor:
     """uint8 ``[n, 1, 28, 28]`` white letters on black, MNIST-like framing, from Pillow's font."""
     rng = np.random.default_rng(seed)
-    return torch.stack([_glyph(rng, LETTERS, lambda size: ImageFont.load_default(size=size))
+    return torch.stack([_glyph(rng, letters, lambda size: ImageFont.load_default(size=size))
                         for _ in range(n)])
 
 
@@ -50,6 +50,39 @@ def _glyph(rng: np.random.Generator, chars: str, font_for) -> torch.Tensor:
               stroke_fill=255)
     image = image.rotate(float(rng.uniform(-10, 10)), resample=Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(image).copy())[None]
+
+
+# Symbols for outlier exposure: Greek, Cyrillic, Latin-extended letters, arrows and maths (no
+# digits of any script: other scripts' digits are real outlier sets that judge the result).
+# Shapes a digit could take (O, I, S, Z, B, theta, be, ze, che...) are left out: exposure must
+# not push the model's likelihood down on digits.
+SYMBOLS = ("ΓΔΛΞΠΣΦΨΩαβγελμξπσφψωБГДЖИЛПФЦШЩЫЭЮЯвгджлпфцшщыэюя"
+           "ÆŒÞðþŋ←↑→↓↔↕⇐⇒∀∃∇∈∏∑√∞∠∧∨∩∪∫≈≠≡≤≥⊂⊃⊕⊗⊥⋆★☆♠♣♥♦♪♫")
+EXPOSURE_LETTERS = "ACEFHJKLMNPRTUVWXYadefhkmnprtuvwxy"  # LETTERS less the digit-like ones
+
+
+def rendered_symbols(n: int, seed: int = 0) -> torch.Tensor:
+    """uint8 ``[n, 1, 28, 28]`` white symbols on black (``SYMBOLS``), MNIST-like framing, in the
+    system's TrueType fonts (Pillow's own where there are none): a glyph source for outlier
+    exposure that shares no set with the real outliers that judge it."""
+    rng = np.random.default_rng(seed + 23)
+    fonts = sorted(p for d in FONT_DIRS for p in Path(d).rglob("*.ttf"))
+
+    def font_for(size: int) -> ImageFont.FreeTypeFont:
+        return (ImageFont.truetype(str(fonts[int(rng.integers(len(fonts)))]), size) if fonts
+                else ImageFont.load_default(size=size))
+
+    return torch.stack([_glyph(rng, SYMBOLS, font_for) for _ in range(n)])
+
+
+def exposure_outliers(n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` synthetic outliers for outlier exposure, a third each of rendered letters (the
+    ones no digit resembles), symbols and scribbles, shuffled: uint8 ``[n, 1, 28, 28]``."""
+    third = -(-n // 3)
+    pool = torch.cat([rendered_letters(third, seed, EXPOSURE_LETTERS),
+                      rendered_symbols(third, seed),
+                      scribbles(third, seed)])
+    return pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]]
 
 
 def scribbles(n: int, seed: int = 0) -> torch.Tensor:

@@ -37,6 +37,7 @@ from .models import (
 from .runs import git_commit, hardware
 from .train_state import Process, TrainState
 from .training import (
+    Exposure,
     LogProb,
     bpd_summary,
     evaluate_bpd,
@@ -51,7 +52,7 @@ FOLDER_VAL_SOURCE = "validation files of the folder (held out by a hash of their
 # The recipe's training fields and their defaults (``pipelines.train``'s flags take them).
 RECIPE_DEFAULTS = {"epochs": 10, "batch_size": 64, "lr": 1e-3, "warmup": 200, "clip": 50.0,
                    "ema": 0.0, "perturb": 0.0, "max_minutes": None, "amp": False, "seed": 0,
-                   "init_from": None}
+                   "init_from": None, "outlier_exposure": 0.0, "outlier_weight": 1.0}
 
 
 class TrainingError(ValueError):
@@ -101,10 +102,11 @@ def settle_amp(args: argparse.Namespace, device: torch.device) -> None:
         args.amp = False
 
 
-def fit(args: argparse.Namespace, proc: Process, train: torch.Tensor, val: torch.Tensor
-        ) -> None:
+def fit(args: argparse.Namespace, proc: Process, train: torch.Tensor, val: torch.Tensor,
+        outliers: torch.Tensor | None = None) -> None:
     """Build or resume the model, train and validate epoch by epoch until the epochs or the time
-    budget run out, then write the card and samples (rank 0)."""
+    budget run out, then write the card and samples (rank 0). ``outliers`` (uint8, with
+    ``args.outlier_exposure`` > 0) are drawn into every step for outlier exposure."""
     source = read_init_source(args)
     density = build_density(args, source).to(proc.device)
     steps_per_epoch = max(1, len(train) // (args.batch_size * proc.world))
@@ -126,7 +128,7 @@ def fit(args: argparse.Namespace, proc: Process, train: torch.Tensor, val: torch
     out_of_time = False
     while state.step < state.total_steps and not out_of_time:
         epoch = state.step // steps_per_epoch
-        losses, out_of_time = run_epoch(args, state, model, train, proc, started)
+        losses, out_of_time = run_epoch(args, state, model, train, proc, started, outliers)
         if proc.rank == 0:
             validate(args, state, val, epoch, losses, proc)
         state.checkpoint(state_path, proc.rank)
@@ -186,7 +188,8 @@ def init_weights(args: argparse.Namespace, density: torch.nn.Module, source: dic
 
 
 def run_epoch(args: argparse.Namespace, state: TrainState, model: torch.nn.Module,
-              train: torch.Tensor, proc: Process, started: float) -> tuple[list[float], bool]:
+              train: torch.Tensor, proc: Process, started: float,
+              outliers: torch.Tensor | None = None) -> tuple[list[float], bool]:
     """The rest of the current epoch, from ``state.step``: its losses, and whether the time
     budget ran out (which stops the epoch early). ``started`` is when ``state.elapsed`` was 0."""
     epoch, offset = divmod(state.step, state.steps_per_epoch)
@@ -201,7 +204,8 @@ def run_epoch(args: argparse.Namespace, state: TrainState, model: torch.nn.Modul
     for i in bar:
         start = (i * proc.world + proc.rank) * args.batch_size
         batch = train[perm[start:start + args.batch_size]].to(proc.device)
-        loss = train_batch(args, state, model, batch, all_finite)
+        loss = train_batch(args, state, model, batch, all_finite,
+                           exposure_batch(args, outliers, state.step, len(batch), proc))
         losses.append(loss)
         bar.set_postfix(bpd=f"{loss:.3f}", lr=f"{state.scheduler.get_last_lr()[0]:.1e}")
         state.elapsed = synced_elapsed(time.time() - started, proc.world, proc.device)
@@ -214,15 +218,28 @@ def run_epoch(args: argparse.Namespace, state: TrainState, model: torch.nn.Modul
     return losses, out_of_time
 
 
+def exposure_batch(args: argparse.Namespace, outliers: torch.Tensor | None, step: int, size: int,
+                   proc: Process) -> Exposure | None:
+    """The outlier-exposure batch of ``step`` (drawn from ``outliers`` by a generator seeded by
+    the step and rank, so a resumed run draws the same), or None when exposure is off."""
+    if outliers is None or not getattr(args, "outlier_exposure", 0.0):
+        return None
+    draw = torch.Generator().manual_seed((args.seed * 1_000_003 + step) * 64 + proc.rank)
+    picked = outliers[torch.randint(len(outliers), (size,), generator=draw)]
+    return Exposure(picked.to(proc.device), margin=args.outlier_exposure,
+                    weight=args.outlier_weight)
+
+
 def train_batch(args: argparse.Namespace, state: TrainState, model: torch.nn.Module,
-                batch: torch.Tensor, all_finite: Callable[[bool], bool] | None = None) -> float:
+                batch: torch.Tensor, all_finite: Callable[[bool], bool] | None = None,
+                exposure: Exposure | None = None) -> float:
     """One step of the recipe on a uint8 batch (also ``pipelines.time_to_quality``'s): the
     --perturb corruption, the likelihood step, the non-finite guard, the schedule and the EMA.
     Returns the batch's bits/dim (nan for a skipped update)."""
     if args.perturb:
         batch = perturb_pixels(batch, args.perturb, state.generator)
     loss = train_step(model, state.density, batch, state.optimizer, generator=state.generator,
-                      clip=args.clip, amp=args.amp, all_finite=all_finite)
+                      clip=args.clip, amp=args.amp, all_finite=all_finite, exposure=exposure)
     if not math.isfinite(loss):
         print(f"warning: non-finite loss at step {state.step}; update skipped", file=sys.stderr)
     if state.guard.observe(loss):
@@ -292,6 +309,9 @@ def make_card(args: argparse.Namespace, density: torch.nn.Module, history: list[
         command="python -m pipelines.train " + shlex.join(args.argv), commit=git_commit(),
         history=tuple(history), init_from=args.init_source if args.init_from else None,
         perturb=args.perturb or None, capture=args.capture or None,
+        outlier_exposure=({"margin_bpd": args.outlier_exposure, "weight": args.outlier_weight,
+                           "outliers": args.outlier_source}
+                          if getattr(args, "outlier_exposure", 0.0) else None),
         kept="the last validated weights" if args.keep == "last" else None,
         date=datetime.now(UTC).isoformat(timespec="seconds"))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -61,8 +62,10 @@ def perturb_pixels(batch: torch.Tensor, rate: float,
 def train_step(model: nn.Module, density: DensityModel, batch: torch.Tensor,
                optimizer: torch.optim.Optimizer, *, generator: torch.Generator | None = None,
                clip: float = 50.0, amp: bool = False,
-               all_finite: Callable[[bool], bool] | None = None) -> float:
-    """One maximum-likelihood step on a uint8 batch; returns the batch's mean bits/dim.
+               all_finite: Callable[[bool], bool] | None = None,
+               exposure: Exposure | None = None) -> float:
+    """One maximum-likelihood step on a uint8 batch; returns the batch's mean bits/dim (of the
+    batch alone: ``exposure``'s hinge on outliers is added to what is minimized, not reported).
 
     ``model`` is what runs the forward (a DDP wrapper, or ``density`` itself). A non-finite loss
     skips the update and returns nan, so one bad batch cannot poison the weights. Under DDP,
@@ -70,17 +73,41 @@ def train_step(model: nn.Module, density: DensityModel, batch: torch.Tensor,
     together (one rank skipping alone would leave the others waiting in backward).
     """
     y = dequantize(batch, generator)
+    if exposure is not None:  # one forward for both: the flow has no batch statistics
+        y = torch.cat([y, dequantize(exposure.outliers, generator)])
     with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=amp):
         log_prob, dims = model(y, generator)
-    loss = bits_per_dim_from_log_prob(log_prob.float().sum(), dims.sum())
+    n = len(batch)
+    loss = bits_per_dim_from_log_prob(log_prob[:n].float().sum(), dims[:n].sum())
+    objective = loss
+    if exposure is not None:
+        objective = loss + exposure.weight * exposure.penalty(
+            -log_prob[:n].float() / (dims[:n] * math.log(2)),
+            -log_prob[n:].float() / (dims[n:] * math.log(2)))
     optimizer.zero_grad(set_to_none=True)
     finite = bool(torch.isfinite(loss))
     if not (all_finite(finite) if all_finite else finite):
         return float("nan")
-    loss.backward()
+    objective.backward()
     torch.nn.utils.clip_grad_norm_(density.parameters(), clip)
     optimizer.step()
     return loss.item()
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """A batch of outliers for outlier exposure on bits/dim (Hendrycks et al. 2019,
+    arXiv:1812.04606, sec. 4.4): the step adds ``weight`` times the mean hinge
+    ``max(0, margin - (bpd(outlier) - bpd(inlier)))`` over pairs, so the flow learns to give
+    outliers at least ``margin`` more bits/dim than the images it models."""
+
+    outliers: torch.Tensor  # uint8, as many as the batch
+    margin: float = 0.5
+    weight: float = 1.0
+
+    def penalty(self, inlier_bpd: torch.Tensor, outlier_bpd: torch.Tensor) -> torch.Tensor:
+        m = min(len(inlier_bpd), len(outlier_bpd))
+        return torch.relu(self.margin - (outlier_bpd[:m] - inlier_bpd[:m])).mean()
 
 
 class NonFiniteGuard:

@@ -3,6 +3,8 @@
     python -m pipelines.calibrate trained/mnist-glow/model.pt [--fpr 0.05]
         [--background runs/mnist-background/model.pt]
         [--capture-model runs/mnist-glow-capture-cpu/model.pt]
+    python -m pipelines.calibrate trained/mnist-glow --maps [--map-images 1000]
+        [--inpainter runs/mnist-cflow/model.pt]
 
 Re-run it whenever the checkpoint changes: it scores the validation split of the card's dataset,
 sets each score's threshold at the target false-positive rate, and rewrites ``card["anomaly"]`` in
@@ -11,7 +13,11 @@ first installs a background model (``python -m pipelines.train --perturb ...``) 
 checkpoint as ``background.pt``; the anomaly evidence then includes the likelihood ratio
 against it (``inpaint_app.anomaly``). ``--capture-model`` installs a density trained on captured
 copies too (``pipelines.train --capture``) as ``capture.pt``: images with capture traces are then
-judged by it (the capture route, ``inpaint_app.anomaly``). The validation images go through
+judged by it (the capture route, ``inpaint_app.anomaly``). ``--maps`` calibrates the anomaly
+map of the conditional inpainting flow beside the checkpoint instead (``inpaint_app.anomaly_map``:
+per window position the spread of its bits, and the hot-spot level at ``--fpr``) and stores it in
+that flow's card; ``--inpainter`` first installs a conditional flow (``pipelines.train --model
+cflow``) beside the checkpoint as ``inpainter.pt``. The validation images go through
 the same input normalization as uploads (``inpaint_app.normalize``; ``--no-normalize``: as
 stored), so the thresholds hold for what the app and ``score_batch`` actually score; the card
 records which.
@@ -27,10 +33,19 @@ from pathlib import Path
 import torch
 
 from inpaint_app.anomaly import DEFAULT_PARTS, EVIDENCE_PARTS, VERDICT_BATCH
-from inpaint_app.calibration_store import install_beside, store_calibration
+from inpaint_app.anomaly_map import MapUnavailable
+from inpaint_app.calibration_store import install_beside, store_calibration, store_map_calibration
 from inpaint_app.capture_axis import calibrate_capture
-from inpaint_app.models import BACKGROUND_FILE, CAPTURE_FILE, CheckpointError, checkpoint_file
-from inpaint_app.normalize import normalize_images
+from inpaint_app.models import (
+    BACKGROUND_FILE,
+    CAPTURE_FILE,
+    CONDITIONAL_FAMILIES,
+    INPAINTER_FILE,
+    CheckpointError,
+    checkpoint_file,
+    load_checkpoint,
+)
+from inpaint_app.normalize import Recipe, normalize_images
 from inpaint_app.runs import RunInputError, model_and_split
 
 
@@ -49,6 +64,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--capture-model", default=None, metavar="CHECKPOINT",
                    help="install this capture-trained model beside the checkpoint first: it "
                         "judges the images captured unlike the training images")
+    p.add_argument("--inpainter", default=None, metavar="CHECKPOINT",
+                   help="install this conditional inpainting flow (pipelines.train --model "
+                        "cflow) beside the checkpoint first, as inpainter.pt")
+    p.add_argument("--maps", action="store_true",
+                   help="calibrate the anomaly map of the inpainter beside the checkpoint "
+                        "instead of the thresholds")
+    p.add_argument("--map-images", type=int, default=1000,
+                   help="--maps: the first N images of the split")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="calibrate on the images as stored, not input-normalized")
@@ -65,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
             install_beside(Path(args.background), path, BACKGROUND_FILE)
         if args.capture_model:
             install_beside(Path(args.capture_model), path, CAPTURE_FILE)
+        if args.inpainter:
+            install_inpainter(Path(args.inpainter), path)
     except CheckpointError as err:
         sys.exit(f"error: {err}")
     try:
@@ -74,6 +99,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {err}")
     normalized = args.normalize and model.image_shape[0] == 1
     recipe = model.recipe  # what uploads get, whichever split calibrates
+    if args.maps:
+        calibrate_maps(path, images[: args.map_images], f"{dataset} {args.split}",
+                       recipe if normalized else None, args.fpr)
+        return
     # The capture axis reads the validation images as stored, as uploads arrive.
     capture_axis = calibrate_capture(images, recipe if normalized else None, args.fpr)
     if normalized:
@@ -87,6 +116,29 @@ def main(argv: list[str] | None = None) -> None:
                           command=(f"python -m pipelines.calibrate {path} --fpr {args.fpr}"
                                    + ("" if normalized else " --no-normalize")))
     except ValueError as err:
+        sys.exit(f"error: {err}")
+
+
+def install_inpainter(source: Path, path: Path) -> None:
+    """Copy a conditional inpainting flow beside ``path`` as ``inpainter.pt``."""
+    family = load_checkpoint(source)["config"].get("family")
+    if family not in CONDITIONAL_FAMILIES:
+        raise CheckpointError(f"{source} is a {family} model, not a conditional inpainting flow "
+                              "(train one with python -m pipelines.train --model cflow)")
+    install_beside(source, path, INPAINTER_FILE)
+
+
+def calibrate_maps(path: Path, images: torch.Tensor, split: str, recipe: Recipe | None,
+                   fpr: float) -> None:
+    """``--maps``: the map's calibration on ``images`` (input-normalized by ``recipe``)."""
+    if recipe is not None:
+        images = normalize_images(images, recipe)
+    try:
+        store_map_calibration(path, images, fpr=fpr, source=(
+            f"{split} ({len(images):,}), input normalization {recipe.name if recipe else 'off'}"),
+            command=(f"python -m pipelines.calibrate {path} --maps --map-images {len(images)} "
+                     f"--fpr {fpr}" + ("" if recipe else " --no-normalize")))
+    except (MapUnavailable, ValueError) as err:
         sys.exit(f"error: {err}")
 
 

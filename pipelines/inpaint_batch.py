@@ -1,11 +1,12 @@
 """Inpaint a folder of images with a trained model.
 
     python -m pipelines.inpaint_batch --checkpoint trained/mnist-glow --images in/ \
-        (--masks masks/ | --mask-preset bottom) --out filled/ [--method default] [--steps N] \
+        (--masks masks/ | --mask-preset bottom) --out filled/ [--method M] [--steps N] \
         [--seed S] [--ground-truth truth/]
 
 A mask is a PNG of the image's size paired by file name; white (>= 128) marks missing pixels.
-Grayscale models see each image through their input normalization (``inpaint_app.normalize``:
+Each image takes the app's path (``inpaint_app.predictor``): grayscale models see it through
+their input normalization (``inpaint_app.normalize``:
 polarity, the dataset's framing, levels), colour models a plain resize (``images.Resize``), and
 the fill is mapped back, so ``<out>/<name>.png`` has the upload's size and polarity (in colour
 for a colour model) with only its missing pixels replaced (``--no-normalize``: the model-size
@@ -34,10 +35,12 @@ from inpaint_app.images import (
     to_mask,
     to_model_input,
 )
-from inpaint_app.inpainting import MASK_PRESETS, METHODS, inpaint, make_mask
+from inpaint_app.masks import MASK_PRESETS
+from inpaint_app.methods import CHOICES, DEFAULT
+from inpaint_app.methods import help_text as method_help
 from inpaint_app.metrics import masked_psnr, masked_ssim
 from inpaint_app.models import CheckpointError, ConfigError
-from inpaint_app.normalize import fit_for_fill
+from inpaint_app.predictor import Fitted, inpaint_upload
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 FIELDS = ["file", "output", "status", "bpd_before", "bpd_after", "seconds", "psnr_masked",
@@ -74,25 +77,24 @@ def masked_scores(filled: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor
 def process(path: Path, model: ModelBundle, args: argparse.Namespace, index: int) -> dict:
     """Inpaint one file; returns its metrics row (raises ImageError for unusable input)."""
     image = open_image(path)
-    _, h, w = model.image_shape
-    x, framing, note = fit_for_fill(image, model.image_shape, model.recipe, args.normalize)
-    size = (image.height, image.width) if framing else (h, w)  # where masks and scores live
+    fitted = Fitted.of(image, model, args.normalize)
+    size = fitted.frame  # where masks and scores live
     if args.mask_preset is not None:
-        mask = make_mask(args.mask_preset, (h, w), seed=args.seed + index)
-        user_mask = framing.to_upload_mask(mask) if framing else mask.numpy()
+        mask, user_mask = fitted.preset(args.mask_preset, seed=args.seed + index)
     else:
         user_mask = load_mask(find_pair(args.masks, path.stem), (image.height, image.width),
                               size).numpy()
-        mask = framing.to_model_mask(user_mask) if framing else torch.from_numpy(user_mask)
+        mask = fitted.model_mask(user_mask)
     if not mask.any():
         raise ImageError("the mask misses the model's view of the image: nothing to fill")
-    result = inpaint(model, x, mask, method=args.method, steps=args.steps, seed=args.seed)
-    channels = model.image_shape[0]
-    output = result.image if framing is None else to_model_input(
-        framing.restore(result.image, image, user_mask), (channels, *size))
+    # Pasted over the mask alone, in the model's channels: observed pixels stay as they were.
+    filled = inpaint_upload(model, fitted, mask, user_mask, keep_colour=False,
+                            method=args.method, steps=args.steps, seed=args.seed)
+    result = filled.result
+    output = to_model_input(filled.image, (model.image_shape[0], *size))
     row = {"bpd_before": f"{result.bpd_before:.4f}", "bpd_after": f"{result.bpd_after:.4f}",
            "seconds": f"{result.seconds:.3f}", "missing_fraction": f"{mask.float().mean():.4f}",
-           "note": "; ".join(s for s in (note, result.message) if s)}
+           "note": "; ".join(s for s in (fitted.note, result.message) if s)}
     if args.ground_truth is not None:
         truth_path = find_pair(args.ground_truth, path.stem)
         if truth_path is None:
@@ -120,7 +122,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--masks", type=Path)
     source.add_argument("--mask-preset", choices=list(MASK_PRESETS))
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--method", choices=METHODS, default="default")
+    parser.add_argument("--method", choices=CHOICES, default=DEFAULT, help=method_help())
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ground-truth", type=Path, default=None)

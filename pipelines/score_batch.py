@@ -14,6 +14,13 @@ without it). The ``normalization`` column says what was done, and ``captured`` w
 model's capture-trained flow judged the image (empty for models without one). A file that
 cannot be read gets a row with its ``error`` and the run goes on. The CSV is written to a
 temporary file and renamed, so no half-written file is left behind.
+
+``--maps DIR`` also writes, for every readable file, where the model finds it unlike its training
+images (``inpaint_app.anomaly_map``): ``DIR/<name>.png``, the upload at its own size and in its
+own frame with the calibrated anomaly map laid over it (clear below half the hot-spot level,
+yellow, red at the level and above), and the columns ``map`` (that file), ``map_peak`` (the
+hottest value over the level: above 1 is a hot spot) and ``hot_spot``. It needs a model with a
+conditional inpainting flow whose map is calibrated (``pipelines.calibrate --maps``).
 """
 
 from __future__ import annotations
@@ -28,15 +35,23 @@ import torch
 from tqdm import tqdm
 
 from inpaint_app.anomaly import NEEDS_CALIBRATION, SCORES
+from inpaint_app.anomaly_map import (
+    MapUnavailable,
+    anomaly_map,
+    map_calibration,
+    overlay,
+    to_upload_frame,
+)
 from inpaint_app.atomic import atomic_write, ensure_writable_dir
 from inpaint_app.bundle import ModelBundle, load_bundle
-from inpaint_app.images import ImageError, open_image
+from inpaint_app.images import ImageError, open_image, save_png
 from inpaint_app.models import CheckpointError, ConfigError
 from inpaint_app.uploads import Prepared, prepare_upload, score_uploads
 
 COLUMNS = ["file", "bpd", "score", *(s for s in SCORES if s != "bpd"), "p_value", "flag",
            "threshold", "why", "capture_flag", "capture_p_value", "capture_why", "captured",
            "normalization", "error"]
+MAP_COLUMNS = ["map", "map_peak", "hot_spot"]  # with --maps, before "error"
 
 
 def read_folder(folder: Path, bundle: ModelBundle, normalize: bool = True
@@ -65,12 +80,35 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_csv(rows: list[dict[str, Any]], out: Path) -> None:
+def write_csv(rows: list[dict[str, Any]], out: Path, columns: list[str] = COLUMNS) -> None:
     """Write the rows atomically: a temporary file in the same folder, then rename."""
     with atomic_write(out, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+
+
+def map_names(names: list[str]) -> dict[str, str]:
+    """Each file's map file: ``<stem>.png``, or ``<name>.png`` where two files share a stem."""
+    stems = [Path(name).stem for name in names]
+    return {name: f"{stem if stems.count(stem) == 1 else name}.png"
+            for name, stem in zip(names, stems, strict=True)}
+
+
+def write_maps(bundle: ModelBundle, folder: Path, prepared: dict[str, Prepared],
+               names: list[str], out: Path) -> dict[str, dict[str, Any]]:
+    """The anomaly map of each of ``names``, laid over its upload in the upload's frame and
+    written to ``out``; its columns per file."""
+    level = map_calibration(bundle)["level"]
+    maps = anomaly_map(bundle, torch.stack([prepared[name].x for name in names]))
+    files, columns = map_names(names), {}
+    for name, values in zip(names, maps, strict=True):
+        upload = open_image(folder / name)
+        back = to_upload_frame(values, prepared[name].framing, upload.size)
+        save_png(overlay(upload, back, level), out / files[name])
+        peak = float(values.max()) / level
+        columns[name] = {"map": files[name], "map_peak": peak, "hot_spot": peak > 1}
+    return columns
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,6 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="plain resize instead of the model's input normalization")
     p.add_argument("--batch-size", type=int, default=256, help="images read and scored per step")
+    p.add_argument("--maps", default=None, metavar="DIR",
+                   help="also write each image's anomaly map, laid over it, as DIR/<name>.png "
+                        "(a model with a calibrated conditional inpainting flow)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -101,9 +142,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: score {args.score!r} needs a calibrated checkpoint "
                  f"(run python -m pipelines.calibrate {args.checkpoint})")
     try:
-        ensure_writable_dir(Path(args.out).parent)
-    except OSError as err:
-        sys.exit(f"error: cannot write {args.out}: {err.strerror or err}")
+        if args.maps:
+            map_calibration(model)
+    except MapUnavailable as err:
+        sys.exit(f"error: --maps: {err}")
+    for where in [args.out, *([Path(args.maps) / "map.png"] if args.maps else [])]:
+        try:
+            ensure_writable_dir(Path(where).parent)
+        except OSError as err:
+            sys.exit(f"error: cannot write {where}: {err.strerror or err}")
     prepared, errors = read_folder(folder, model, args.normalize)
     names = list(prepared)
     scored: dict[str, dict[str, Any]] = {}
@@ -111,12 +158,18 @@ def main(argv: list[str] | None = None) -> None:
         batch = names[start:start + args.batch_size]
         results = score_uploads(model, [prepared[n] for n in batch], score=args.score)
         scored.update(zip(batch, results, strict=True))
+        if args.maps:
+            for name, columns in write_maps(model, folder, prepared, batch,
+                                            Path(args.maps)).items():
+                scored[name].update(columns)
     rows = [{"file": name, **scored[name], "normalization": prepared[name].note}
             if name in scored else {"file": name, "error": errors[name]}
             for name in sorted({*scored, *errors})]
-    write_csv(rows, Path(args.out))
+    columns = COLUMNS if not args.maps else [*COLUMNS[:-1], *MAP_COLUMNS, COLUMNS[-1]]
+    write_csv(rows, Path(args.out), columns)
     flagged = sum(bool(r.get("flag")) for r in rows)
-    print(f"wrote {args.out}: {len(scored)} scored, {flagged} flagged, {len(errors)} unreadable")
+    print(f"wrote {args.out}: {len(scored)} scored, {flagged} flagged, {len(errors)} unreadable"
+          + (f"; {len(scored)} maps in {args.maps}" if args.maps else ""))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import torch
 from inpaint_app.data import DatasetNotFound, image_shape, load_split
 from inpaint_app.models import ALL_FAMILIES, CONDITIONAL_FAMILIES, CheckpointError
 from inpaint_app.nuisances import captured_copies
+from inpaint_app.synthetic import exposure_outliers
 from inpaint_app.train_state import Process
 from inpaint_app.trainer import (
     RECIPE_DEFAULTS,
@@ -34,70 +35,96 @@ from inpaint_app.trainer import (
 FOLDER_CONFIG = Path(__file__).parent / "configs" / "folder-cpu.json"  # --images' default recipe
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
+    """Every flag and its default: ``--config`` (defaults for any of the others), then the
+    groups data, model, schedule, capture and outlier exposure, run."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", help="JSON file of defaults for any flag below (flags win)")
-    p.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, cifar10, svhn")
-    p.add_argument("--images", default=None, metavar="DIR",
+
+    g = p.add_argument_group("data", "what it trains on")
+    g.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, cifar10, svhn")
+    g.add_argument("--images", default=None, metavar="DIR",
                    help="train on a folder of images (flat, or class subfolders) instead of "
                         "--dataset, and leave a calibrated, servable bundle in --out; without "
                         f"--config the recipe is {FOLDER_CONFIG.name}")
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
+    g.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="--images: the model's size (default: the folder's most common size "
                         "when both sides are <= 64 and multiples of 4, else 32 x 32)")
-    p.add_argument("--channels", type=int, choices=[1, 3], default=None,
+    g.add_argument("--channels", type=int, choices=[1, 3], default=None,
                    help="--images: 1 (grayscale) or 3 (RGB); default 1 when no image has colour")
-    p.add_argument("--no-bundle", dest="bundle", action="store_false",
+    g.add_argument("--no-bundle", dest="bundle", action="store_false",
                    help="--images: train the flow only (no exemplar bank, background model, "
                         "calibration or examples)")
-    p.add_argument("--model", default="glow",
-                   help=f"one of {sorted(ALL_FAMILIES)} (cflow: conditional inpainting flow)")
-    p.add_argument("--hparams", default="{}",
-                   help='JSON of model hyperparameters, e.g. {"steps": 8}')
-    p.add_argument("--out", default=None,
-                   help="output folder (default trained/<dataset>-<model>; runs/... for cflow)")
-    p.add_argument("--data-root", default=None,
+    g.add_argument("--data-root", default=None,
                    help="dataset root (default $FLOWPAINT_DATA or ./data)")
-    p.add_argument("--download", action="store_true", help="let torchvision download the dataset")
-    p.add_argument("--epochs", type=int, default=RECIPE_DEFAULTS["epochs"])
-    p.add_argument("--batch-size", type=int, default=RECIPE_DEFAULTS["batch_size"],
+    g.add_argument("--download", action="store_true", help="let torchvision download the dataset")
+    g.add_argument("--limit-train", type=int, default=None, help="use only the first N images")
+    g.add_argument("--limit-val", type=int, default=None, help="validate on the first N images")
+
+    g = p.add_argument_group("model", "the flow")
+    g.add_argument("--model", default="glow",
+                   help=f"one of {sorted(ALL_FAMILIES)} (cflow: conditional inpainting flow)")
+    g.add_argument("--hparams", default="{}",
+                   help='JSON of model hyperparameters, e.g. {"steps": 8}')
+    g.add_argument("--init-from", default=RECIPE_DEFAULTS["init_from"], metavar="CHECKPOINT",
+                   help="start from this model.pt's weights with a fresh optimizer and schedule "
+                        "(a warm restart); the architecture is the checkpoint's")
+
+    g = p.add_argument_group("schedule", "optimisation and its budget")
+    g.add_argument("--epochs", type=int, default=RECIPE_DEFAULTS["epochs"])
+    g.add_argument("--batch-size", type=int, default=RECIPE_DEFAULTS["batch_size"],
                    help="per process")
-    p.add_argument("--lr", type=float, default=RECIPE_DEFAULTS["lr"])
-    p.add_argument("--warmup", type=int, default=RECIPE_DEFAULTS["warmup"], help="warm-up steps")
-    p.add_argument("--clip", type=float, default=RECIPE_DEFAULTS["clip"],
+    g.add_argument("--lr", type=float, default=RECIPE_DEFAULTS["lr"])
+    g.add_argument("--warmup", type=int, default=RECIPE_DEFAULTS["warmup"], help="warm-up steps")
+    g.add_argument("--clip", type=float, default=RECIPE_DEFAULTS["clip"],
                    help="gradient-norm clip")
-    p.add_argument("--ema", type=float, default=RECIPE_DEFAULTS["ema"],
+    g.add_argument("--ema", type=float, default=RECIPE_DEFAULTS["ema"],
                    help="EMA decay for evaluation (0: off)")
-    p.add_argument("--perturb", type=float, default=RECIPE_DEFAULTS["perturb"], metavar="RATE",
+    g.add_argument("--max-minutes", type=float, default=RECIPE_DEFAULTS["max_minutes"],
+                   help="time budget: the cosine schedule anneals within it, then training stops")
+    g.add_argument("--seed", type=int, default=RECIPE_DEFAULTS["seed"])
+
+    g = p.add_argument_group("capture and outlier exposure",
+                             "what else it learns from, for the anomaly verdict")
+    g.add_argument("--perturb", type=float, default=RECIPE_DEFAULTS["perturb"], metavar="RATE",
                    help="replace each training pixel by a random level with this probability: "
                         "a background model for the anomaly likelihood ratio (0: off)")
-    p.add_argument("--capture", type=int, default=0, metavar="COPIES",
+    g.add_argument("--capture", type=int, default=0, metavar="COPIES",
                    help="add COPIES randomly captured copies of the training set (resampled, "
                         "JPEG, blurred, contrast, gamma, shifted; then input-normalized, as "
                         "uploads are: inpaint_app.nuisances); validation stays clean")
-    p.add_argument("--limit-train", type=int, default=None, help="use only the first N images")
-    p.add_argument("--limit-val", type=int, default=None, help="validate on the first N images")
-    p.add_argument("--max-minutes", type=float, default=RECIPE_DEFAULTS["max_minutes"],
-                   help="time budget: the cosine schedule anneals within it, then training stops")
-    p.add_argument("--checkpoint-every", type=int, default=200, help="steps between train states")
-    p.add_argument("--keep", choices=["best", "last"], default="best",
+    g.add_argument("--outlier-exposure", type=float,
+                   default=RECIPE_DEFAULTS["outlier_exposure"], metavar="MARGIN",
+                   help="outlier exposure: a hinge that gives synthetic outliers (letters no "
+                        "digit resembles, symbols, scribbles; captured like the training set "
+                        "with --capture) at least MARGIN more bits/dim than training images "
+                        "(0: off)")
+    g.add_argument("--outlier-weight", type=float, default=RECIPE_DEFAULTS["outlier_weight"],
+                   help="weight of the outlier-exposure hinge beside the bits/dim")
+    g.add_argument("--keep", choices=["best", "last"], default="best",
                    help="which validated weights become model.pt: the best clean validation "
                         "bits/dim, or the last (training with --capture, whose goal is not "
                         "clean bits/dim)")
-    p.add_argument("--eval-test", action="store_true", help="score the full test set at the end")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--amp", action="store_true",
+
+    g = p.add_argument_group("run", "where it writes, on what hardware")
+    g.add_argument("--out", default=None,
+                   help="output folder (default trained/<dataset>-<model>; runs/... for cflow)")
+    g.add_argument("--checkpoint-every", type=int, default=200, help="steps between train states")
+    g.add_argument("--eval-test", action="store_true", help="score the full test set at the end")
+    g.add_argument("--device", default="auto")
+    g.add_argument("--amp", action="store_true",
                    help="bf16 autocast of the coupling networks (flow arithmetic stays float32) "
                         "on CUDA or a CPU with native bf16 (AVX512-BF16/AMX); elsewhere it "
                         "warns and trains in float32")
-    p.add_argument("--no-amp", dest="amp", action="store_false",
+    g.add_argument("--no-amp", dest="amp", action="store_false",
                    help="float32 throughout (turns off a config's amp)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--seed", type=int, default=RECIPE_DEFAULTS["seed"])
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--init-from", default=RECIPE_DEFAULTS["init_from"], metavar="CHECKPOINT",
-                   help="start from this model.pt's weights with a fresh optimizer and schedule "
-                        "(a warm restart); the architecture is the checkpoint's")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g.add_argument("--resume", action="store_true")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = parser()
     args = p.parse_args(argv)
     config = args.config or (FOLDER_CONFIG if args.images else None)
     if config:
@@ -108,6 +135,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.set_defaults(**{k: (json.dumps(v) if k == "hparams" else v)
                           for k, v in defaults.items()})
         args = p.parse_args(argv)
+    if args.outlier_exposure < 0 or args.outlier_weight < 0:
+        p.error("--outlier-exposure and --outlier-weight must be >= 0")
     if args.capture < 0:
         p.error(f"--capture must be >= 0, got {args.capture}")
     if not 0.0 <= args.perturb < 1.0:
@@ -162,7 +191,7 @@ def run(args: argparse.Namespace, proc: Process) -> None:
         train, val = folder.train, folder.val
     else:
         train, val = load_data(args)
-    fit(args, proc, train, val)
+    fit(args, proc, train, val, exposure_pool(args, len(train)))
     if proc.rank == 0 and args.images and args.bundle:
         build_bundle(args, folder, proc)
 
@@ -183,6 +212,24 @@ def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
         print(f"training on {len(train):,} images: {args.capture} captured cop"
               f"{'y' if args.capture == 1 else 'ies'} of each")
     return train, val
+
+
+def exposure_pool(args: argparse.Namespace, size: int) -> torch.Tensor | None:
+    """Synthetic outliers for --outlier-exposure (a fifth as many as training images), with as
+    many captured copies as the training set has, in the dataset's frame; None when off."""
+    if not args.outlier_exposure:
+        return None
+    if tuple(args.image_shape) != (1, 28, 28):
+        sys.exit("error: --outlier-exposure has synthetic outliers for 28x28 grey datasets only")
+    pool = exposure_outliers(max(64, size // 5 // (1 + args.capture)), seed=args.seed)
+    if args.capture:
+        pool = torch.cat([pool, captured_copies(pool, args.dataset, args.capture,
+                                                seed=args.seed + 1)])
+    args.outlier_source = (f"inpaint_app.synthetic.exposure_outliers: {len(pool):,} images"
+                           + (f", {args.capture} captured cop{'y' if args.capture == 1 else 'ies'}"
+                              if args.capture else ""))
+    print(f"outlier exposure: margin {args.outlier_exposure} bits/dim, {len(pool):,} outliers")
+    return pool
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Choose the default method's settings for a conditional inpainting flow on validation images,
-write them into its card, and install it beside an unconditional model.
+"""Choose the conditional method's settings for a conditional inpainting flow on validation
+images, write them into its card, and install it beside an unconditional model: the one way a
+bundle gets its ``inpainter.pt`` (and so ``conditional`` as its default inpainting method).
 
     python -m pipelines.tune_inpainter runs/mnist-cflow/model.pt --into trained/mnist-glow
 
@@ -28,8 +29,9 @@ import torch
 from inpaint_app.bundle import ModelBundle, load_bundle
 from inpaint_app.conditional import ConditionalInpainter
 from inpaint_app.data import default_data_root, load_split
-from inpaint_app.inpainting import describe_temperatures, discrete_bits_per_dim, inpaint_batch
+from inpaint_app.inpainting import discrete_bits_per_dim, inpaint_batch
 from inpaint_app.masks import MASK_KINDS, MASK_PRESETS, make_mask, mask_kind
+from inpaint_app.methods import describe_temperatures
 from inpaint_app.metrics import masked_psnr
 from inpaint_app.models import (
     INPAINTER_FILE,

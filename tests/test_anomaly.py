@@ -501,7 +501,8 @@ def test_the_explanation_names_the_parts_the_calibration_sums() -> None:
     from inpaint_app.anomaly import DEFAULT_PARTS, PART_WORDS, explain
 
     def calibrated(*parts: str) -> dict:
-        return {"scores": {"evidence": {"parts": dict.fromkeys(parts, {})}}}
+        scale = {"median": 0.0, "spread_below": 1.0, "spread_above": 1.0}
+        return {"scores": {"evidence": {"parts": dict.fromkeys(parts, scale)}}}
 
     text = explain(calibrated("orientation", "exemplar_shape"))
     assert PART_WORDS["orientation"] in text and PART_WORDS["exemplar_shape"] in text

@@ -469,7 +469,7 @@ def test_user_errors_log_one_line_and_bugs_keep_their_traceback(
     with pytest.raises(gr.Error) as err:
         handlers.score([], "tiny-glow")
     assert not err.value.print_exception
-    monkeypatch.setattr("inpaint_app.app.handlers.inpaint", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr("inpaint_app.app.handlers.inpaint_upload", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):  # a bug: not dressed up as the user's error
         handlers.inpaint(_editor(_digit()), "tiny-glow", "top", "default", 0, 0, 0)
 

@@ -1,4 +1,4 @@
-"""pipelines.benchmark smoke runs, and the optimised paths it measures against the plain ones."""
+"""benchmarks.benchmark smoke runs, and the optimised paths it measures against the plain ones."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-import pipelines.benchmark as bench
+import benchmarks.benchmark as bench
 from inpaint_app.flows.glow import InvConv1x1LU
 from inpaint_app.models import build_model
 

@@ -382,3 +382,25 @@ def test_refusals_say_why_and_leave_nothing_to_clear(page: sync_api.Page,
     for path in (GALLERY[0], GALLERY[1]):
         sync_api.expect(rows.filter(has_text=path.name)).to_contain_text(
             re.compile("in distribution|anomalous"))
+
+
+def test_each_anomaly_row_offers_its_map(page: sync_api.Page, tmp_path: Path) -> None:
+    """Issue 38: the Anomaly tab's "Where?" button shows each readable file's anomaly map over
+    what the model saw, captioned with its row, and a legend; a block of noise pasted over a
+    digit is a hot spot, the digit alone is not."""
+    shots = Path(os.environ.get(SHOTS_ENV) or tmp_path)
+    _reload(page)
+    digit = np.array(Image.open(EXAMPLE).convert("L"))
+    digit[2:12, 16:26] = np.random.default_rng(0).integers(0, 256, (10, 10))
+    pasted = tmp_path / "pasted-noise.png"
+    Image.fromarray(digit).save(pasted)
+    page.get_by_role("tab", name="Anomaly").click()
+    page.locator("#anomaly-files input[type=file]").set_input_files(
+        [str(EXAMPLE), str(pasted)])
+    page.locator("#maps-button").click()
+    maps = page.locator("#anomaly-maps")
+    sync_api.expect(maps.locator("img")).to_have_count(2, timeout=60_000)
+    sync_api.expect(maps).to_contain_text(f"#1 {EXAMPLE.name}: no hot spot")
+    sync_api.expect(maps).to_contain_text("#2 pasted-noise.png: hot spot")
+    sync_api.expect(page.locator("#maps-legend")).to_contain_text("hot-spot level")
+    page.screenshot(path=str(shots / "anomaly-maps.png"), full_page=True)

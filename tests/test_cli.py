@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import COMMANDS, main
+from pipelines.cli import COMMANDS, LAB_COMMANDS, main
 
 
 def test_every_subcommand_is_a_module_with_main_taking_argv() -> None:
@@ -26,6 +26,15 @@ def test_help_lists_commands_and_unknown_ones_fail(capsys) -> None:
     assert all(f"  {name} " in listed for name in COMMANDS)
     assert main(["trian"]) == 2
     assert "unknown command 'trian'" in capsys.readouterr().err
+
+
+def test_lab_tooling_is_no_subcommand_and_says_where_it_went(capsys) -> None:
+    assert main(["gpu-run", "--help"]) == 2
+    assert "python -m benchmarks.gpu_run" in capsys.readouterr().err
+    for name, module in LAB_COMMANDS.items():
+        assert name not in COMMANDS
+        assert list(inspect.signature(importlib.import_module(module).main).parameters) == [
+            "argv"], module
 
 
 def test_subcommand_hands_its_arguments_to_the_pipeline(capsys) -> None:

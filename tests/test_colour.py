@@ -24,8 +24,9 @@ from inpaint_app.bundle import ModelBundle, load_bundle
 from inpaint_app.card import ModelCard
 from inpaint_app.exemplars import BANK_FILE, save_bank
 from inpaint_app.images import save_png
-from inpaint_app.inpainting import METHODS, inpaint, inpaint_batch
+from inpaint_app.inpainting import inpaint, inpaint_batch
 from inpaint_app.masks import make_mask
+from inpaint_app.methods import available
 from inpaint_app.models import build_model, save_model
 from inpaint_app.training import LogProb, initialize_actnorm, train_step
 from pipelines import inpaint_batch as inpaint_script
@@ -33,7 +34,7 @@ from pipelines import score_batch
 
 SHAPE = (3, 16, 16)
 NAME = "shapes-glow"
-STEPS = {"default": 3, "exemplar": 0, "nice": 3, "langevin": 3}
+STEPS = {"ascent": 3, "exemplar": 0, "nice": 3, "langevin": 3}
 pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting",
                                         "ignore:The copy keyword is deprecated")
 
@@ -106,7 +107,7 @@ def test_the_trained_model_prefers_its_own_images(bundle: ModelBundle) -> None:
     assert own.mean() < noise.mean() - 1.0  # trained: not a random init
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", available(has_conditional=False))
 def test_every_method_fills_in_colour(bundle: ModelBundle, method: str) -> None:
     image, mask = shapes(1, seed=6)[0], make_mask("center", SHAPE[1:])
     result = inpaint(bundle, image, mask, method=method, steps=STEPS[method], seed=0)
@@ -124,7 +125,7 @@ def test_the_conditional_default_runs_on_colour(bundle: ModelBundle) -> None:
     images = shapes(2, seed=7)
     masks = torch.stack([make_mask("left", SHAPE[1:]), make_mask("random50", SHAPE[1:])])
     results = inpaint_batch(with_flow, images, masks, seed=0, n_samples=2)
-    assert [r.method for r in results] == ["default", "default"]
+    assert [r.method for r in results] == ["conditional", "conditional"]  # what "default" ran
     assert "compact mask" in results[0].message and "scattered mask" in results[1].message
     for result, image, mask in zip(results, images, masks, strict=True):
         assert torch.equal(result.image[:, ~mask], image[:, ~mask])

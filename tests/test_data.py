@@ -70,7 +70,7 @@ def write_idx_gz(path: Path, array: np.ndarray) -> None:
 
 
 def test_gzipped_idx_files_load_without_the_raw_ones(tmp_path: Path) -> None:
-    """Only the .gz of a split (what pipelines.pack_data writes) is needed, for that split."""
+    """Only the .gz of a split (what benchmarks.pack_data writes) is needed, for that split."""
     rng = np.random.default_rng(0)
     train = rng.integers(0, 256, (VALIDATION_SIZE + 7, 28, 28), dtype=np.uint8)
     raw = tmp_path / "MNIST" / "raw"
@@ -99,7 +99,7 @@ def test_a_damaged_gz_says_so(tmp_path: Path) -> None:
 
 @pytest.mark.data
 def test_packed_mnist_gives_the_same_training_tensors(data_root: Path, tmp_path: Path) -> None:
-    from pipelines.pack_data import pack
+    from benchmarks.pack_data import pack
 
     written = pack("mnist", data_root, tmp_path, level=1)
     assert sorted(p.name for p in written) == ["train-images-idx3-ubyte.gz",

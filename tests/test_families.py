@@ -1,4 +1,4 @@
-"""Smoke test of ``pipelines.families`` on tiny temporary checkpoints and a card-only model, and
+"""Smoke test of ``benchmarks.families`` on tiny temporary checkpoints and a card-only model, and
 how it reads a card: the structured measurement fields, never the prose sentences."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import families
 from inpaint_app.card import Measurement, ModelCard
 from inpaint_app.models import build_model, save_model
-from pipelines import families
 
 SHAPE = (1, 28, 28)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import gpu_bench
+from benchmarks import gpu_bench
 
 pytestmark = pytest.mark.slow
 

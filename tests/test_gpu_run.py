@@ -1,5 +1,5 @@
-"""The prepared GPU run (pipelines.gpu_run), with the CPU standing in for the GPU, brought home
-(pipelines.gpu_home): what comes back fits the borrowed machine's limits, and loads and scores."""
+"""The prepared GPU run (benchmarks.gpu_run), with the CPU standing in for the GPU, brought home
+(benchmarks.gpu_home): what comes back fits the borrowed machine's limits, and loads and scores."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.gpu_run import MAX_FILE_BYTES, pack, transit_choice, transit_state
 from inpaint_app import load_model
 from inpaint_app.models import read_card
-from pipelines.gpu_run import MAX_FILE_BYTES, pack, transit_choice, transit_state
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"dataset": "mnist", "model": "glow", "hparams": {"steps": 2, "hidden": 16},
@@ -26,7 +26,7 @@ TINY = {"dataset": "mnist", "model": "glow", "hparams": {"steps": 2, "hidden": 1
 def test_the_gpu_path_imports_nothing_app_only() -> None:
     """The borrowed machine has torch, torchvision, numpy, scipy, tqdm, pillow, scikit-image and
     torchdiffeq, and no gradio: the training path must not import an app-only package."""
-    code = ("import sys, pipelines.gpu_run, pipelines.train, pipelines.pack_data\n"
+    code = ("import sys, benchmarks.gpu_run, pipelines.train, benchmarks.pack_data\n"
             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
     loaded = set(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                                 text=True, check=True).stdout.split())
@@ -36,7 +36,7 @@ def test_the_gpu_path_imports_nothing_app_only() -> None:
 
 def test_big_checkpoints_are_split_and_restored(tmp_path: Path) -> None:
     """A checkpoint over the file limit travels in parts that restore its float32 weights."""
-    from pipelines.gpu_home import collect, restore
+    from benchmarks.gpu_home import collect, restore
 
     state = {"a": torch.randn(3, 1000, 1000), "b": torch.randn(1000, 1000),
              "steps": torch.tensor(7)}
@@ -61,7 +61,7 @@ def test_big_checkpoints_are_split_and_restored(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_gpu_run_on_the_cpu_then_home(data_root: Path, tmp_path: Path) -> None:
     """The GPU command with a 20-second budget on packed MNIST and a tiny config, then home."""
-    from pipelines.pack_data import pack as pack_data
+    from benchmarks.pack_data import pack as pack_data
 
     packed = tmp_path / "gpu-data"
     pack_data("mnist", data_root, packed, level=1)
@@ -70,7 +70,7 @@ def test_gpu_run_on_the_cpu_then_home(data_root: Path, tmp_path: Path) -> None:
     out, runs = tmp_path / "OUT", tmp_path / "runs"
     env = {k: v for k, v in os.environ.items() if k != "FLOWPAINT_DATA"}
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.gpu_run", "--device", "cpu", "--minutes", "0.33",
+        [sys.executable, "-m", "benchmarks.gpu_run", "--device", "cpu", "--minutes", "0.33",
          "--threads", "1", "--weights", "bf16", "--data-root", str(packed),
          "--runs", str(runs / "gpu"), "--out", str(out), str(config)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
@@ -95,7 +95,7 @@ def test_gpu_run_on_the_cpu_then_home(data_root: Path, tmp_path: Path) -> None:
     assert (sent["card"]["val_images"], sent["card"]["val_subset"]) == (256, "first")
 
     home = subprocess.run(
-        [sys.executable, "-m", "pipelines.gpu_home", str(out), "--data-root", str(data_root),
+        [sys.executable, "-m", "benchmarks.gpu_home", str(out), "--data-root", str(data_root),
          "--limit-test", "200", "--threads", "1", "--runs", str(runs / "gpu-home")],
         cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert home.returncode == 0, home.stdout + home.stderr
@@ -114,8 +114,8 @@ def test_gpu_run_on_the_cpu_then_home(data_root: Path, tmp_path: Path) -> None:
 
 
 def test_shipping_keeps_the_replaced_models_choice_of_evidence_parts() -> None:
+    from benchmarks.gpu_home import kept_parts
     from inpaint_app.card import ModelCard
-    from pipelines.gpu_home import kept_parts
 
     chosen = ["complexity", "orientation", "exemplar_shape"]
     card = ModelCard(anomaly={"scores": {"evidence": {"parts": {}, "chosen_parts": chosen}}})

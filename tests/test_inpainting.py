@@ -7,12 +7,12 @@ import torch
 
 from inpaint_app.inpainting import (
     MASK_PRESETS,
-    METHODS,
     InpaintResult,
     inpaint,
     inpaint_batch,
     make_mask,
 )
+from inpaint_app.methods import available
 from inpaint_app.metrics import masked_psnr
 from inpaint_app.models import FAMILIES, build_model
 
@@ -52,7 +52,7 @@ def test_mask_presets_are_bool_reproducible_and_partial(preset: str) -> None:
     assert torch.equal(mask, make_mask(preset, (28, 28), seed=3))
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", available(has_conditional=False))
 def test_observed_pixels_identical_and_values_in_range(model, image, method: str) -> None:
     mask = make_mask("center", SHAPE[1:])
     result = inpaint(model, image, mask, method=method, steps=5, n_samples=3)
@@ -88,7 +88,7 @@ def test_every_model_family_inpaints(family: str, image) -> None:
     assert torch.equal(inpaint(model, image, mask, steps=2).image, result.image)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", available(has_conditional=False))
 def test_batched_matches_one_by_one(model, method: str) -> None:
     images = torch.randint(0, 256, (3, *SHAPE), generator=torch.Generator().manual_seed(2),
                            dtype=torch.uint8)

@@ -3,6 +3,7 @@ checkpoint (the synthetic sets: tests/test_synthetic.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,21 @@ def test_real_section_reads_the_corpus_as_users_have_it(data_root: Path, tmp_pat
     assert set(result["falloff"]) == set(ood_eval.FALLOFFS)
     table = ood_eval.real_markdown({"mnist": result})
     assert "| mnist | bitmaps | in | 4 |" in table and "| 120 |" in table
+
+
+def test_a_limited_real_set_samples_every_class_not_the_first_few(tmp_path: Path) -> None:
+    from inpaint_app.corpus import real_sets
+
+    corpus, copies = tmp_path / "corpus", tmp_path / "copies"
+    (corpus / "digits").mkdir(parents=True)
+    (corpus / "digits" / "set.json").write_text(json.dumps(
+        {"name": "digits", "model": "mnist", "role": "in", "kind": "scans"}))
+    (copies / "digits").mkdir(parents=True)
+    for label in range(10):  # files named by class, 30 of each, as the corpus's are
+        for i in range(30):
+            (copies / "digits" / f"{label}_{i:03d}.png").write_bytes(b"")
+    (limited,) = real_sets(copies, corpus=corpus, limit=50)
+    labels = [f.name.split("_")[0] for f in limited.files]
+    assert len(labels) == 50 and {labels.count(str(k)) for k in range(10)} == {5}
+    (everything,) = real_sets(copies, corpus=corpus, limit=1000)
+    assert len(everything.files) == 300

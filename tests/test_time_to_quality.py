@@ -1,4 +1,4 @@
-"""pipelines.time_to_quality: the ratio, the command line, and a 20-second end-to-end run."""
+"""benchmarks.time_to_quality: the ratio, the command line, and a 20-second end-to-end run."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import pipelines.time_to_quality as ttq
+import benchmarks.time_to_quality as ttq
 
 
 def _curve(points: list[tuple[float, float]]) -> list[dict]:

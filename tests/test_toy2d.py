@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmarks import toy2d
 from inpaint_app.flows.toy import DATASETS, TOY_FAMILIES, build_toy_flow, toy_log_prob
-from pipelines import toy2d
 
 
 @pytest.mark.parametrize("family", TOY_FAMILIES)

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from benchmarks import results
 from inpaint_app import build_model, load_model, trainer
 from inpaint_app.card import ModelCard
 from inpaint_app.models import read_card
@@ -27,7 +28,7 @@ from inpaint_app.training import (
     train_step,
     warmup_cosine,
 )
-from pipelines import evaluate, results, train
+from pipelines import evaluate, train
 
 TINY_GLOW = ["--dataset", "mnist", "--model", "glow", "--hparams", '{"steps": 2, "hidden": 16}',
              "--device", "cpu", "--threads", "1"]
@@ -58,7 +59,7 @@ def test_short_training_run_lowers_validation_bits_per_dim(trained: Path) -> Non
     # what the figure covers is recorded in fields, and the hparams rebuild the architecture
     assert (card["val_images"], card["val_subset"]) == (256, "first")
     assert card["hparams"] == {"steps": 2, "hidden": 16}
-    from pipelines.families import model_from_card
+    from benchmarks.families import model_from_card
 
     assert model_from_card(read_card(trained)).config == load_model(trained).config
     state = torch.load(trained / "train_state.pt", weights_only=True)

@@ -37,15 +37,17 @@ def _thresholds(anomaly: dict[str, Any] | None) -> list[str]:
 
 
 def card_markdown(name: str, card: ModelCard, image_shape: tuple[int, ...], *,
-                  warning: str | None = None) -> str:
-    """Dataset, shape, bits/dim, thresholds, training time and hardware, how it was made;
-    ``warning`` (stale thresholds, ``ModelBundle.stale_note``) right under the title."""
+                  warning: str | None = None, inpainting: str | None = None) -> str:
+    """Dataset, shape, bits/dim, thresholds, inpainting methods, training time and hardware, how
+    it was made; ``warning`` (stale thresholds, ``ModelBundle.stale_note``) right under the
+    title; ``inpainting``: what the default method runs (``methods.describe_default``)."""
     shape = "x".join(str(s) for s in image_shape)
     lines = [f"### {name}", *([f"**Warning**: {warning}"] if warning else []),
              f"- **dataset**: {card.dataset or 'unknown'} · **model**: "
              f"{card.model or 'unknown'} · **input**: {shape} (C x H x W)"
              + (f" · **parameters**: {card.parameters:,}" if card.parameters else ""),
              *_quality(card), *_thresholds(card.anomaly),
+             *([f"- **inpainting**: {inpainting}"] if inpainting else []),
              f"- **training**: {_num(card.training_minutes, 4)} minutes on "
              f"{card.hardware or 'unknown hardware'}"]
     if card.command:  # the commit first: after a long command it wrapped onto a line alone

@@ -27,21 +27,26 @@ from ..gallery import Example
 from ..images import (
     MAX_FILE_BYTES,
     ImageError,
-    Resize,
     open_image,
     to_8bit,
     to_pil,
 )
-from ..inpainting import DEFAULT_STEPS, METHODS, conditional_settings, inpaint
-from ..masks import MASK_PRESETS, make_mask
-from ..normalize import Framing, fit_for_fill
+from ..masks import MASK_PRESETS
+from ..methods import (
+    CHOICES,
+    DEFAULT,
+    METHODS,
+    Method,
+    conditional_settings,
+    describe_default,
+    resolve,
+)
+from ..predictor import Fitted, has_colour, inpaint_upload
 from ..uploads import prepare_upload, score_uploads
-from . import wording
+from . import maps, wording
 from .cards import card_markdown, skipped_markdown
 from .pictures import (
-    has_colour,
     heat_map,
-    paste_fill,
     score_histogram,
     show_missing,
     thumbnail_html,
@@ -140,38 +145,6 @@ def painted_mask(layers: list[Image.Image] | None, size: tuple[int, int]) -> tor
     return torch.from_numpy(covered)
 
 
-def touched(mask: np.ndarray, framing: Framing | Resize, shape: tuple[int, int]
-            ) -> torch.Tensor:
-    """bool ``[H, W]`` model pixels that any ``mask`` pixel (upload frame) falls in, under the
-    framing's own map back to the upload (``to_upload_mask``, which pastes the fill): what is
-    painted is filled, however thin the stroke (issue 36.3; a quarter-covered rule dropped five
-    of six strokes). Found by mapping the bits of each model row and column index back."""
-    height, width = shape
-    inside = framing.to_upload_mask(torch.ones(shape, dtype=torch.bool)) & mask
-    index = []  # the model row, then column, of each painted upload pixel inside the view
-    for axis, count in ((0, height), (1, width)):
-        number = np.zeros(int(inside.sum()), dtype=np.int64)
-        for bit in range(max(1, (count - 1).bit_length())):
-            stripes = (np.arange(count) >> bit) & 1 == 1
-            pattern = stripes[:, None] if axis == 0 else stripes[None, :]
-            moved = framing.to_upload_mask(torch.from_numpy(np.broadcast_to(pattern, shape)
-                                                            .copy()))
-            number |= moved[inside].astype(np.int64) << bit
-        index.append(number)
-    out = np.zeros(shape, dtype=bool)
-    out[index[0], index[1]] = True
-    # An enlarged upload (a small digit framed at 20 px) spans several model pixels a pixel,
-    # of which the map back names one: the framing's own sampling finds the others.
-    return torch.from_numpy(out) | framing.to_model_mask(mask)
-
-
-def upload_pixels_per_model_pixel(framing: Framing | Resize) -> float:
-    """How many upload pixels a model pixel spans (the smaller of the two axes)."""
-    if isinstance(framing, Resize):
-        return min(framing.size[0] / framing.shape[1], framing.size[1] / framing.shape[0])
-    return 1.0 / max(framing.scale)
-
-
 def _cell(value: float | None) -> float | None:
     """A table number: rounded, and empty when missing or not finite (JSON has no inf)."""
     return None if value is None or not math.isfinite(value) else round(value, 4)
@@ -217,8 +190,8 @@ class Handlers:
         image keeps its own pixels (colours too: a grayscale model's fill is gray).
         ``original`` (the page's state, set by ``upload``) names the upload the editor shows
         a smaller copy of: the model reads, and the fill comes back in, the upload itself."""
-        if method not in METHODS:
-            raise gr.Error(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+        if method not in CHOICES:
+            raise gr.Error(f"unknown method {method!r}: choose one of {', '.join(CHOICES)}")
         if mask_source not in MASK_SOURCES:
             raise gr.Error(f"unknown mask {mask_source!r}: "
                            f"choose one of {', '.join(MASK_SOURCES)}")
@@ -228,52 +201,48 @@ class Handlers:
         bundle = self.cache.get(model_name)
         shape = bundle.image_shape
         picture = _picture(editor, original)
-        x, framing, fit = fit_for_fill(picture, shape, bundle.recipe, bool(normalize))
+        fitted = Fitted.of(picture, bundle, bool(normalize))
         # Strokes are painted on the picture: they move into model pixels with it, every model
         # pixel they touch counting.
-        painted = painted_mask(editor.get("layers"), (picture.height, picture.width))
-        strokes = (touched(painted.numpy(), framing or Resize(picture.size, shape[1:]),
-                           shape[1:]) if painted.any() else torch.zeros(shape[1:], dtype=bool))
-        mask = strokes if mask_source == PAINTED else make_mask(mask_source, shape[1:], seed=seed)
+        painted = painted_mask(editor.get("layers"), (picture.height, picture.width)).numpy()
+        strokes = (fitted.model_mask(painted, strokes=True) if painted.any()
+                   else torch.zeros(shape[1:], dtype=bool))
+        mask, frame_mask = ((strokes, painted) if mask_source == PAINTED
+                            else fitted.preset(mask_source, seed=seed))
         if not mask.any():
             raise gr.Error("the mask is empty: paint over the pixels to fill, or choose a preset"
                            + (" (the strokes miss the model's view of the image)"
-                              if framing is not None and mask_source == PAINTED else ""))
-        runs = self._method(method, bundle).runs
+                              if fitted.framing is not None and mask_source == PAINTED else ""))
+        ran, chosen = self._method(method, bundle)
 
         def report(done: int, total: int) -> None:
-            progress((done, total), desc=f"{method}: {runs}", unit="steps")
+            progress((done, total), desc=f"{ran}: {chosen.runs}", unit="steps")
 
         try:
-            result = inpaint(bundle, x, mask, method=method, steps=steps or None, seed=seed,
-                             n_samples=n_samples, progress=report)
+            filled = inpaint_upload(bundle, fitted, mask, frame_mask, blend=True, method=method,
+                                    steps=steps or None, seed=seed, n_samples=n_samples,
+                                    progress=report)
         except ValueError as err:
             raise gr.Error(str(err)) from None
+        result = filled.result
         name = model_name or self.cache.default
         numbers = plotted(result)
-        text = summary(result, numbers, int(mask.sum()), fit, name, bundle.dataset,
+        text = summary(result, numbers, int(mask.sum()), fitted.note, name, bundle.dataset,
                        ignored_strokes=mask_source != PAINTED and bool(strokes.any()))
         samples = [_own(to_pil(s)) for s in result.samples] if len(result.samples) > 1 else []
         uncertainty = (None if result.uncertainty is None
                        else _own(heat_map(result.uncertainty)))
         metrics = {"plot": numbers, "method": result.method, "steps": result.steps,
                    "seconds": round(result.seconds, 3), "missing_pixels": int(mask.sum()),
-                   "model": name, "fit": fit, "message": result.message,
+                   "model": name, "fit": fitted.note, "message": result.message,
                    "bpd_before": result.bpd_before, "bpd_after": result.bpd_after,
                    "bpd_note": "bpd_before/after: the unconditional model's bits/dim of the "
                                "whole quantized image, start fill and shown fill"}
-        filled = to_pil(result.image)
-        if framing is not None:  # back into the picture's frame, size and polarity
-            upload_mask = (framing.to_upload_mask(mask) if mask_source != PAINTED
-                           else painted.numpy())
-            whole = framing.restore(result.image, picture, np.ones(upload_mask.shape, bool))
-            filled = paste_fill(whole, picture, upload_mask,
-                                feather=upload_pixels_per_model_pixel(framing) / 2)
-            if shape[0] == 1 and has_colour(picture):
-                text += ("  \n**Colour upload, grayscale model**: the fill is gray (the model "
-                         "knows no colour); outside the mask the upload keeps its own colours.")
-        return (_own(filled), samples, uncertainty, plot(result),
-                _own(show_missing(to_pil(x), mask)), text, metrics)
+        if fitted.framing is not None and shape[0] == 1 and has_colour(picture):
+            text += ("  \n**Colour upload, grayscale model**: the fill is gray (the model "
+                     "knows no colour); outside the mask the upload keeps its own colours.")
+        return (_own(filled.image), samples, uncertainty, plot(result),
+                _own(show_missing(to_pil(fitted.x), mask)), text, metrics)
 
     @user_errors
     def upload(self, path: str | None, model_name: str) -> tuple:
@@ -336,29 +305,35 @@ class Handlers:
         info = self.normalize_info(model_name)
         return gr.update(info=info), gr.update(info=info)
 
-    def _method(self, method: str, bundle: ModelBundle) -> wording.Method:
-        """How ``method`` runs on ``bundle``: the default falls back without a conditional flow."""
-        if method == "default" and bundle.inpainter is None:
-            return wording.FALLBACK
-        return wording.METHODS[method]
+    @staticmethod
+    def _method(method: str, bundle: ModelBundle) -> tuple[str, Method]:
+        """The method ``method`` runs on ``bundle`` (``default``: ``conditional`` with a
+        conditional flow beside it, else ``ascent``), by name and registry entry."""
+        name = resolve(method, has_conditional=bundle.inpainter is not None)
+        return name, METHODS[name]
 
     @user_errors
     def controls(self, method: str, model_name: str) -> tuple:
         """Method-dependent controls: steps, samples and seed shown only where the method reads
         them, each saying what it does, and the method's own note (a warning where it fills
         poorly)."""
-        if method not in METHODS:
-            raise gr.Error(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+        if method not in CHOICES:
+            raise gr.Error(f"unknown method {method!r}: choose one of {', '.join(CHOICES)}")
         bundle = self.cache.get(model_name)
-        text = self._method(method, bundle)
-        steps, samples = DEFAULT_STEPS[method], 1
-        if method == "default" and bundle.inpainter is not None:
+        name, text = self._method(method, bundle)
+        has_flow = bundle.inpainter is not None
+        steps, samples = text.default_steps, 1
+        if text.conditional and has_flow:
             settings = conditional_settings(bundle.inpainter_card)
             steps, samples = int(settings["ascent_steps"]), int(settings["samples"])
+        why = (" (the default: no conditional flow beside this model)"
+               if method == DEFAULT and not has_flow else
+               " (this model has no conditional flow beside it: choose another method)"
+               if text.conditional and not has_flow else "")
         return (gr.update(info=f"{text.steps}; 0 = the method's default ({steps})"),
                 gr.update(visible=text.samples, info=f"0 = the method's default ({samples})"),
                 gr.update(visible=text.seed),
-                gr.update(info=f"Runs: {text.runs}."
+                gr.update(info=f"Runs: {name}, {text.runs}{why}."
                           + (f" Warning: {text.warning}." if text.warning else "")))
 
     @user_errors
@@ -454,9 +429,31 @@ class Handlers:
     def card(self, model_name: str) -> str:
         """The model card as Markdown: data, quality, thresholds, training cost."""
         bundle = self.cache.get(model_name)
+        flow_card = bundle.inpainter_card if bundle.inpainter is not None else None
         return card_markdown(model_name or self.cache.default, bundle.card, bundle.image_shape,
-                             warning=bundle.stale_note)
+                             warning=bundle.stale_note, inpainting=describe_default(flow_card))
 
     def skipped(self) -> str:
         """The bundles found but not offered, each with why (empty when there are none)."""
         return skipped_markdown(self.cache.skipped)
+
+    @user_errors
+    def maps(self, files: list[str] | str | None, model_name: str, normalize: bool = True
+             ) -> tuple[list[tuple[Image.Image, str]], str]:
+        """Each upload's anomaly map over the model's view of it, captioned with its row in the
+        verdict table, and what the colours mean (``app.maps``)."""
+        paths = [files] if isinstance(files, str) else list(files or [])
+        if not paths:
+            raise gr.Error("no images: upload one or more image files")
+        if len(paths) > MAX_FILES:
+            raise gr.Error(f"{len(paths)} files: at most {MAX_FILES} per request")
+        gallery, legend = maps.row_maps(self.cache.get(model_name), paths, bool(normalize))
+        return [(_own(panel), text) for panel, text in gallery], legend
+
+    @user_errors
+    def where(self, editor: dict[str, Any] | None, model_name: str, normalize: bool = True,
+              original: dict[str, Any] | None = None) -> tuple[Image.Image, str]:
+        """Where would the model change the editor's image? Its anomaly map (``app.maps``)."""
+        panel, note = maps.where_map(self.cache.get(model_name), _picture(editor, original),
+                                     bool(normalize))
+        return _own(panel), note

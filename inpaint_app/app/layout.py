@@ -12,7 +12,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from ..images import MAX_FILE_BYTES, ImageError, peek_image
-from ..inpainting import METHODS
+from ..methods import DEFAULT, METHODS
 from .handlers import (
     DEFAULT_MASK,
     MASK_SOURCES,
@@ -25,8 +25,10 @@ from .handlers import (
     brush,
     refuse,
 )
-from .wording import METHODS as METHOD_TEXTS
 
+# The picker's first entry: the alias, saying which method it runs (``methods.resolve``).
+DEFAULT_LABEL = ("default: the model's own (conditional where it has a conditional flow, "
+                 "else ascent)")
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"]
 # 28x28 images fill their boxes and stay crisp (no smoothing) when scaled up.
 CSS = """.pixelated img { image-rendering: pixelated; width: 100%; height: 100%;
@@ -130,8 +132,9 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown
                 mask = gr.Dropdown(list(MASK_SOURCES), value=DEFAULT_MASK, label="Mask",
                                    info="a preset, or painted: your brush strokes",
                                    elem_id="mask")
-                method = gr.Dropdown([(METHOD_TEXTS[m].label, m) for m in METHODS],
-                                     value=METHODS[0], label="Method", elem_id="method")
+                method = gr.Dropdown([(DEFAULT_LABEL, DEFAULT),
+                                      *((m.label, name) for name, m in METHODS.items())],
+                                     value=DEFAULT, label="Method", elem_id="method")
             with gr.Row():
                 steps = gr.Slider(0, MAX_STEPS, value=0, step=5, label="Steps", scale=2,
                                   info="0 = the method's default", elem_id="steps")
@@ -142,6 +145,7 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown
             normalize = gr.Checkbox(True, label="Normalize the input", elem_id="inpaint-normalize",
                                     info=handlers.normalize_info(handlers.cache.default))
             run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
+            where = gr.Button("Where would the model change this image?", elem_id="where-button")
         with gr.Column():
             with gr.Column(elem_id="inpaint-result"):
                 with gr.Row():
@@ -155,6 +159,10 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown
                                  elem_classes="pixelated", format="png")
             uncertainty = gr.Image(label="Uncertainty: per-pixel std of the samples",
                                    height=200, elem_classes="pixelated", format="png")
+            where_map = gr.Image(label="Where the model would change it (anomaly map, in the "
+                                       "image's own frame)", height=300, elem_id="where-map",
+                                 format="png")
+            where_note = gr.Markdown(elem_id="where-note")
     # Dots, not a line: a run without steps has one value, which a line plot leaves blank.
     trajectory = gr.ScatterPlot(x="step", y="bits/dim", y_title="bits per dim",
                                 label="what the method climbs, per step", height=240,
@@ -174,6 +182,8 @@ def build_inpaint(handlers: Handlers, model: gr.Dropdown
               [editor, model, mask, method, steps, n_samples, seed, normalize, original],
               [filled, samples, uncertainty, trajectory, view, summary, metrics],
               api_name="inpaint")
+    where.click(handlers.where, [editor, model, normalize, original], [where_map, where_note],
+                api_name="where")
     return method, controls, normalize
 
 
@@ -188,6 +198,11 @@ def build_anomaly(handlers: Handlers, model: gr.Dropdown) -> gr.Checkbox:
     table = gr.Dataframe(headers=TABLE_COLUMNS, datatype=TABLE_TYPES, interactive=False,
                          label="Verdicts", elem_id="verdicts", wrap=True, max_height=640,
                          column_widths=["4%", "8%", "14%", "34%", "8%", "8%", "8%", "16%"])
+    # Maps cost a few hundred ms an image: computed only when asked.
+    show_maps = gr.Button("Where? Each row's anomaly map", elem_id="maps-button")
+    maps = gr.Gallery(label="Where: anomaly maps, by row #", columns=4, height="auto",
+                      object_fit="contain", format="png", elem_id="anomaly-maps")
+    legend = gr.Markdown(elem_id="maps-legend")
     # The caption above, not as the image's label: Gradio's label box hid the picture's title.
     gr.Markdown("**Validation scores** (bars), threshold (red), uploads by row # (orange; "
                 "beyond the axis: listed under it)", elem_id="histogram-caption")
@@ -198,6 +213,8 @@ def build_anomaly(handlers: Handlers, model: gr.Dropdown) -> gr.Checkbox:
                          info="files the page kept back for their size, one name a line")
     run.click(handlers.score, [files, model, normalize, refused], [table, histogram, note],
               api_name="score", js=REFUSED_JS)
+    show_maps.click(handlers.maps, [files, model, normalize], [maps, legend],
+                    api_name="anomaly_map")
     files.clear(None, js=FORGET_REFUSED_JS)
     return normalize
 

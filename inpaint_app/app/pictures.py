@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from ..images import to_8bit
+from ..anomaly_map import SHOWN_FROM, overlay
 
 _BAR = (120, 144, 186)
 _THRESHOLD = (200, 40, 40)
@@ -35,38 +35,37 @@ def heat_map(values: torch.Tensor) -> Image.Image:
     return ImageOps.colorize(gray, black="#000004", mid="#b5367a", white="#fcfdbf")
 
 
+def map_panel(view: Image.Image, values: torch.Tensor | np.ndarray, level: float,
+              side: int = 224) -> Image.Image:
+    """An image (the model's view, or an upload) ``side`` pixels wide with its anomaly map
+    (``inpaint_app.anomaly_map``, of the image's size; NaN where the model saw nothing) laid
+    over it, and a colour bar under it whose ticks are in units of the map's hot-spot
+    ``level``."""
+    width, height = side, round(side * view.height / view.width)
+    big = view.resize((width, height), Image.Resampling.NEAREST if view.width < side
+                      else Image.Resampling.LANCZOS)
+    array = values.detach().float().cpu().numpy() if torch.is_tensor(values) else values
+    smooth = Image.fromarray(np.asarray(array, dtype=np.float32)).resize(
+        (width, height), Image.Resampling.BILINEAR)
+    panel = Image.new("RGB", (width, height + 54), "white")  # room for the gallery's caption
+    panel.paste(overlay(big, np.asarray(smooth), level), (0, 0))
+    bar = np.linspace(0, 2, width - 16, dtype=np.float32)[None].repeat(10, 0)  # 0 to 2 levels
+    panel.paste(overlay(Image.new("L", (width - 16, 10), 0), bar * level, level),
+                (8, height + 6))
+    draw, font = ImageDraw.Draw(panel), _font(11)
+    for share, label, anchor in ((SHOWN_FROM, "half", "ma"), (1.0, "hot-spot level", "ma"),
+                                 (2.0, "2x", "ra")):
+        x = 8 + share / 2 * (width - 17)
+        draw.line([x, height + 4, x, height + 18], fill=_INK)
+        draw.text((x, height + 20), label, fill=_INK, font=font, anchor=anchor)
+    return panel
+
+
 def show_missing(image: Image.Image, mask: torch.Tensor) -> Image.Image:
     """The model's input with the missing pixels painted magenta (what the fill must replace)."""
     rgb = np.array(image.convert("RGB"))
     rgb[mask.cpu().numpy()] = (255, 0, 255)
     return Image.fromarray(rgb)
-
-
-def has_colour(image: Image.Image) -> bool:
-    """True when some pixel's red, green and blue differ (a grey image saved as RGB is not)."""
-    if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
-        return False
-    r, g, b = (np.asarray(band) for band in to_8bit(image, 3).split())
-    return bool((r != g).any() or (g != b).any())
-
-
-def paste_fill(fill: Image.Image, upload: Image.Image, mask: np.ndarray,
-               feather: float = 0.0) -> Image.Image:
-    """The upload with the ``mask`` pixels (bool ``[H, W]``) taken from ``fill`` (the same
-    size), the fill blended in over ``feather`` pixels beyond the mask's edge (none below 1), so
-    that an enlarged fill shows no seam; other pixels are the upload's own, in colour where it
-    has colour (a grayscale fill stays grey: the model knows no colour)."""
-    mode = "RGB" if fill.mode == "RGB" or has_colour(upload) else "L"
-    base = np.asarray(to_8bit(upload, 3 if mode == "RGB" else 1), dtype=np.float32)
-    paint = np.asarray(fill.convert(mode), dtype=np.float32)
-    alpha = mask.astype(np.float32)
-    if feather >= 1:  # a ramp from 1 at the edge to 0 about ``feather`` pixels out
-        soft = Image.fromarray(mask.astype(np.uint8) * 255).filter(
-            ImageFilter.GaussianBlur(feather / 2))
-        alpha = np.maximum(alpha, np.clip(np.asarray(soft, dtype=np.float32) / 127.5, 0, 1))
-    if mode == "RGB":
-        alpha = alpha[..., None]
-    return Image.fromarray((base + (paint - base) * alpha + 0.5).clip(0, 255).astype(np.uint8))
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

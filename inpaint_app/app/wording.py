@@ -1,12 +1,11 @@
-"""What the app says in words: plain-language verdicts, what each inpainting method runs (and
-which controls it reads), and what each example image shows, with its model and mask.
+"""What the app says in words: plain-language verdicts and what each example image shows, with
+its model and mask. What each inpainting method runs, and which controls it reads, is in the
+method registry (``inpaint_app.methods``).
 
 Kept apart from the handlers so that the texts can be read, and changed, in one place.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from ..data import DISPLAY_NAMES
 from ..gallery import Example
@@ -50,42 +49,6 @@ def normalize_info(recipe: Recipe, channels: int) -> str:
         steps.append("faded ink stretched")
     return "bring the image to the model's conventions first: " + ", ".join(steps) \
         + "; off: a plain resize"
-
-
-# ---- methods ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Method:
-    """How the Inpaint tab presents a method: its name, what runs, which controls it reads."""
-
-    label: str
-    runs: str  # shown with the progress bar
-    steps: str  # what one step is
-    samples: bool = False
-    seed: bool = False
-    warning: str = ""
-
-
-_POOR = ("gives poor fills on the shipped models: {what} (about {db} dB PSNR in the masked "
-         "region, against 19-20 for default; benchmarks/inpainting.md)")
-METHODS = {
-    "default": Method("default: conditional flow (samples given the visible pixels)",
-                      "conditional flow sampling, then Adam ascent if steps > 0",
-                      "Adam steps on the conditional likelihood",
-                      samples=True, seed=True),
-    "exemplar": Method("exemplar: mean of the nearest training images (no flow)",
-                       "Adam ascent on the image's likelihood",
-                       "Adam steps on the likelihood after the exemplar start"),
-    "nice": Method("NICE: the paper's noisy gradient ascent", "NICE noisy gradient ascent",
-                   "noisy gradient-ascent steps", seed=True,
-                   warning=_POOR.format(what="noise", db=3)),
-    "langevin": Method("Langevin: sampling chains (samples + uncertainty)", "Langevin sampling",
-                       "Langevin steps (noise is added: not an ascent)", samples=True,
-                       seed=True, warning=_POOR.format(what="noisy images", db=10)),
-}
-# The default method without a conditional model beside the checkpoint: deterministic ascent.
-FALLBACK = Method(METHODS["default"].label, "Adam ascent on the image's likelihood (no "
-                  "conditional model)", "Adam steps on the likelihood after the exemplar start")
 
 
 # ---- anomaly verdicts -------------------------------------------------------------------------

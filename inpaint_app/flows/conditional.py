@@ -33,9 +33,16 @@ class Context:
 
 
 class ConditionalFlow(nn.Module):
-    """An invertible map of x given a fixed ``Context``; ``forward`` returns ``(z, logdet)``."""
+    """An invertible map of x given a fixed ``Context``; ``forward`` returns ``(z, logdet)``.
+    Every layer here is elementwise affine, so ``forward_elements`` gives each value's own
+    log-derivative (``[B, C, H, W]``), which ``logdet`` sums."""
 
     def forward(self, x: torch.Tensor, context: Context) -> tuple[torch.Tensor, torch.Tensor]:
+        z, log_s = self.forward_elements(x, context)
+        return z, sum_except_batch(log_s)
+
+    def forward_elements(self, x: torch.Tensor, context: Context
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def inverse(self, z: torch.Tensor, context: Context) -> torch.Tensor:
@@ -55,6 +62,14 @@ class ConditionalSequential(ConditionalFlow):
             x, step = flow(x, context)
             logdet = logdet + step
         return x, logdet
+
+    def forward_elements(self, x: torch.Tensor, context: Context
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        log_s = torch.zeros_like(x)
+        for flow in self.flows:
+            x, step = flow.forward_elements(x, context)
+            log_s = log_s + step
+        return x, log_s
 
     def inverse(self, z: torch.Tensor, context: Context) -> torch.Tensor:
         for flow in reversed(self.flows):
@@ -117,10 +132,11 @@ class MaskedAffineCoupling(ConditionalFlow):
         log_s = -soft_clamp(F.softplus(-(raw + 2.0)), self.bound)
         return soft_clamp(shift, self.shift_bound) * b, log_s * b
 
-    def forward(self, x: torch.Tensor, context: Context) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_elements(self, x: torch.Tensor, context: Context
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
         b = self._transformed(x, context)
         shift, log_s = self._params(x, b, context)
-        return x * log_s.exp() + shift, sum_except_batch(log_s)
+        return x * log_s.exp() + shift, log_s
 
     def inverse(self, z: torch.Tensor, context: Context) -> torch.Tensor:
         b = self._transformed(z, context)
@@ -144,9 +160,10 @@ class ConditionalAffine(ConditionalFlow):
         shift, raw = full_precision(self.net(context.features)).chunk(2, dim=1)
         return shift * context.missing, soft_clamp(raw, self.bound) * context.missing
 
-    def forward(self, x: torch.Tensor, context: Context) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_elements(self, x: torch.Tensor, context: Context
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
         shift, log_s = self._params(context)
-        return x * log_s.exp() + shift, sum_except_batch(log_s)
+        return x * log_s.exp() + shift, log_s
 
     def inverse(self, z: torch.Tensor, context: Context) -> torch.Tensor:
         shift, log_s = self._params(context)

@@ -1,12 +1,12 @@
 """Train GPU recipes on a borrowed GPU for a wall-clock budget and pack what comes back.
 
-    python -m pipelines.gpu_run --minutes 7 --out "$OUT" \\
+    python -m benchmarks.gpu_run --minutes 7 --out "$OUT" \\
         pipelines/configs/mnist-glow-gpu.json pipelines/configs/fashion-mnist-glow-gpu.json
 
 Each CONFIG runs as its own ``python -m pipelines.train`` process, all at once (they share the
 GPU; each gets ``cpu_count // n`` CPU threads), with ``--data-root gpu-data`` (the folder
-``python -m pipelines.pack_data`` writes), ``--max-minutes MINUTES``, ``--amp`` and the test set
-off (it does not travel: ``pipelines.gpu_home`` scores it at home). Runs write to
+``python -m benchmarks.pack_data`` writes), ``--max-minutes MINUTES``, ``--amp`` and the test set
+off (it does not travel: ``benchmarks.gpu_home`` scores it at home). Runs write to
 ``runs/gpu/<name>/`` (``<name>``: the config's file name) with a ``train.log`` each. A run still
 going ``--grace`` minutes after its budget is stopped; its last best ``model.pt`` is packed anyway.
 
@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, required=True,
                    help="training budget of every run (train.py's --max-minutes)")
     p.add_argument("--out", required=True, help="folder for what comes back (flat, <= 8 files)")
-    p.add_argument("--data-root", default="gpu-data", help="packed data (pipelines.pack_data)")
+    p.add_argument("--data-root", default="gpu-data", help="packed data (benchmarks.pack_data)")
     p.add_argument("--runs", default="runs/gpu", help="where the runs write (default runs/gpu)")
     p.add_argument("--device", default="cuda", help="cuda (default), cpu for a stand-in, auto")
     p.add_argument("--threads", type=int, default=None,
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                          "logs.txt")):
             stale.unlink()
     runs = train_all(args)
-    this_command = "python -m pipelines.gpu_run " + shlex.join(sys.argv[1:] if argv is None
+    this_command = "python -m benchmarks.gpu_run " + shlex.join(sys.argv[1:] if argv is None
                                                                 else argv)
     weights = args.weights if args.weights != "auto" else transit_choice(runs)
     print(f"weights travel as {TRANSIT_DTYPES[weights]}", flush=True)

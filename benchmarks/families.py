@@ -1,7 +1,7 @@
 """Every MNIST flow family side by side: bits/dim, size, training cost, sampling and scoring speed.
 
-    python -m pipelines.families                      # defaults below -> benchmarks/families.*
-    python -m pipelines.families runs/mnist-maf/model.pt --threads 1 --out /tmp/fam
+    python -m benchmarks.families                      # defaults below -> benchmarks/families.*
+    python -m benchmarks.families runs/mnist-maf/model.pt --threads 1 --out /tmp/fam
 
 Checkpoints (default: ``trained/*/model.pt`` whose card says mnist, then ``runs/mnist-*/model.pt``)
 give the family, parameters, test bits/dim, training time and hardware from their cards (a card
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         rows.append(family_row(model_from_card(card), card, str(path),
                                "card only; speed timed on fresh weights", images, args))
-    command = "python -m pipelines.families " + " ".join(
+    command = "python -m benchmarks.families " + " ".join(
         sys.argv[1:] if argv is None else argv)
     report = {"command": command.strip(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": machine(), "load_start": load_start, "sample_batch": args.sample_batch,

@@ -1,6 +1,6 @@
-"""Bring home what ``pipelines.gpu_run`` sent back: float32 checkpoints, test bits/dim, shipping.
+"""Bring home what ``benchmarks.gpu_run`` sent back: float32 checkpoints, test bits/dim, shipping.
 
-    python -m pipelines.gpu_home OUTDIR [--data-root ../shared/data] [--threads 2] [--ship]
+    python -m benchmarks.gpu_home OUTDIR [--data-root ../shared/data] [--threads 2] [--ship]
         [--limit-test N] [--runs runs/gpu-home]
 
 For every ``OUTDIR/<name>.pt`` (or ``<name>.part0.pt`` ...): checks it against ``summary.json``
@@ -107,7 +107,7 @@ def home(name: str, paths: list[Path], args: argparse.Namespace, summary: dict |
              "trained_on": re.sub(r"^\d+ x (?=\D)", "", card.hardware or "unknown"),
              "precision_note": PRECISION_NOTE.format(dtype=ckpt["transit_dtype"]),
              "brought_home": {"from": str(paths[0].parent), "files": [p.name for p in paths],
-                              "command": "python -m pipelines.gpu_home " + " ".join(args.argv),
+                              "command": "python -m benchmarks.gpu_home " + " ".join(args.argv),
                               "date": datetime.now(UTC).isoformat(timespec="seconds")}}
     card = card.replace(notes=notes)
     if (card.commit or "unknown") == "unknown":  # the borrowed machine gets no .git
@@ -134,7 +134,7 @@ def home(name: str, paths: list[Path], args: argparse.Namespace, summary: dict |
     card = card.replace(parameters=sum(p.numel() for p in model.parameters()), test=Measurement(
         bpd=round(mean, 4), stderr=round(stderr, 4), images=len(test),
         subset="random" if args.limit_test else "all",
-        command="python -m pipelines.gpu_home (evaluate_bpd as pipelines.evaluate)"))
+        command="python -m benchmarks.gpu_home (evaluate_bpd as pipelines.evaluate)"))
     if args.check_val:
         row["home_val_bpd"], card = check_val(model, card, args)
     save_model(model, out / "model.pt", card=card)
@@ -202,13 +202,13 @@ def ship(out: Path, card: ModelCard, family: str, folder: Path, shipped: ModelCa
                   "--threads", str(args.threads), *kept_parts(shipped)]):
         print("$ python -m " + " ".join(step), flush=True)
         subprocess.run([sys.executable, "-m", *step], check=True)
-    print(f"shipped {folder}: run `python -m pipelines.results` for the README table")
+    print(f"shipped {folder}: run `python -m benchmarks.results` for the README table")
     return True
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("out_dir", metavar="OUTDIR", help="what pipelines.gpu_run wrote under $OUT")
+    p.add_argument("out_dir", metavar="OUTDIR", help="what benchmarks.gpu_run wrote under $OUT")
     p.add_argument("--data-root", default=None, help="dataset root with the test split")
     p.add_argument("--runs", default="runs/gpu-home", help="where the float32 checkpoints go")
     p.add_argument("--trained", default="trained", help="the shipped models")

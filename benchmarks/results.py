@@ -1,6 +1,6 @@
 """Regenerate the README's results table: test bits/dim of every model in ``trained/``.
 
-    python -m pipelines.results [--trained trained] [--limit N]
+    python -m benchmarks.results [--trained trained] [--limit N]
 
 Each figure is the mean over the full test set (one fixed-seed uniform dequantization per image),
 exactly what ``python -m pipelines.evaluate CHECKPOINT`` prints.

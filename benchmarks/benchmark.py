@@ -1,6 +1,6 @@
 """Side-by-side benchmark: our flows against the same architectures built with normflows.
 
-    python -m pipelines.benchmark [--threads 1] [--families nice realnvp glow] [--quick]
+    python -m benchmarks.benchmark [--threads 1] [--families nice realnvp glow] [--quick]
     pip install -e ".[bench]"   # the peer library, only needed for the peer column
 
 One run on one machine writes ``benchmarks/latest.json`` (rows ``{name, unit, ours, peer,
@@ -211,7 +211,7 @@ def family_rows(family: str, nf: object | None, args: argparse.Namespace) -> lis
 
 def memory_probe(family: str, side: str, task: str, args: argparse.Namespace) -> float | None:
     """Peak-RSS growth (MiB) of a few steps of ``task``, in a fresh interpreter."""
-    cmd = [sys.executable, "-m", "pipelines.benchmark", "--probe", family, side, task,
+    cmd = [sys.executable, "-m", "benchmarks.benchmark", "--probe", family, side, task,
            "--threads", str(torch.get_num_threads()), "--batch-size", str(args.batch_size),
            "--score-batch", str(args.score_batch)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -322,7 +322,7 @@ def verdict_timer(bundle: ModelBundle) -> Callable[[], float]:
 def fresh_verdict(args: argparse.Namespace) -> float | None:
     """Eager verdict images/s (median of ``--repeats``) in a fresh interpreter."""
     threads = args.threads or torch.get_num_threads()
-    cmd = [sys.executable, "-m", "pipelines.benchmark", "--verdict-probe",
+    cmd = [sys.executable, "-m", "benchmarks.benchmark", "--verdict-probe",
            "--threads", str(threads), "--repeats", str(args.repeats)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0 or not out.stdout.strip():
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> dict:
         print("\n".join(json.dumps(r) for r in rows[-8:]), flush=True)
     if not args.no_default_model:
         rows += default_model_rows(args)
-    command = "python -m pipelines.benchmark " + " ".join(argv if argv is not None
+    command = "python -m benchmarks.benchmark " + " ".join(argv if argv is not None
                                                            else sys.argv[1:])
     report = {"command": command.strip(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": machine(nf), "load_start": load_start, "rows": rows}

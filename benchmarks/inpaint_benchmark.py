@@ -1,7 +1,7 @@
 """Inpainting benchmark: our methods against biharmonic and mean fills on test subsets.
 
-    python -m pipelines.inpaint_benchmark                       # writes benchmarks/inpainting.*
-    python -m pipelines.inpaint_benchmark --limit 40 --slow-limit 4 --datasets mnist
+    python -m benchmarks.inpaint_benchmark                       # writes benchmarks/inpainting.*
+    python -m benchmarks.inpaint_benchmark --limit 40 --slow-limit 4 --datasets mnist
 
 For each dataset and mask preset: masked-region PSNR and SSIM (skimage.metrics, [0, 1] units,
 SSIM averaged over the missing pixels of its map), the accuracy of a small CNN on the
@@ -36,13 +36,12 @@ from inpaint_app.fills import biharmonic_fill, mean_fill
 from inpaint_app.images import save_png, to_pil
 from inpaint_app.inpainting import (
     MASK_PRESETS,
-    conditional_settings,
-    describe_temperatures,
     discrete_bits_per_dim,
     inpaint,
     inpaint_batch,
     make_mask,
 )
+from inpaint_app.methods import conditional_settings, describe_temperatures
 from inpaint_app.metrics import masked_psnr, masked_ssim
 
 CHECKPOINTS = {"mnist": "trained/mnist-glow/model.pt",
@@ -176,7 +175,7 @@ def default_description(card: ModelCard) -> str:
 
 def markdown(results: dict, args: argparse.Namespace) -> str:
     lines = ["# Inpainting benchmark", "",
-             f"Command: `python -m pipelines.inpaint_benchmark --limit {args.limit} "
+             f"Command: `python -m benchmarks.inpaint_benchmark --limit {args.limit} "
              f"--slow-limit {args.slow_limit}`", "",
              "Masked-region PSNR (dB) / SSIM / classifier accuracy (%) of the completed test "
              f"images; first {args.limit} test images per dataset (nice, langevin: first "

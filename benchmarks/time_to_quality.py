@@ -1,7 +1,7 @@
 """Time to quality against a peer (issue 21): the same Glow trained two ways for the same budget.
 
-    python -m pipelines.time_to_quality                  # 30 min each, 2 threads -> benchmarks/
-    flowpaint time-to-quality --minutes 0.5 --val-every 5 --out /tmp/ttq   # a smoke run
+    python -m benchmarks.time_to_quality                  # 30 min each, 2 threads -> benchmarks/
+    python -m benchmarks.time_to_quality --minutes 0.5 --val-every 5 --out /tmp/ttq   # a smoke run
     pip install -e ".[bench]"                            # normflows, the peer library
 
 One run trains, one after the other (``--first``), each for ``--minutes`` of training:
@@ -68,7 +68,7 @@ from inpaint_app.train_state import Process, TrainState
 from inpaint_app.trainer import init_weights, recipe_from_config, settle_amp, train_batch
 from inpaint_app.training import LogProb, bpd_summary, evaluate_bpd
 
-OUR_CONFIG = Path(__file__).parent / "configs" / "mnist-glow-cpu.json"
+OUR_CONFIG = Path(__file__).resolve().parents[1] / "pipelines" / "configs" / "mnist-glow-cpu.json"
 PEER_SOURCE = ("normflows examples/glow.ipynb (v1.7.3): https://github.com/VincentStimper/"
                "normalizing-flows/blob/v1.7.3/examples/glow.ipynb")
 PEER_RECIPE = {"optimizer": "Adamax", "lr": 1e-3, "weight_decay": 1e-5, "batch_size": 128,
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> dict:
         sides[name] = run_side(name, nf, args, data)
         gc.collect()
     budget = 60 * args.minutes
-    command = "python -m pipelines.time_to_quality " + " ".join(
+    command = "python -m benchmarks.time_to_quality " + " ".join(
         sys.argv[1:] if argv is None else argv)
     report = {"command": command.strip(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": machine(nf), "dataset": args.dataset, "hparams": args.hparams,

@@ -1,7 +1,7 @@
 """2-D density gallery: every flow family on toy data sets, plus planar flows fitted to U1..U4.
 
-    python -m pipelines.toy2d                       # all families x all data sets -> docs/toy2d/
-    python -m pipelines.toy2d --families maf,ffjord --datasets moons --steps 300 --out /tmp/t
+    python -m benchmarks.toy2d                       # all families x all data sets -> docs/toy2d/
+    python -m benchmarks.toy2d --families maf,ffjord --datasets moons --steps 300 --out /tmp/t
 
 Writes ``gallery.png`` (a data row, then one row of learned densities per family; a column per
 data set), ``loglik.csv`` and ``loglik.json`` (mean test log-likelihood in nats per point, with its

@@ -1,7 +1,7 @@
 """Throughput rows on a borrowed accelerator for the performance table (issue 21, part 4).
 
-    python -m pipelines.gpu_bench --out "$OUT"                 # on the GPU machine
-    python -m pipelines.gpu_bench --out runs/gpu-bench --device cpu --quick   # a CPU dry run
+    python -m benchmarks.gpu_bench --out "$OUT"                 # on the GPU machine
+    python -m benchmarks.gpu_bench --out runs/gpu-bench --device cpu --quick   # a CPU dry run
 
 Rows, each with the device named:
 
@@ -46,7 +46,7 @@ from inpaint_app.models import build_model
 from inpaint_app.trainer import leave_process_group
 from inpaint_app.training import LogProb, initialize_actnorm, select_device, train_step
 
-RECIPE = Path(__file__).parent / "configs" / "mnist-glow-gpu.json"
+RECIPE = Path(__file__).resolve().parents[1] / "pipelines" / "configs" / "mnist-glow-gpu.json"
 SHIPPED = Path(__file__).resolve().parents[1] / "trained" / "mnist-glow"
 SHAPE = (1, 28, 28)
 
@@ -147,7 +147,7 @@ def ddp_row(args: argparse.Namespace, hparams: dict) -> dict | None:
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "ddp.json"
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={args.ddp_processes}", "-m", "pipelines.gpu_bench",
+                   f"--nproc_per_node={args.ddp_processes}", "-m", "benchmarks.gpu_bench",
                    "--ddp-worker", str(result), "--device", args.device, "--batch",
                    str(args.batch), "--steps", str(args.steps), "--repeats", str(args.repeats),
                    *(["--quick"] if args.quick else [])]
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows += [r for r in [ddp_row(args, hparams)] if r is not None]
     rows += scoring_rows(device, args.score_batch, args.verdict_images, args.repeats,
                          args.compile)
-    report = {"command": "python -m pipelines.gpu_bench " + " ".join(
+    report = {"command": "python -m benchmarks.gpu_bench " + " ".join(
                   sys.argv[1:] if argv is None else argv),
               "device": device_name(device), "torch": torch.__version__,
               "date": datetime.now(UTC).isoformat(timespec="seconds"),

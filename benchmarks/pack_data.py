@@ -1,13 +1,13 @@
 """Pack the training split of MNIST / Fashion-MNIST into a small folder that travels with the
 checkout (to a borrowed GPU machine, where the datasets beside the checkout do not).
 
-    python -m pipelines.pack_data [--data-root ../shared/data] [--out gpu-data] \\
+    python -m benchmarks.pack_data [--data-root ../shared/data] [--out gpu-data] \\
         [--datasets mnist fashion-mnist]
 
 Writes ``<out>/<MNIST|FashionMNIST>/raw/train-{images-idx3,labels-idx1}-ubyte.gz`` (torchvision's
 layout, gzipped IDX: about 10 + 26 MB), which ``inpaint_app.data`` reads through the usual
 ``--data-root``: train and val load from it; the test split does not travel (test bits/dim are
-computed at home by ``pipelines.gpu_home``). ``gpu-data/`` is ignored by git.
+computed at home by ``benchmarks.gpu_home``). ``gpu-data/`` is ignored by git.
 """
 
 from __future__ import annotations
