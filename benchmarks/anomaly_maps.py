@@ -5,6 +5,8 @@ what a map costs. Writes ``benchmarks/anomaly-maps.md`` and ``.json`` and the RE
 
     python -m benchmarks.anomaly_maps --data-root /work/shared/data [--images 50]
         [--clean 400] [--threads 2]
+    python -m benchmarks.anomaly_maps --data-root DATA --checkpoint trained/digits \
+        --dataset mnist --other fashion-mnist --out benchmarks/anomaly-maps-folder
 
 For each shipped model with a calibrated map, ``--images`` test images per foreign source get a
 10x10 crop pasted at a random place: crops of the other dataset's test images (Fashion-MNIST on
@@ -151,8 +153,8 @@ def upload_aurocs(bundle: ModelBundle, images: torch.Tensor, truths: np.ndarray
 
 def evaluate(name: str, args: argparse.Namespace) -> tuple[dict, list]:
     """The rows of one model, and a few (image, map) pairs for the figure."""
-    dataset, other = MODELS[name]
-    bundle = load_bundle(ROOT / "trained" / name)
+    dataset, other = MODELS.get(name) or (args.dataset, args.other)
+    bundle = load_bundle(args.checkpoint or ROOT / "trained" / name)
     calibration = map_calibration(bundle)
     level = calibration["level"]
     test = load_split(dataset, "test", args.data_root)
@@ -209,10 +211,11 @@ def figure(shown: list, out: Path) -> None:
 
 def markdown(results: list[dict], command: str) -> str:
     lines = ["# Anomaly maps: foreign strokes pasted over test images", "",
-             f"`{command}`: maps from the shipped conditional inpainting flows "
-             "(`inpaint_app.anomaly_map`, calibrated by `python -m pipelines.calibrate "
-             "trained/<model> --maps`). Pixel AUROC: per image, the map of the pasted pixels "
-             "against the rest of the image, mean (median) over images. Image AUROC: the map's "
+             f"`{command}`: maps from the bundles' conditional inpainting flows "
+             "(`inpaint_app.anomaly_map`, calibrated by `python -m pipelines.calibrate MODEL "
+             "--maps` or `flowpaint folder-inpainter`). Pixel AUROC: per image, the map of the "
+             "pasted pixels against the rest of the image, mean (median) over images. Image "
+             "AUROC: the map's "
              "peak against clean test images. Hot spots: images whose peak exceeds the "
              "calibrated level. Uploads: the first 20 images of each source, enlarged 3x and "
              "inverted (dark ink on a light page), through the input normalization; their maps "
@@ -220,7 +223,8 @@ def markdown(results: list[dict], command: str) -> str:
              "normalized input, beside the same 20 images' maps as stored (module docstring of "
              "`benchmarks/anomaly_maps.py`).", ""]
     for r in results:
-        seconds = ", ".join(f"{v:.3f} s ({k})" for k, v in r["seconds_per_map"].items())
+        seconds = ", ".join(f"{v:.3f} s ({k.replace('1 threads', '1 thread')})"
+                            for k, v in r["seconds_per_map"].items())
         lines += [f"## {r['model']}", "",
                   f"Calibrated on {r['calibration']['source']}; windows "
                   f"{r['calibration']['windows']}; level {r['level']:.3f}. Clean test images "
@@ -255,12 +259,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--clean", type=int, default=400, help="clean test images")
     p.add_argument("--threads", type=int, default=2, help="threads for the timing")
     p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--checkpoint", default=None,
+                   help="measure this bundle instead (e.g. a folder bundle with "
+                        "flowpaint folder-inpainter), on --dataset's test images")
+    p.add_argument("--dataset", default="mnist", help="--checkpoint: its test images")
+    p.add_argument("--other", default="fashion-mnist", help="--checkpoint: the foreign crops")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "anomaly-maps"))
     p.add_argument("--figure", default=str(ROOT / "docs" / "anomaly-maps.png"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     command = ("python -m benchmarks.anomaly_maps --data-root DATA "
                f"--images {args.images} --clean {args.clean} --threads {args.threads}")
+    if args.checkpoint:
+        args.models = [Path(args.checkpoint).name]
+        command += (f" --checkpoint {args.checkpoint} --dataset {args.dataset} "
+                    f"--other {args.other} --out {args.out}")
     results, shown = [], []
     for name in args.models:
         result, pictures = evaluate(name, args)

@@ -233,7 +233,7 @@ def exposure_batch(args: argparse.Namespace, outliers: torch.Tensor | None, step
 def train_batch(args: argparse.Namespace, state: TrainState, model: torch.nn.Module,
                 batch: torch.Tensor, all_finite: Callable[[bool], bool] | None = None,
                 exposure: Exposure | None = None) -> float:
-    """One step of the recipe on a uint8 batch (also ``pipelines.time_to_quality``'s): the
+    """One step of the recipe on a uint8 batch (also ``benchmarks.time_to_quality``'s): the
     --perturb corruption, the likelihood step, the non-finite guard, the schedule and the EMA.
     Returns the batch's bits/dim (nan for a skipped update)."""
     if args.perturb:

@@ -397,10 +397,16 @@ def test_each_anomaly_row_offers_its_map(page: sync_api.Page, tmp_path: Path) ->
     page.get_by_role("tab", name="Anomaly").click()
     page.locator("#anomaly-files input[type=file]").set_input_files(
         [str(EXAMPLE), str(pasted)])
+    page.locator("#score-button").click()
+    sync_api.expect(page.locator("#verdicts [role=row]").filter(has_text="pasted-noise.png")
+                    ).to_contain_text(re.compile("in distribution|anomalous"), timeout=60_000)
     page.locator("#maps-button").click()
-    maps = page.locator("#anomaly-maps")
+    maps, legend = page.locator("#anomaly-maps"), page.locator("#maps-legend")
     sync_api.expect(maps.locator("img")).to_have_count(2, timeout=60_000)
     sync_api.expect(maps).to_contain_text(f"#1 {EXAMPLE.name}: no hot spot")
     sync_api.expect(maps).to_contain_text("#2 pasted-noise.png: hot spot")
-    sync_api.expect(page.locator("#maps-legend")).to_contain_text("hot-spot level")
-    page.screenshot(path=str(shots / "anomaly-maps.png"), full_page=True)
+    sync_api.expect(legend).to_contain_text("hot-spot level")
+    top = page.locator("#verdicts").bounding_box()["y"] - 8
+    bottom = legend.bounding_box()["y"] + legend.bounding_box()["height"] + 8
+    page.screenshot(path=str(shots / "anomaly-maps.png"), full_page=True,
+                    clip={"x": 0, "y": top, "width": 1400, "height": bottom - top})
