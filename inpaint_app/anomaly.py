@@ -62,7 +62,7 @@ from .bundle import ModelBundle, as_bundle
 from .capture_axis import capture_verdict, facts_of_inputs, faint_share
 from .compiled import scorer_for
 from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
-from .detector import FLOW_PARTS, Calibration, PartScale
+from .detector import FLOW_PARTS, Calibration, PartScale, detector_of
 from .exemplars import ExemplarBank
 from .normalize import INK_LEVEL
 from .spreads import spread_quantile
@@ -243,9 +243,7 @@ def capture_traces(images: torch.Tensor) -> np.ndarray:
 def typed(calibration: dict[str, Any] | None) -> Calibration | None:
     """The typed detector of a card's calibration (``inpaint_app.detector``), None without an
     evidence entry."""
-    if not calibration or "evidence" not in calibration.get("scores", {}):
-        return None
-    return Calibration.from_dict(calibration)  # ModelBundle.detector, for any dictionary
+    return detector_of(calibration)
 
 
 def _capture_cut(calibration: dict[str, Any] | None) -> float:

@@ -27,7 +27,7 @@ import torch
 from .card import ModelCard
 from .conditional import ConditionalInpainter
 from .density import DensityModel
-from .detector import Calibration
+from .detector import Calibration, detector_of
 from .exemplars import BANK_FILE, ExemplarBank, load_bank
 from .gallery import Example, read_examples
 from .models import (
@@ -70,10 +70,7 @@ class ModelBundle:
     def detector(self) -> Calibration | None:
         """The calibration, typed (``inpaint_app.detector``): its spec says what the verdict
         reads; None without a calibrated evidence score."""
-        anomaly = self.card.anomaly
-        if not anomaly or "evidence" not in anomaly.get("scores", {}):
-            return None
-        return Calibration.from_dict(anomaly)
+        return detector_of(self.card.anomaly)
 
     @property
     def dataset(self) -> str | None:

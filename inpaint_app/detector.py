@@ -184,3 +184,11 @@ class Calibration:
         if self.capture_axis is not None:
             out["capture_axis"] = self.capture_axis
         return out
+
+
+def detector_of(anomaly: dict[str, Any] | None) -> Calibration | None:
+    """The typed detector of a card's ``anomaly`` dictionary; None without a calibrated
+    evidence score (no calibration, or one that predates the evidence)."""
+    if not anomaly or "evidence" not in anomaly.get("scores", {}):
+        return None
+    return Calibration.from_dict(anomaly)
