@@ -24,13 +24,9 @@ Scores (higher = more anomalous for every one):
   calibration may sum fewer of these parts (``calibrate(parts=...)``).
 
 With a capture model beside the checkpoint (``capture.pt``: the same kind of flow trained on
-captured copies as well, ``pipelines.train --capture``), ``evidence`` is routed: an image with
-capture traces (its share of faint pixels, levels 1 to ``INK_LEVEL``, above the
-``CAPTURE_QUANTILE`` of validation images; JPEG, blur and resampling leave such a halo) gets the
-sum of the capture model's parts instead, scaled so both routes flag the calibration's
-false-positive rate at one threshold. Bits/dim and every other score stay the main model's
-(docs/anomaly.md). The route reads faint pixels on a dark page, so it is for grayscale
-models whose background is black.
+captured copies as well, ``pipelines.train --capture``), the evidence's flow parts are read from
+it for every image, so a scanned or photographed image is not flagged for its capture alone.
+Bits/dim and every other score stay the main model's (docs/anomaly.md).
 
 The likelihood ratio is bits/dim minus the bits/dim of a background model (``background.pt``
 beside the checkpoint): a small flow trained on the same data with 10 % of its pixels replaced by
@@ -59,12 +55,11 @@ from PIL import Image
 
 from .anomaly_map import anomaly_map  # noqa: F401
 from .bundle import ModelBundle, as_bundle
-from .capture_axis import capture_verdict, facts_of_inputs, faint_share
+from .capture_axis import capture_verdict, facts_of_inputs
 from .compiled import scorer_for
 from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
-from .detector import FLOW_PARTS, Calibration, PartScale, detector_of
+from .detector import FLOW_PARTS, Calibration, DetectorSpec, PartScale, detector_of
 from .exemplars import ExemplarBank
-from .normalize import INK_LEVEL
 from .spreads import spread_quantile
 
 SCORES: tuple[str, ...] = ("bpd", "typicality", "complexity", "orientation", "combined",
@@ -81,10 +76,6 @@ EVIDENCE_PARTS = ("complexity", "orientation", "exemplar_distance", "exemplar_sh
 # the shape distance lowered the verdict there on both models; they stay computable for
 # calibrations that name them.
 DEFAULT_PARTS = ("complexity", "exemplar_distance", "likelihood_ratio")
-# Validation quantile of the faint-pixel share above which an image counts as captured. On MNIST
-# (seed-0 cache, 2,000 validation images) 0.90 / 0.95 / 0.99 flagged 8.5 / 10.0 / 12.5 % of
-# upscaled test digits, the worst capture; ood_eval with 5,000 gives 11.0 % at 0.95 (2026-11-27).
-CAPTURE_QUANTILE = 0.95
 SEED = 0
 # Images per flow pass group: each pass holds them and their three quarter turns (4 x 32).
 # Small batches stay in cache: on 2 CPU threads a Glow pass runs about 1.5x faster at
@@ -121,11 +112,10 @@ def explain(calibration: dict[str, Any] | None = None) -> str:
             "digits) high likelihood even when it never saw anything like them, so a model "
             "trained on Fashion-MNIST scores MNIST digits as more typical than its own clothes. "
             f"The flag therefore adds up evidence that does not depend on simplicity: {listed}."
-            + (" An image captured unlike the training images (the capture column: binarized, "
-               "low resolution, a faint halo from JPEG, blur or resizing, a photographed page) "
-               "is judged by a second flow that also learned captured copies, so a scanned or "
-               "photographed image is not flagged for its capture alone."
-               if detector is not None and detector.spec.capture_route else ""))
+            + (" Those bits come from a flow that also learned captured copies (binarized, low "
+               "resolution, JPEG, blurred, resized), so a scanned or photographed image is not "
+               "flagged for its capture alone."
+               if detector is not None and detector.spec.flow == "capture" else ""))
 
 
 def png_bits_per_dim(image: torch.Tensor) -> float:
@@ -141,51 +131,45 @@ def png_bits_per_dim(image: torch.Tensor) -> float:
 
 def base_scores(model: ModelBundle | DensityModel, images: torch.Tensor, *,
                 batch_size: int = VERDICT_BATCH, seed: int = SEED, progress: bool = False,
-                capture_cut: float | None = None, routed: np.ndarray | None = None,
-                needs: Collection[str] | None = None) -> dict[str, np.ndarray]:
+                needs: Collection[str] | None = None, capture: bool | None = None
+                ) -> dict[str, np.ndarray]:
     """Per-image evidence for uint8 ``[B, C, H, W]`` images at the model's shape: ``bpd``,
     ``png_bpd``, ``complexity`` and the mean latent energy ``z^2 / 2`` of the first (``z_fine``)
     and second (``z_coarse``) half of z, which for a multi-scale flow are the finest factored-out
-    level and the coarser rest; ``orientation``; ``capture_traces``; with an exemplar bank,
-    ``exemplar_distance`` and ``exemplar_shape``; with a background model, ``likelihood_ratio``
-    (bits/dim minus the background's bits/dim). With a capture model, ``capture_bpd``,
-    ``capture_complexity``, ``capture_orientation`` (and ``capture_likelihood_ratio``) for the
-    images whose ``capture_traces`` exceed ``capture_cut`` (default: the calibration's route's
-    cut; none without a route; ``-inf``: every image), NaN for the rest. A non-finite value
-    (a numerical blow-up) becomes ``+inf``. ``model`` is a bundle or a bare ``DensityModel``.
-    ``needs``: the evidence parts a verdict reads (``verdict_needs``); the background pass and
-    the exemplar search run only when a needed part reads them (None: everything there is)."""
+    level and the coarser rest; ``orientation``; with an exemplar bank, ``exemplar_distance`` and
+    ``exemplar_shape``; with a background model, ``likelihood_ratio`` (bits/dim minus the
+    background's bits/dim). With a capture model and ``capture`` (None: whenever the bundle has
+    one), ``capture_bpd`` and ``capture_<part>`` of each flow part, from that model. A
+    non-finite value (a numerical blow-up) becomes ``+inf``. ``model`` is a bundle or a bare
+    ``DensityModel``. ``needs``: the evidence parts a verdict reads (``verdict_needs``); the
+    quarter turns, the background pass and the exemplar search run only when a needed part
+    reads them (None: everything there is)."""
     bundle = as_bundle(model)
     model = bundle.model
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != model.image_shape:
         shape = ", ".join(map(str, model.image_shape))
         raise ValueError(f"expected uint8 images of shape [B, {shape}], got {images.dtype} "
                          f"{tuple(images.shape)}")
-    background = bundle.background if needs is None or "likelihood_ratio" in needs else None
     turns = needs is None or "orientation" in needs
-    out = _flow_parts(model, background, images, batch_size, seed, progress, turns)
+    flows = {"": model}
+    if bundle.capture is not None and capture is not False:
+        # On the main model's device, so every pass shares one placement.
+        flows["capture_"] = bundle.capture.to(next(model.parameters()).device)
+    out: dict[str, np.ndarray] = {}
+    for prefix, flow in flows.items():
+        out.update({prefix + k: v for k, v in
+                    _flow_parts(flow, images, batch_size, seed, progress, turns).items()})
     # zlib releases the GIL: PNG sizes of many images compress side by side.
     with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
         out["png_bpd"] = np.fromiter(pool.map(png_bits_per_dim, images), dtype=np.float64,
                                      count=len(images))
-    out["complexity"] = out["bpd"] - out["png_bpd"]
-    out["capture_traces"] = capture_traces(images)
-    if bundle.capture is not None:
-        if capture_cut is None:
-            capture_cut = _capture_cut(bundle.calibration)
-        by_traces = out["capture_traces"] > capture_cut
-        if routed is not None:  # the capture axis fired (``score_images``): routed as well
-            out["routed"] = by_traces | routed
-        routed = np.flatnonzero(out.get("routed", by_traces))
-        # On the main model's device, so the shared background model stays where it is.
-        capture = bundle.capture.to(next(model.parameters()).device)
-        judged = _flow_parts(capture, background, images[routed], batch_size, seed,
-                             progress, turns)
-        judged["complexity"] = judged["bpd"] - out["png_bpd"][routed]
-        for name in ("bpd", *FLOW_PARTS):
-            if name in judged:
-                out[f"capture_{name}"] = np.full(len(images), np.nan)
-                out[f"capture_{name}"][routed] = judged[name]
+    if bundle.background is not None and (needs is None or "likelihood_ratio" in needs):
+        background = bundle.background.to(next(model.parameters()).device)
+        background_bpd = _flow_parts(background, images, batch_size, seed, False, False)["bpd"]
+        for prefix in flows:  # one background pass, divided out of each flow
+            out[f"{prefix}likelihood_ratio"] = out[f"{prefix}bpd"] - background_bpd
+    for prefix in flows:
+        out[f"{prefix}complexity"] = out[f"{prefix}bpd"] - out["png_bpd"]
     if bundle.exemplars is not None and (needs is None or "exemplar_distance" in needs):
         out["exemplar_distance"] = _exemplar_distance(bundle.exemplars, images)
     if bundle.exemplars is not None and (needs is None or "exemplar_shape" in needs):
@@ -193,21 +177,16 @@ def base_scores(model: ModelBundle | DensityModel, images: torch.Tensor, *,
     return out
 
 
-def _flow_parts(model: DensityModel, background: DensityModel | None, images: torch.Tensor,
-                batch_size: int, seed: int, progress: bool, orientation: bool = True
-                ) -> dict[str, np.ndarray]:
-    """``bpd``, ``z_fine``, ``z_coarse``, with ``orientation`` that part (three more images
-    a pass: the quarter turns) and, with a background, ``likelihood_ratio`` of ``images`` under
-    ``model`` (``base_scores``)."""
+def _flow_parts(model: DensityModel, images: torch.Tensor, batch_size: int, seed: int,
+                progress: bool, orientation: bool = True) -> dict[str, np.ndarray]:
+    """``bpd``, ``z_fine``, ``z_coarse`` and, with ``orientation``, that part (three more
+    images a pass: the quarter turns) of ``images`` under ``model`` (``base_scores``)."""
     from tqdm import tqdm
 
     device = next(model.parameters()).device
     parts: dict[str, list[torch.Tensor]] = {"bpd": [], "z_fine": [], "z_coarse": []}
     if orientation:
         parts["orientation"] = []
-    background = background.to(device) if background is not None else None
-    if background is not None:
-        parts["likelihood_ratio"] = []
     with torch.inference_mode():
         for start in tqdm(range(0, len(images), batch_size), disable=not progress,
                           desc="score", unit="batch"):
@@ -225,8 +204,6 @@ def _flow_parts(model: DensityModel, background: DensityModel | None, images: to
             half = energy.shape[1] // 2
             parts["z_fine"].append(energy[:, :half].mean(1))
             parts["z_coarse"].append(energy[:, half:].mean(1))
-            if background is not None:
-                parts["likelihood_ratio"].append(bpd - _latent_and_bpd(background, batch, seed)[1])
     out = {}
     for name, chunks in parts.items():
         values = torch.cat(chunks).double().cpu().numpy() if chunks else np.zeros(0)
@@ -234,23 +211,10 @@ def _flow_parts(model: DensityModel, background: DensityModel | None, images: to
     return out
 
 
-def capture_traces(images: torch.Tensor) -> np.ndarray:
-    """Share of each uint8 image's values that are faint but not black (1 to ``INK_LEVEL``):
-    the halo that JPEG, blur and resampling leave around strokes on a black page."""
-    return faint_share(images)
-
-
 def typed(calibration: dict[str, Any] | None) -> Calibration | None:
     """The typed detector of a card's calibration (``inpaint_app.detector``), None without an
     evidence entry."""
     return detector_of(calibration)
-
-
-def _capture_cut(calibration: dict[str, Any] | None) -> float:
-    """The faint-pixel share above which the calibration routes to the capture model (inf:
-    no route)."""
-    detector = typed(calibration)
-    return detector.route.cut if detector is not None and detector.route else np.inf
 
 
 def _latent_and_bpd(model: DensityModel, images: torch.Tensor, seed: int
@@ -297,23 +261,15 @@ def scores_from_base(base: dict[str, np.ndarray], calibration: dict[str, Any] | 
         out["combined"] = np.max([_deviation(base[name], parts[name]) for name in parts], axis=0)
         detector = typed(calibration)  # None for calibrations that predate the evidence
         if detector is not None:
-            missing = set(detector.parts) - set(base)
+            if detector.spec.flow == "capture" and "capture_bpd" not in base:
+                raise ValueError("the calibration reads the capture model, which this model "
+                                 "lacks (is capture.pt missing beside the checkpoint?)")
+            missing = {p for p in detector.parts if detector.spec.source(p) not in base}
             if missing:
                 raise ValueError(f"the calibration's evidence uses {sorted(missing)}, which "
                                  "this model cannot compute (is its exemplar bank or background "
                                  "model missing beside the checkpoint?)")
-            captured = None
-            if detector.route is not None:
-                if "capture_bpd" not in base:
-                    raise ValueError("the calibration routes captured images to a capture "
-                                     "model, which this model lacks (is capture.pt missing "
-                                     "beside the checkpoint?)")
-                captured = base.get("routed", base["capture_traces"] > detector.route.cut)
-                if np.isnan(base["capture_bpd"][captured]).any():
-                    raise ValueError("images above the calibration's capture cut were not "
-                                     "scored by the capture model: pass that cut to "
-                                     "base_scores (capture_cut)")
-            terms = detector.evidence_terms(base, captured)
+            terms = detector.evidence_terms(base)
             out["evidence"] = np.sum(list(terms.values()), axis=0)
             out["evidence_terms"] = terms  # each part's share of it, per image
     return out
@@ -375,7 +331,7 @@ def _histogram(values: np.ndarray, threshold: float) -> dict[str, Any]:
 
 
 def verdict_needs(calibration: dict[str, Any] | None) -> set[str] | None:
-    """The evidence parts a calibrated verdict reads (its own and its capture route's), so
+    """The evidence parts a calibrated verdict reads, so
     scoring computes no other; None without a calibration (every part there is)."""
     detector = typed(calibration)
     return None if detector is None else detector.spec.needs
@@ -415,26 +371,22 @@ def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fp
     if missing:  # before scoring: a calibration takes minutes
         raise ValueError(f"evidence parts {missing} need what this model lacks (an exemplar "
                          "bank or a background model beside the checkpoint)")
-    if bundle.capture is not None and bundle.image_shape[0] != 1:
-        raise ValueError("a capture model reads faint pixels on a dark page: grayscale models "
-                         "only (remove capture.pt beside this checkpoint)")
-    # With a capture model, both models score every validation image (the route is set below).
-    base = base_scores(bundle, val_images, batch_size=batch_size, progress=progress,
-                       capture_cut=-np.inf)
-    chosen = parts or [name for name in DEFAULT_PARTS if name in base]
+    base = base_scores(bundle, val_images, batch_size=batch_size, progress=progress)
+    # With a capture model, the evidence's flow parts are that model's for every image.
+    spec = DetectorSpec(parts=(), flow="model" if bundle.capture is None else "capture")
+    chosen = parts or [name for name in DEFAULT_PARTS if spec.source(name) in base]
     finite_bpd = np.sort(base["bpd"][np.isfinite(base["bpd"])])
     trim = len(finite_bpd) // 100  # a few blow-ups must not move the typical-set centre
     center = float(finite_bpd[trim:len(finite_bpd) - trim].mean())
     calibration: dict[str, Any] = {"scores": {
         "typicality": {"center": center},
         "combined": {"parts": {name: _part_stats(base[name]) for name in COMBINED_PARTS}},
-        "evidence": {"parts": {name: _part_stats(base[name]) for name in chosen}},
+        "evidence": {"parts": {name: _part_stats(base[spec.source(name)]) for name in chosen}},
     }}
     if parts:
         calibration["scores"]["evidence"]["chosen_parts"] = list(parts)
-    if bundle.capture is not None:
-        evidence = calibration["scores"]["evidence"]
-        evidence["capture"] = _capture_calibration(base, evidence["parts"], fpr)
+    if spec.flow != "model":
+        calibration["scores"]["evidence"]["flow"] = spec.flow
     values = scores_from_base(base, calibration)
     ranks = _tail_ranks(len(val_images))
     tail: dict[str, Any] = {"ranks": ranks.tolist()}
@@ -464,21 +416,6 @@ def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fp
                                                "calibrated")}
 
 
-def _capture_calibration(base: dict[str, np.ndarray], main_parts: dict[str, dict[str, float]],
-                         fpr: float) -> dict[str, Any]:
-    """The capture route: the faint-pixel share above which an image is judged by the capture
-    model, that model's part statistics, and the scale that puts its evidence at the main
-    model's threshold (each route alone flags ``fpr`` of the validation images)."""
-    main = _evidence_sum(base, main_parts)
-    parts = {name: _part_stats(base[f"capture_{name}" if name in FLOW_PARTS else name])
-             for name in main_parts}
-    capture = _evidence_sum(base, parts, "capture_")
-    return {"cut": float(np.quantile(base["capture_traces"], CAPTURE_QUANTILE)),
-            "quantile": CAPTURE_QUANTILE, "faint_levels": [1, INK_LEVEL],
-            "scale": _threshold(main, fpr) / max(_threshold(capture, fpr), 1e-12),
-            "parts": parts}
-
-
 def p_values(values: np.ndarray, calibration: dict[str, Any], name: str) -> np.ndarray:
     """Empirical upper-tail p-values (1 + #val >= s) / (n + 1) from the kept ranks."""
     n = calibration["n"]
@@ -494,8 +431,9 @@ def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
                  score: str | None = None, captures: Sequence[dict[str, float]] | None = None
                  ) -> list[dict[str, Any]]:
     """One dict per uint8 image at the model's shape: every score, the chosen ``score`` (default:
-    the calibration's default), its ``p_value``, ``flag`` and ``threshold``, and ``captured``:
-    whether the capture model judged its ``evidence`` (None without a capture route).
+    the calibration's default), its ``p_value``, ``flag`` and ``threshold``, each evidence part's
+    share (``parts``) and the largest in words (``why``, for flagged images); with a calibrated
+    capture axis, ``capture_p_value``, ``capture_flag`` and ``capture_why``.
 
     Without calibration (argument or the bundle's ``card.anomaly``) only ``bpd``,
     ``complexity`` and ``orientation`` exist: ``score`` falls back to ``complexity`` (the best
@@ -511,22 +449,20 @@ def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
                              f"(run python -m pipelines.calibrate CHECKPOINT)")
         name = "complexity"
     detector = typed(calibration)
-    route = detector.route if detector is not None else None
     axis = (calibration or {}).get("capture_axis")
     capture_p = capture_fires = None
     why = [""] * len(images)
     if axis:
         facts = captures if captures is not None else facts_of_inputs(images)
         capture_p, capture_fires, why = capture_verdict(facts, axis)
-    base = base_scores(model, images, batch_size=batch_size,
-                       capture_cut=route.cut if route else np.inf, routed=capture_fires,
-                       needs=_needs(calibration, name))
+    base = base_scores(model, images, batch_size=batch_size, needs=_needs(calibration, name),
+                       capture=detector is not None and detector.spec.flow == "capture")
     values = scores_from_base(base, calibration)
     if values[name] is None:
-        raise ValueError(f"this checkpoint's calibration predates the {name!r} score: run "
-                         "python -m pipelines.calibrate CHECKPOINT")
+        raise ValueError(f"this checkpoint's calibration has no {name!r} score that this "
+                         "version reads (it predates it, or routed captured images by a cut "
+                         "that 0.28.0 replaced): run flowpaint calibrate CHECKPOINT")
     chosen = values[name]
-    captured = base.get("routed", base["capture_traces"] > route.cut) if route else None
     p = p_values(chosen, calibration, name) if calibration else None
     threshold = calibration["scores"][name]["threshold"] if calibration else None
     terms = (values.get("evidence_terms") or {}) if name == "evidence" else {}
@@ -542,7 +478,6 @@ def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
                     "p_value": None if p is None else float(p[i]),
                     "flag": None if threshold is None else row_flag(i),
                     "threshold": threshold,
-                    "captured": None if captured is None else bool(captured[i]),
                     "capture_p_value": None if capture_p is None else float(capture_p[i]),
                     "capture_flag": None if capture_fires is None else bool(capture_fires[i]),
                     "capture_why": why[i],

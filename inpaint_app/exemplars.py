@@ -28,6 +28,11 @@ BANK_FILE = "exemplars.npz"
 NEIGHBOURS = 8   # PSNR peaks at 8 of 1/8/32 on MNIST and Fashion-MNIST validation
 REACH = 1.0      # residual damping exp(-(d - 1)^2 / REACH^2), d in pixels (validation-chosen)
 SHAPE_BLUR = 1.5  # Gaussian sigma in pixels of the shape distance (docs/anomaly.md)
+# The shape distance also compares with each exemplar stretched to fill a centred square box of
+# this share of the side (MNIST's framing box, 20 of 28 px), as forms and datasets that stretch
+# each digit to its box store it; content is what exceeds INK_SHARE of the image's maximum.
+STRETCH_BOX = 20 / 28
+INK_SHARE = 0.25
 
 
 class ExemplarBank:
@@ -64,12 +69,15 @@ class ExemplarBank:
         return squared.min(1).values.clamp(min=0) / flat.shape[1]
 
     def nearest_shape_distance(self, y: torch.Tensor) -> torch.Tensor:
-        """``[B]`` distance in shape to the nearest exemplar: mean squared difference of the
-        images blurred by ``SHAPE_BLUR`` pixels and scaled to unit length (pixels in [0, 1]).
-        Blur and scale remove what a capture changes (JPEG, resampling, blur, contrast) and
-        keep the coarse form, which is what an unseen kind of image differs in."""
+        """``[B]`` distance in shape to the nearest exemplar, as stored or stretched to fill its
+        box (``stretched_to_box``): mean squared difference of the images blurred by
+        ``SHAPE_BLUR`` pixels and scaled to unit length (pixels in [0, 1]). Blur and scale
+        remove what a capture changes (JPEG, resampling, blur, contrast), the stretched copies
+        what a box-filling capture changes (the aspect), and the coarse form stays, which is
+        what an unseen kind of image differs in."""
         if self._shape_rows is None:
-            rows = shape_rows(self.images.float() / 255.0)
+            stored = self.images.float() / 255.0
+            rows = shape_rows(torch.cat([stored, stretched_to_box(stored)]))
             self._shape_rows = rows, rows.square().sum(1)  # 1, or 0 for a blank exemplar
         rows, norms = self._shape_rows
         flat = shape_rows(y.float().cpu())
@@ -110,6 +118,35 @@ class ExemplarBank:
                 fill = fill + torch.from_numpy(residual * damping[None]).to(y)
             out[i] = torch.where(mask[i], fill.clamp(0.0, 1.0), y[i])
         return out
+
+
+def stretched_to_box(images: torch.Tensor) -> torch.Tensor:
+    """``[B, C, H, W]`` images (in [0, 1]) with each one's content (its bounding box of values
+    above ``INK_SHARE`` of its maximum, over channels) resized to fill a centred square of
+    ``STRETCH_BOX`` of the shorter side, aspect ignored (torchvision's ``roi_align``: bilinear,
+    two by two samples a pixel, all images in one call); a blank image stays
+    blank."""
+    from torchvision.ops import roi_align
+
+    side = max(1, round(min(images.shape[2:]) * STRETCH_BOX))
+    top, left = (images.shape[2] - side) // 2, (images.shape[3] - side) // 2
+    ink = images.amax(1) > INK_SHARE * images.flatten(1).amax(1).clamp(min=1e-6)[:, None, None]
+    rows, cols = ink.any(2), ink.any(1)  # [B, H], [B, W]
+    index = torch.arange(images.shape[2]), torch.arange(images.shape[3])
+    # Each box spans the centres of its first and last inked row and column (in roi_align's
+    # aligned coordinates a pixel's centre is at index + 0.5), so nothing outside it bleeds in.
+    y0 = torch.where(rows, index[0], images.shape[2]).amin(1) + 0.5
+    y1 = torch.where(rows, index[0], -1).amax(1) + 0.5
+    x0 = torch.where(cols, index[1], images.shape[3]).amin(1) + 0.5
+    x1 = torch.where(cols, index[1], -1).amax(1) + 0.5
+    boxes = torch.stack([torch.arange(len(images)), x0, y0, x1, y1], 1).to(images.dtype)
+    out = torch.zeros_like(images)
+    if len(images):
+        crops = roi_align(images, boxes, output_size=side, sampling_ratio=2, aligned=True)
+        blank = ~rows.any(1)
+        out[:, :, top:top + side, left:left + side] = crops.masked_fill(
+            blank[:, None, None, None], 0.0)
+    return out
 
 
 def shape_rows(images: torch.Tensor) -> torch.Tensor:

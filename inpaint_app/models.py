@@ -140,8 +140,8 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
 MODEL_FILE = "model.pt"
 BACKGROUND_FILE = "background.pt"
-# A capture-trained density beside a model: the verdict judges images with capture traces by it
-# (inpaint_app.anomaly, the capture route).
+# A capture-trained density beside a model: the verdict reads its flow parts from it for every
+# image (inpaint_app.anomaly, "the capture flow").
 CAPTURE_FILE = "capture.pt"
 INPAINTER_FILE = "inpainter.pt"
 

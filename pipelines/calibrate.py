@@ -12,8 +12,8 @@ both model.pt and card.json (each written to a temporary file, then renamed). ``
 first installs a background model (``python -m pipelines.train --perturb ...``) beside the
 checkpoint as ``background.pt``; the anomaly evidence then includes the likelihood ratio
 against it (``inpaint_app.anomaly``). ``--capture-model`` installs a density trained on captured
-copies too (``pipelines.train --capture``) as ``capture.pt``: images with capture traces are then
-judged by it (the capture route, ``inpaint_app.anomaly``). ``--maps`` calibrates the anomaly
+copies too (``pipelines.train --capture``) as ``capture.pt``: the evidence's flow parts are then
+its own, for every image (``inpaint_app.anomaly``). ``--maps`` calibrates the anomaly
 map of the conditional inpainting flow beside the checkpoint instead (``inpaint_app.anomaly_map``:
 per window position the spread of its bits, and the hot-spot level at ``--fpr``) and stores it in
 that flow's card; ``--inpainter`` first installs a conditional flow (``pipelines.train --model
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--background", default=None, metavar="CHECKPOINT",
                    help="install this background model beside the checkpoint first")
     p.add_argument("--capture-model", default=None, metavar="CHECKPOINT",
-                   help="install this capture-trained model beside the checkpoint first: it "
-                        "judges the images captured unlike the training images")
+                   help="install this capture-trained model beside the checkpoint first: the "
+                        "evidence's flow parts are then its own")
     p.add_argument("--inpainter", default=None, metavar="CHECKPOINT",
                    help="install this conditional inpainting flow (pipelines.train --model "
                         "cflow) beside the checkpoint first, as inpainter.pt")

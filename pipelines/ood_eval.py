@@ -232,7 +232,7 @@ def _score_uploads(model: ModelBundle, uploads: list[Image.Image]) -> dict[str, 
     rows = score_uploads(model, [prepare_upload(u, model) for u in uploads])
     out = {key: np.asarray([np.nan if r[key] is None else r[key] for r in rows],
                            dtype=np.float64)
-           for key in ("score", "flag", "bpd", "capture_flag", "captured")}
+           for key in ("score", "flag", "bpd", "capture_flag")}
     out["parts"] = {part: np.asarray([r["parts"][part] for r in rows])
                     for part in (rows[0]["parts"] if rows else {})}
     return out
@@ -282,7 +282,6 @@ def real_section(name: str, checkpoint: str, limit: int, root: str | None,
                "n": len(values["score"]),
                "flagged": float(values["flag"].mean()),
                "capture_flagged": _mean(values["capture_flag"]),
-               "routed": _mean(values["captured"]),
                "part_shares": _part_shares(values["parts"]),
                "median_bpd": float(np.median(values["bpd"]))}
         if role == "out":

@@ -10,8 +10,7 @@ resize) and scored with
 ``inpaint_app.uploads.score_uploads`` on both axes: ``flag``, ``p_value`` and ``score`` are the
 content verdict; ``capture_flag``, ``capture_p_value`` and ``capture_why`` the capture axis
 (was it captured like the training images? ``inpaint_app.capture_axis``; empty for a calibration
-without it). The ``normalization`` column says what was done, and ``captured`` whether the
-model's capture-trained flow judged the image (empty for models without one). A file that
+without it). The ``normalization`` column says what was done. A file that
 cannot be read gets a row with its ``error`` and the run goes on. The CSV is written to a
 temporary file and renamed, so no half-written file is left behind.
 
@@ -49,7 +48,7 @@ from inpaint_app.models import CheckpointError, ConfigError
 from inpaint_app.uploads import Prepared, prepare_upload, score_uploads
 
 COLUMNS = ["file", "bpd", "score", *(s for s in SCORES if s != "bpd"), "p_value", "flag",
-           "threshold", "why", "capture_flag", "capture_p_value", "capture_why", "captured",
+           "threshold", "why", "capture_flag", "capture_p_value", "capture_why",
            "normalization", "error"]
 MAP_COLUMNS = ["map", "map_peak", "hot_spot"]  # with --maps, before "error"
 

@@ -120,6 +120,22 @@ def test_the_calibration_round_trips_through_the_inpainters_card(tiny: ModelBund
     assert float((peaks >= calibration["level"] - 1e-3).float().mean()) >= calibration["fpr"]
 
 
+def test_a_pixel_takes_its_most_surprising_window_and_older_calibrations_the_mean(
+        tiny: ModelBundle) -> None:
+    calibration = map_calibration(tiny)
+    assert calibration["cover"] == "max"
+    older = ModelBundle(tiny.model, inpainter=tiny.inpainter, inpainter_card=ModelCard(
+        anomaly_map={k: v for k, v in calibration.items() if k != "cover"}))
+    images = smooth_dark(4, 11)
+    images[:, :, 3:7, 4:8] = 255
+    largest, mean = anomaly_map(tiny, images), anomaly_map(older, images)
+    assert bool((largest >= mean - 1e-6).all()) and bool((largest > mean + 1e-3).any())
+    # a corner pixel lies in one window of each size: there the largest is the mean
+    masks, counts = window_masks((SIDE, SIDE), calibration["windows"])
+    assert all(int(part[:, 0, 0].sum()) == 1 for part in masks.split(counts))
+    assert torch.allclose(largest[:, 0, 0], mean[:, 0, 0])
+
+
 def test_a_bundle_without_an_inpainter_gets_a_clear_error(tiny: ModelBundle) -> None:
     with pytest.raises(MapUnavailable, match="no conditional inpainting flow"):
         anomaly_map(ModelBundle(tiny.model), smooth_dark(1, 0))
@@ -210,6 +226,35 @@ def test_a_folder_bundle_gets_an_inpainter_and_maps(tmp_path: Path) -> None:
     images[:, :, 4:10, 4:10] = 200
     maps = anomaly_map(bundle, images)
     assert maps.shape == (2, 16, 16) and torch.isfinite(maps).all()
+
+
+@pytest.mark.parametrize(("size", "side"), [
+    ((12, 12), 224), ((28, 28), 224),  # a model's view, as each Anomaly row shows it
+    ((60, 40), 224), ((300, 500), 300), ((1200, 300), 320), ((320, 2000), 320)])  # uploads
+def test_every_colour_bar_label_lies_inside_the_map_panel(size: tuple[int, int],
+                                                           side: int) -> None:
+    """Issue 38: the colour bar's labels were cut off. At each size the app draws a panel (the
+    model's view 224 pixels wide, an upload at its width within 224..320), under the view come
+    two bands of ink, the bar with its ticks, then the labels, each tick's label wholly inside
+    the panel; under the model's view a blank band stays for the caption Gradio's gallery lays
+    over a thumbnail's bottom (27 screen pixels of a thumbnail 200 high)."""
+    from inpaint_app.app.pictures import map_panel
+
+    view = Image.new("L", size, 0)
+    panel = map_panel(view, np.zeros(size[::-1], np.float32), 1.0, side=side)
+    height = round(side * size[1] / size[0])
+    assert panel.width == side and panel.height > height
+    under = np.asarray(panel.convert("L"))[height:] < 250  # ink under the view
+    rows = np.flatnonzero(np.diff(np.r_[0, under.any(axis=1), 0])).reshape(-1, 2)
+    assert len(rows) == 2  # the bar with its ticks, then the labels, each band whole
+    (bar, _), (top, bottom) = rows
+    labels = under[top:bottom]
+    assert bottom < len(under) and not labels[:, [0, -1]].any()  # no label cut at an edge
+    ticks = np.flatnonzero(under[bar])  # the ticks rise above the bar
+    assert len(ticks) == 3
+    assert all(labels[:, max(0, x - 4):x + 5].any() for x in ticks)  # a label at each tick
+    if size[0] == size[1]:
+        assert (len(under) - bottom) / panel.height >= 27 / 200
 
 
 def test_the_app_shows_each_rows_map_and_where_the_model_would_change_an_image(

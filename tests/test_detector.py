@@ -21,15 +21,15 @@ def test_a_shipped_calibration_round_trips_exactly(name: str) -> None:
     detector = Calibration.from_dict(anomaly)
     assert detector.to_dict() == anomaly
     assert Calibration.from_dict(detector.to_dict()) == detector
-    # The spec says what the card's evidence sums, and whether a capture model judges captures.
+    # The spec says what the card's evidence sums, and from which flow.
     assert detector.spec.parts == tuple(anomaly["scores"]["evidence"]["parts"])
-    assert detector.spec.capture_route == ("capture" in anomaly["scores"]["evidence"])
+    assert detector.spec.flow == anomaly["scores"]["evidence"].get("flow", "model")
     assert detector.threshold == anomaly["scores"]["evidence"]["threshold"]
 
 
 def test_the_spec_names_what_the_model_must_ship() -> None:
     spec = DetectorSpec(parts=("complexity", "likelihood_ratio", "exemplar_distance"),
-                        capture_route=True)
+                        flow="capture")
     assert spec.needs == {"complexity", "likelihood_ratio", "exemplar_distance"}
     assert spec.companions == {"background", "exemplars", "capture"}
     assert DetectorSpec(parts=("complexity",)).companions == set()
@@ -56,21 +56,28 @@ def test_a_fresh_calibration_round_trips_and_its_spec_drives_the_verdict(tiny_bu
                                          for e in expected]
 
 
-def test_routed_images_take_the_capture_models_parts_at_the_route_scale() -> None:
-    own = PartScale(median=1.0, spread_below=1.0, spread_above=2.0)
-    captured = PartScale(median=3.0, spread_below=1.0, spread_above=1.0)
+def test_a_capture_flow_spec_reads_the_capture_models_flow_parts() -> None:
+    scale = PartScale(median=1.0, spread_below=1.0, spread_above=2.0)
     anomaly = {"default_score": "evidence", "fpr": 0.05, "n": 10, "tail": {},
-               "scores": {"evidence": {
-        "threshold": 1.0, "parts": {"complexity": own.to_dict()},
-        "capture": {"cut": 0.1, "quantile": 0.95, "faint_levels": [1, 24], "scale": 0.5,
-                    "parts": {"complexity": captured.to_dict()}}}}}
+               "scores": {"evidence": {"threshold": 1.0, "flow": "capture",
+                                       "parts": {"complexity": scale.to_dict(),
+                                                 "exemplar_shape": scale.to_dict()}}}}
     detector = Calibration.from_dict(anomaly)
-    base = {"complexity": np.array([5.0, 5.0, 0.0]),
-            "capture_complexity": np.array([7.0, 7.0, 0.0])}
-    terms = detector.evidence_terms(base, np.array([False, True, True]))
-    # (5 - 1) / 2 = 2 on the main route; 0.5 * (7 - 3) / 1 = 2 routed; below the median: 0.
-    assert terms["complexity"].tolist() == [2.0, 2.0, 0.0]
+    base = {"complexity": np.array([9.0, 9.0]), "capture_complexity": np.array([5.0, 0.0]),
+            "exemplar_shape": np.array([3.0, 3.0])}
+    terms = detector.evidence_terms(base)
+    # (5 - 1) / 2 = 2 from the capture model, 0 below the median; exemplars are data: (3 - 1) / 2.
+    assert terms["complexity"].tolist() == [2.0, 0.0]
+    assert terms["exemplar_shape"].tolist() == [1.0, 1.0]
     assert detector.to_dict() == anomaly
+
+
+def test_a_card_with_the_replaced_capture_route_is_not_read() -> None:
+    from inpaint_app.detector import detector_of
+
+    anomaly = {"scores": {"evidence": {"threshold": 1.0, "parts": {},
+                                       "capture": {"cut": 0.1, "scale": 0.5}}}}
+    assert detector_of(anomaly) is None
 
 
 @pytest.fixture(scope="module")

@@ -121,10 +121,11 @@ def test_default_inpainting_starts_from_the_exemplars_when_a_bank_ships(tmp_path
                zip(batch, images[:4], strict=True))
 
 
-def test_shape_distance_ignores_contrast_and_blur_but_not_form() -> None:
-    """The shape distance (blur, then unit length) matches an independent Gaussian filter, is
-    zero for a fainter copy of an exemplar, small for a blurred copy and large for another
-    form; a blank image lies at distance 1 / D from every (unit-length) exemplar."""
+def test_shape_distance_ignores_contrast_blur_and_a_stretch_to_the_box_but_not_form() -> None:
+    """The shape distance (blur, then unit length) matches an independent Gaussian filter over
+    the exemplars and their copies stretched to fill the box; it is zero for a fainter copy of
+    an exemplar and for that exemplar stretched to its box, small for a blurred copy and large
+    for another form (a ring); a blank image lies at distance 1 / D from every exemplar."""
     from scipy.ndimage import gaussian_filter
 
     from inpaint_app.exemplars import SHAPE_BLUR
@@ -132,22 +133,45 @@ def test_shape_distance_ignores_contrast_and_blur_but_not_form() -> None:
     images = torch.zeros(3, 1, 16, 16, dtype=torch.uint8)
     images[0, 0, 3:13, 7:9] = 255    # a vertical bar
     images[1, 0, 7:9, 3:13] = 255    # a horizontal bar
-    images[2, 0, 3:13, 3:13] = 255   # a square
+    images[2, 0, 3:13, 3:13] = 255   # a ring: a square with its inside cut out
+    images[2, 0, 5:11, 5:11] = 0
     bank = ExemplarBank(images[:2])
     d = 16 * 16
+    # Both bars stretched to fill the centred box of 20/28 of the side: 11 x 11 pixels from 2.
+    block = torch.zeros(1, 16, 16)
+    block[0, 2:13, 2:13] = 1.0
 
     def expected(y: torch.Tensor) -> float:
         rows = [gaussian_filter(im[0].double().numpy(), SHAPE_BLUR, mode="constant").ravel()
-                for im in (y, *pixels(images[:2]))]
+                for im in (y, *pixels(images[:2]), block)]
         rows = [r / max(float((r ** 2).sum()) ** 0.5, 1e-6) for r in rows]
         return min(float(((rows[0] - r) ** 2).sum()) for r in rows[1:]) / d
 
     fainter = pixels(images[:1]) * 0.6
     blurred = torch.from_numpy(gaussian_filter(pixels(images[:1]).numpy(), (0, 0, 0.7, 0.7)))
-    square, blank = pixels(images[2:]), torch.zeros(1, 1, 16, 16)
-    for y in (fainter, blurred, square, blank):
+    ring, blank, stretched = pixels(images[2:]), torch.zeros(1, 1, 16, 16), block[None] * 0.8
+    for y in (fainter, blurred, ring, blank, stretched):
         assert bank.nearest_shape_distance(y).item() == pytest.approx(expected(y[0]), abs=1e-6)
     assert bank.nearest_shape_distance(fainter).item() == pytest.approx(0.0, abs=1e-6)
+    assert bank.nearest_shape_distance(stretched).item() == pytest.approx(0.0, abs=1e-6)
     assert bank.nearest_distance(fainter).item() > 0.01       # pixels differ, shape does not
-    assert bank.nearest_shape_distance(blurred) < bank.nearest_shape_distance(square) / 4
+    assert bank.nearest_shape_distance(blurred) < bank.nearest_shape_distance(ring) / 4
     assert bank.nearest_shape_distance(blank).item() == pytest.approx(1.0 / d)
+
+
+def test_stretched_to_box_fills_the_centred_box_with_the_content() -> None:
+    """A short bar, a dot and a wide shape each fill the centred 20/28 box at their own level
+    (aspect ignored); pixels under a quarter of the image's maximum are not content; a blank
+    image stays blank."""
+    from inpaint_app.exemplars import stretched_to_box
+
+    x = torch.zeros(4, 1, 28, 28)
+    x[0, 0, 10:15, 13:15] = 1.0          # a short vertical bar
+    x[1, 0, 5, 20] = 0.5                 # a single dot
+    x[2, 0, 12:14, 2:26] = 0.9           # a wide bar, with a faint speck outside it
+    x[2, 0, 25, 25] = 0.2
+    out = stretched_to_box(x)
+    for i, level in enumerate((1.0, 0.5, 0.9)):
+        assert torch.allclose(out[i, 0, 4:24, 4:24], torch.full((20, 20), level), atol=1e-6)
+        assert out[i].sum().item() == pytest.approx(level * 400, rel=1e-5)  # nothing outside
+    assert out[3].abs().sum().item() == 0.0

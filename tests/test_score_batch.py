@@ -57,7 +57,7 @@ def test_scores_folder_and_reports_bad_files(checkpoint: Path, folder: Path,
     header, rows = _rows(out)
     assert header == ["file", "bpd", "score", *(s for s in SCORES if s != "bpd"), "p_value",
                       "flag", "threshold", "why", "capture_flag", "capture_p_value", "capture_why",
-                      "captured", "normalization", "error"]
+                      "normalization", "error"]
     assert set(rows) == {"black.png", "red_big.jpg", "corrupt.png", "empty.png", "notes.txt"}
     for name in ("black.png", "red_big.jpg"):
         row = rows[name]

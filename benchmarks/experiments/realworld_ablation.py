@@ -1,5 +1,5 @@
-"""Which part of the verdict earns its place on the real-world corpus? Each evidence part, and
-each rule that routes an image to the capture-trained flow, on and off.
+"""Which part of the verdict earns its place on the real-world corpus? Each evidence part on and
+off, and the flow parts read from the main flow or from the capture-trained flow.
 
     FLOWPAINT_DATA=../shared/data python benchmarks/experiments/realworld_ablation.py \
         [--model mnist] [--capture PATH] [--limit 500] [--out benchmarks/realworld-ablation]
@@ -9,9 +9,8 @@ Every file of the corpus (``benchmarks/realworld``, fetched by its get.py script
 ``score_batch`` does (``inpaint_app.uploads``). The flows score every image once, under the main
 model and under the capture model (``--capture``: another capture-trained checkpoint in place of
 the shipped ``capture.pt``; cached in ``runs/``), so every variant below is array arithmetic on
-the same scores: its parts' validation statistics, its capture scale and its threshold are set
-on the same 2,000 validation images at 5 %, with the validation images routed by the variant's
-own rule.
+the same scores: its parts' validation statistics and its threshold are set on the same 2,000
+validation images at 5 %.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from PIL import Image
 
 from inpaint_app.anomaly import (
     EVIDENCE_PARTS,
-    FLOW_PARTS,
     _evidence_sum,
     _part_stats,
     _threshold,
@@ -39,9 +37,10 @@ from inpaint_app.anomaly import (
     evidence_parts,
 )
 from inpaint_app.bundle import load_bundle
-from inpaint_app.capture_axis import calibrate_capture, capture_verdict
+from inpaint_app.capture_axis import calibrate_capture
 from inpaint_app.corpus import real_sets
 from inpaint_app.data import load_split
+from inpaint_app.detector import DetectorSpec
 from inpaint_app.images import open_image
 from inpaint_app.models import load_model
 from inpaint_app.ood_metrics import auroc
@@ -55,35 +54,18 @@ def scored(bundle, uploads: list[Image.Image]) -> dict[str, np.ndarray]:
     """Both flows' parts for every upload, and its capture facts."""
     prepared = [prepare_upload(u, bundle) for u in uploads]
     x = torch.stack([p.x for p in prepared])
-    base = base_scores(bundle, x, capture_cut=-np.inf, progress=False)
+    base = base_scores(bundle, x, progress=False)
     base["facts"] = [p.facts for p in prepared]
     return base
 
 
-def verdict(base: dict, val: dict, parts: list[str], route: str, axis: dict
-            ) -> tuple[np.ndarray, float]:
-    """The evidence of ``base`` under one variant, and the variant's threshold on ``val``."""
-    main = {p: _part_stats(val[p]) for p in parts}
-    has_capture = "capture_bpd" in val
-    if route == "none" or not has_capture:
-        threshold = _threshold(_evidence_sum(val, main), FPR)
-        return _evidence_sum(base, main), threshold
-    capture = {p: _part_stats(val[f"capture_{p}" if p in FLOW_PARTS else p]) for p in parts}
-    scale = (_threshold(_evidence_sum(val, main), FPR)
-             / max(_threshold(_evidence_sum(val, capture, "capture_"), FPR), 1e-12))
-    cut = float(np.quantile(val["capture_traces"], 0.95))
-
-    def evidence(b: dict) -> np.ndarray:
-        if route == "all":
-            routed = np.ones(len(b["bpd"]), bool)
-        else:
-            routed = b["capture_traces"] > cut
-            if route == "traces+axis":
-                routed |= capture_verdict(b["facts"], axis)[1]
-        return np.where(routed, scale * _evidence_sum(b, capture, "capture_"),
-                        _evidence_sum(b, main))
-
-    return evidence(base), _threshold(evidence(val), FPR)
+def verdict(base: dict, val: dict, parts: list[str], flow: str) -> tuple[np.ndarray, float]:
+    """The evidence of ``base`` under one variant (its ``parts``, their flow parts read from
+    ``flow``: "model" or "capture"), and the variant's threshold on ``val``."""
+    spec = DetectorSpec(parts=tuple(parts), flow=flow)
+    stats = {p: _part_stats(val[spec.source(p)]) for p in parts}
+    prefix = "capture_" if flow == "capture" else ""
+    return _evidence_sum(base, stats, prefix), _threshold(_evidence_sum(val, stats, prefix), FPR)
 
 
 def collect(args: argparse.Namespace, root: str, copies: str) -> tuple:
@@ -129,20 +111,20 @@ def main() -> None:
         cache.parent.mkdir(exist_ok=True)
         cache.write_bytes(pickle.dumps((val, sets, roles, axis)))
     parts = [name for name in EVIDENCE_PARTS if name in val]
-    variants = {"all parts, routed by traces or the capture axis": (parts, "traces+axis"),
-                "all parts, routed by traces (the earlier rule)": (parts, "traces"),
-                "all parts, main flow only": (parts, "none"),
-                "all parts, capture flow for every image": (parts, "all")}
+    flow = "capture" if "capture_bpd" in val else "model"
+    variants = {"all parts, main flow": (parts, "model")}
+    if flow == "capture":
+        variants["all parts, capture flow"] = (parts, "capture")
     for size in range(1, len(parts) - 1):  # every part, pair and triple left out
         for dropped in itertools.combinations(parts, size):
             variants[f"without {' and '.join(dropped)}"] = (
-                [q for q in parts if q not in dropped], "traces+axis")
+                [q for q in parts if q not in dropped], flow)
     results = {}
-    for label, (chosen, route) in variants.items():
+    for label, (chosen, source) in variants.items():
         row = {}
         values = {}
         for key, base in sets.items():
-            evidence, threshold = verdict(base, val, chosen, route, axis)
+            evidence, threshold = verdict(base, val, chosen, source)
             values[key] = evidence
             row[key] = {"flagged": float(np.mean(evidence > threshold))}
         inside = [k for k, r in roles.items() if r == "in" and k != "test set"]
@@ -164,8 +146,8 @@ def main() -> None:
     for label, row in results.items():
         cells = [f"{row[k]['flagged']:.1%}" if roles[k] == "in"
                  else f"{row[k].get('auroc_vs_real', float('nan')):.3f}" for k in keys]
-        chosen, route = variants[label]
-        if set(chosen) == shipped and route == "traces+axis":
+        chosen, source = variants[label]
+        if set(chosen) == shipped and source == flow:
             label = f"**{label} (the shipped verdict)**"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     command = ("FLOWPAINT_DATA=../shared/data python benchmarks/experiments/realworld_ablation.py "

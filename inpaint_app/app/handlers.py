@@ -378,9 +378,6 @@ class Handlers:
                                                     result["capture_why"], dataset),
                               _cell(result["p_value"]), _cell(result["score"]),
                               _cell(result["bpd"])]
-            if result["captured"]:
-                rows[row][8] += ("; judged by the flow that also learned captured copies "
-                                 "(bits/dim stays the main flow's)")
             if not math.isfinite(result["bpd"]):
                 rows[row][8] += "; bits/dim not finite (numerical blow-up far from the data)"
             marks.append((f"#{rows[row][0]}", result["score"]))

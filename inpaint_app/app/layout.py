@@ -200,8 +200,12 @@ def build_anomaly(handlers: Handlers, model: gr.Dropdown) -> gr.Checkbox:
                          column_widths=["4%", "8%", "14%", "34%", "8%", "8%", "8%", "16%"])
     # Maps cost a few hundred ms an image: computed only when asked.
     show_maps = gr.Button("Where? Each row's anomaly map", elem_id="maps-button")
-    maps = gr.Gallery(label="Where: anomaly maps, by row #", columns=4, height="auto",
-                      object_fit="contain", format="png", elem_id="anomaly-maps")
+    # Three columns however few maps: Gradio widens fewer maps to the full row, and a square
+    # thumbnail that wide ran past the gallery's height (55% of the window), hiding each map's
+    # colour bar labels and caption; a fourth column left the caption over the labels.
+    maps = gr.Gallery(label="Where: anomaly maps, by row #", columns=3, height="auto",
+                      fit_columns=False, object_fit="contain", format="png",
+                      elem_id="anomaly-maps")
     legend = gr.Markdown(elem_id="maps-legend")
     # The caption above, not as the image's label: Gradio's label box hid the picture's title.
     gr.Markdown("**Validation scores** (bars), threshold (red), uploads by row # (orange; "

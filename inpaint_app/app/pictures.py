@@ -47,7 +47,10 @@ def map_panel(view: Image.Image, values: torch.Tensor | np.ndarray, level: float
     array = values.detach().float().cpu().numpy() if torch.is_tensor(values) else values
     smooth = Image.fromarray(np.asarray(array, dtype=np.float32)).resize(
         (width, height), Image.Resampling.BILINEAR)
-    panel = Image.new("RGB", (width, height + 54), "white")  # room for the gallery's caption
+    # Under the labels (which end 33 pixels below the view), room for the caption Gradio's
+    # gallery lays over a thumbnail's bottom (about 27 screen pixels): clear of the labels in
+    # a thumbnail 200 screen pixels high or more.
+    panel = Image.new("RGB", (width, height + 74), "white")
     panel.paste(overlay(big, np.asarray(smooth), level), (0, 0))
     bar = np.linspace(0, 2, width - 16, dtype=np.float32)[None].repeat(10, 0)  # 0 to 2 levels
     panel.paste(overlay(Image.new("L", (width - 16, 10), 0), bar * level, level),
