@@ -15,13 +15,15 @@ Scores (higher = more anomalous for every one):
   ``bpd``, ``complexity``, the PNG bits/dim and the latent energy of the fine and coarse halves
   of z. Raw likelihood tracks image complexity (Nalisnick et al. 2019, arXiv:1810.09136):
   one-sided scores trade one failure for another; this one needs all the evidence to look usual.
-- ``evidence`` (the default): the sum of how far ``complexity``, ``orientation``, the distance to
+- ``evidence`` (the default): the sum of how far ``complexity``, the distance to
   the nearest training exemplar in pixels and in shape (mean squared difference, the latter of
   blurred unit-length images; data, not the flow; when the checkpoint ships an exemplar bank)
   and the ``likelihood_ratio`` (when it ships a background model) lie above their validation
   medians, each in units of its median-to-99 % spread (a lower quantile for small validation
   sets: ``spread_quantile``). A soft "or": any one strong signal flags, weak ones add up. A
-  calibration may sum fewer of these parts (``calibrate(parts=...)``).
+  calibration may sum fewer of these parts (``calibrate(parts=...)``). Orientation is a score,
+  not a part: summed, it raised the flag rate of real captured digits and garments more than
+  it helped against real outliers, on both models (benchmarks/realworld-ablation-*.md).
 
 With a capture model beside the checkpoint (``capture.pt``: the same kind of flow trained on
 captured copies as well, ``pipelines.train --capture``), the evidence's flow parts are read from
@@ -69,12 +71,10 @@ NEEDS_CALIBRATION = ("typicality", "combined", "evidence")
 COMBINED_PARTS = ("bpd", "complexity", "png_bpd", "z_fine", "z_coarse")
 # Every part the evidence can sum; a calibration sums the default parts or those it is told
 # (``calibrate(parts=...)``), e.g. without the likelihood ratio where it reads capture.
-EVIDENCE_PARTS = ("complexity", "orientation", "exemplar_distance", "exemplar_shape",
-                  "likelihood_ratio")
-# What a calibration sums unless told otherwise (those the bundle has): the parts that earned
-# their place on the real-world corpus (benchmarks/realworld-ablation-*.md). Orientation and
-# the shape distance lowered the verdict there on both models; they stay computable for
-# calibrations that name them.
+EVIDENCE_PARTS = ("complexity", "exemplar_distance", "exemplar_shape", "likelihood_ratio")
+# What a calibration sums unless told otherwise (those the bundle has). The shipped MNIST
+# calibration names the shape distance in place of the pixel distance, chosen on the real-world
+# corpus (benchmarks/realworld-ablation-*.md).
 DEFAULT_PARTS = ("complexity", "exemplar_distance", "likelihood_ratio")
 SEED = 0
 # Images per flow pass group: each pass holds them and their three quarter turns (4 x 32).
@@ -93,7 +93,6 @@ PART_WORDS = {
     "complexity": "how many more bits the flow needs than a generic PNG compressor",
     "likelihood_ratio": "how many more bits the flow needs than a background model of local "
                         "pixel statistics",
-    "orientation": "whether the image turned by 90 degrees is likelier than as given",
     "exemplar_distance": "how far it is, pixel by pixel, from the nearest training example",
     "exemplar_shape": "how far its coarse shape (blurred, at any contrast) is from the nearest "
                       "training example's",
@@ -156,9 +155,9 @@ def base_scores(model: ModelBundle | DensityModel, images: torch.Tensor, *,
         # On the main model's device, so every pass shares one placement.
         flows["capture_"] = bundle.capture.to(next(model.parameters()).device)
     out: dict[str, np.ndarray] = {}
-    for prefix, flow in flows.items():
-        out.update({prefix + k: v for k, v in
-                    _flow_parts(flow, images, batch_size, seed, progress, turns).items()})
+    for prefix, flow in flows.items():  # orientation is a score of the main model only
+        out.update({prefix + k: v for k, v in _flow_parts(
+            flow, images, batch_size, seed, progress, turns and not prefix).items()})
     # zlib releases the GIL: PNG sizes of many images compress side by side.
     with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
         out["png_bpd"] = np.fromiter(pool.map(png_bits_per_dim, images), dtype=np.float64,
@@ -491,7 +490,6 @@ def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
 PART_WHY = {
     "complexity": "the flow needs many more bits than a PNG compressor for it",
     "likelihood_ratio": "the flow needs many more bits than a model of local pixel statistics",
-    "orientation": "it looks like a turned copy of something the model knows",
     "exemplar_distance": "its pixels are far from every training example",
     "exemplar_shape": "its shape is far from every training example",
 }

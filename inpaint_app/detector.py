@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 # Evidence parts that come from a flow: the capture model's where the spec's flow is "capture".
-FLOW_PARTS = ("complexity", "orientation", "likelihood_ratio")
+FLOW_PARTS = ("complexity", "likelihood_ratio")
 # Which companion of the model each part needs beside the main flow.
-PART_NEEDS = {"complexity": None, "orientation": None, "likelihood_ratio": "background",
+PART_NEEDS = {"complexity": None, "likelihood_ratio": "background",
               "exemplar_distance": "exemplars", "exemplar_shape": "exemplars"}
 
 

@@ -190,22 +190,21 @@ def test_background_beside_a_checkpoint_gives_the_likelihood_ratio(
     score_images(loaded, x, calibration)
     assert passes
     passes.clear()
-    without = calibrate(loaded, _images(100, 8), source="synthetic",
-                        parts=["complexity", "orientation"])
+    plain = calibrate(loaded, _images(100, 8), source="synthetic", parts=["complexity"])
     passes.clear()
-    rows = score_images(loaded, x, without)
+    rows = score_images(loaded, x, plain)
     assert not passes and all(r["flag"] is not None for r in rows)
-    # Without orientation among the parts, the main flow sees each image once, not with its
-    # three quarter turns, and the orientation score is not reported.
+    # Orientation is no part of any verdict: the main flow sees each image once, not with its
+    # three quarter turns, and the orientation score is not reported; asked for as the score,
+    # it is computed.
     seen = []
     hook = loaded.model.flow.register_forward_pre_hook(
         lambda module, args: seen.append(len(args[0])))
-    score_images(loaded, x, without)
-    assert sum(seen) == 4 * len(x)
-    plain = calibrate(loaded, _images(100, 8), source="synthetic", parts=["complexity"])
-    seen.clear()
     rows = score_images(loaded, x, plain)
     assert sum(seen) == len(x) and all(r["orientation"] is None for r in rows)
+    seen.clear()
+    rows = score_images(loaded, x, plain, score="orientation")
+    assert sum(seen) == 4 * len(x) and all(r["orientation"] is not None for r in rows)
     hook.remove()
     save_model(build_model("glow", image_shape=(1, 4, 4), steps=1, hidden=8),
                tmp_path / "bg" / "model.pt")
@@ -252,18 +251,21 @@ def test_evidence_adds_the_excess_of_each_part_over_its_validation_median(
     from inpaint_app.exemplars import ExemplarBank
 
     # By default a bare flow sums complexity alone (no exemplar bank, no background here);
-    # told to, it sums orientation as well.
+    # orientation is a score, never a part.
     default = calibrate(tiny, _images(100, 8), source="synthetic")
     assert set(default["scores"]["evidence"]["parts"]) == {"complexity"}
-    calibration = calibrate(tiny, _images(100, 8), source="synthetic",
-                            parts=["complexity", "orientation"])
+    with pytest.raises(ValueError, match="unknown evidence parts"):
+        calibrate(tiny, _images(100, 8), parts=["complexity", "orientation"])
+    banked = ModelBundle(tiny, exemplars=ExemplarBank(_images(30, 3)))
+    calibration = calibrate(banked, _images(100, 8), source="synthetic",
+                            parts=["complexity", "exemplar_distance"])
     parts = calibration["scores"]["evidence"]["parts"]
-    assert set(parts) == {"complexity", "orientation"}
+    assert set(parts) == {"complexity", "exemplar_distance"}
     x = _images(6, 9)
-    base = base_scores(tiny, x)
+    base = base_scores(banked, x)
     expected = sum(np.clip((base[n] - parts[n]["median"]) / parts[n]["spread_above"], 0, None)
                    for n in parts)
-    rows = score_images(tiny, x, calibration)
+    rows = score_images(banked, x, calibration)
     assert np.allclose([r["evidence"] for r in rows], expected, atol=1e-9)
     assert all(r["score_name"] == "evidence" for r in rows)  # the default once calibrated
     # With a bank, the nearest-exemplar distance joins; it is zero for an image in the bank.
@@ -440,7 +442,7 @@ def test_a_calibration_sums_the_parts_it_is_told_and_a_recalibration_keeps_them(
 
     x, val = _images(6, 9), _images(120, 8)
     bundle = ModelBundle(tiny, exemplars=ExemplarBank(_images(30, 3)))
-    chosen = ["orientation", "exemplar_shape"]
+    chosen = ["exemplar_shape", "complexity"]
     calibration = calibrate(bundle, val, parts=chosen)
     parts = calibration["scores"]["evidence"]["parts"]
     assert list(parts) == chosen and evidence_parts(calibration) == chosen
@@ -450,7 +452,7 @@ def test_a_calibration_sums_the_parts_it_is_told_and_a_recalibration_keeps_them(
                    for n in chosen)
     assert np.allclose([r["evidence"] for r in score_images(bundle, x, calibration)], expected)
     with pytest.raises(ValueError, match="unknown evidence parts"):
-        calibrate(bundle, val, parts=["orientation", "bpd"])
+        calibrate(bundle, val, parts=["orientation", "complexity"])
     with pytest.raises(ValueError, match="exemplar bank"):
         calibrate(tiny, val, parts=chosen)
 
@@ -462,7 +464,7 @@ def test_a_calibration_sums_the_parts_it_is_told_and_a_recalibration_keeps_them(
     again = store_calibration(path, load_bundle(path), val, fpr=0.05, source="synthetic",
                               recipe=None, command="calibrate")
     assert list(again["scores"]["evidence"]["parts"]) == chosen
-    assert again["command"] == "calibrate --evidence-parts orientation,exemplar_shape"
+    assert again["command"] == "calibrate --evidence-parts exemplar_shape,complexity"
 
 
 def test_the_explanation_names_the_parts_the_calibration_sums() -> None:
@@ -472,7 +474,7 @@ def test_the_explanation_names_the_parts_the_calibration_sums() -> None:
         scale = {"median": 0.0, "spread_below": 1.0, "spread_above": 1.0}
         return {"scores": {"evidence": {"parts": dict.fromkeys(parts, scale)}}}
 
-    text = explain(calibrated("orientation", "exemplar_shape"))
-    assert PART_WORDS["orientation"] in text and PART_WORDS["exemplar_shape"] in text
+    text = explain(calibrated("exemplar_distance", "exemplar_shape"))
+    assert PART_WORDS["exemplar_distance"] in text and PART_WORDS["exemplar_shape"] in text
     assert PART_WORDS["likelihood_ratio"] not in text and PART_WORDS["complexity"] not in text
     assert all(PART_WORDS[p] in explain() for p in DEFAULT_PARTS)  # uncalibrated: the default

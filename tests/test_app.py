@@ -228,10 +228,11 @@ def test_a_black_on_white_upload_scores_as_its_inverse(shipped: Handlers, tmp_pa
     assert plain["bits/dim"][0] > table["bits/dim"][0] + 5
 
 
-def test_a_jpeg_upload_is_judged_by_the_capture_trained_flow_and_says_so(
-        shipped: Handlers, tmp_path: Path) -> None:
-    """Issue 18: the MNIST model's gallery digits as PNG and as JPEG q75: both pass, and only
-    the JPEG's note says the capture-trained flow judged it; the explanation says why."""
+def test_a_jpeg_upload_passes_and_its_capture_is_named(shipped: Handlers, tmp_path: Path
+                                                       ) -> None:
+    """Issue 18: the MNIST model's gallery digits as PNG and as JPEG q75 both pass; the capture
+    column names the JPEG's halo, and the explanation says the bits come from a flow that also
+    learned captured copies (MNIST only)."""
     names = []
     for example in shipped.cache.get("mnist-glow").examples[:3]:
         digit = Image.open(example.path).convert("L")
@@ -239,14 +240,12 @@ def test_a_jpeg_upload_is_judged_by_the_capture_trained_flow_and_says_so(
         digit.save(tmp_path / f"{example.path.stem}.jpg", quality=75)
         names += [str(tmp_path / f"{example.path.stem}.{kind}") for kind in ("png", "jpg")]
     table, _, note = shipped.score(names, "mnist-glow")
-    judged = ["judged by the flow that also learned captured copies" in n for n in table["note"]]
-    assert judged == [False, True] * 3
     assert all(v.startswith("in distribution") for v in table["verdict"])
     # The capture axis says so in plain words: the PNGs as MNIST's, the JPEGs with their halo.
     assert [c.startswith("captured like MNIST") for c in table["capture"]] == [True, False] * 3
     assert all("faint halo" in c for c in table["capture"][1::2])
-    assert "second flow that also learned captured copies" in note
-    assert "second flow" not in shipped.score(names[:1], "fashion-mnist-glow")[2]
+    assert "a flow that also learned captured copies" in note
+    assert "captured copies" not in shipped.score(names[:1], "fashion-mnist-glow")[2]
 
 
 @pytest.mark.parametrize(("editor", "mask", "method", "steps", "message"), [

@@ -1,5 +1,5 @@
 """The capture axis: facts of an upload against the validation images', a p-value, the facts
-named, and the content verdict routed to the capture-trained flow when it fires."""
+named, beside a content verdict that reads the capture-trained flow."""
 
 from __future__ import annotations
 
@@ -86,10 +86,10 @@ def test_a_photographed_page_is_named_as_one(axis: dict) -> None:
     assert fires[0] and "photographed page" in why[0]
 
 
-def test_a_fired_axis_routes_the_content_verdict_to_the_capture_flow(
+def test_the_axis_fires_on_binarized_uploads_beside_a_capture_flow_verdict(
         val: torch.Tensor, axis: dict, tmp_path: Path) -> None:
-    """An image the capture axis fires on is judged by capture.pt even without a faint halo;
-    a clean one by the main flow; bits/dim is the main flow's either way."""
+    """With capture.pt beside the model, the capture axis fires on binarized uploads and names
+    why, stays quiet on clean ones, and bits/dim is the main flow's for every image."""
     torch.manual_seed(0)
     main, capture = (build_model("glow", image_shape=(1, 28, 28), steps=1, hidden=8).eval()
                      for _ in range(2))

@@ -117,8 +117,8 @@ def test_shipping_keeps_the_replaced_models_choice_of_evidence_parts() -> None:
     from benchmarks.gpu_home import kept_parts
     from inpaint_app.card import ModelCard
 
-    chosen = ["complexity", "orientation", "exemplar_shape"]
+    chosen = ["complexity", "exemplar_distance", "exemplar_shape"]
     card = ModelCard(anomaly={"scores": {"evidence": {"parts": {}, "chosen_parts": chosen}}})
-    assert kept_parts(card) == ["--evidence-parts", "complexity,orientation,exemplar_shape"]
+    assert kept_parts(card) == ["--evidence-parts", "complexity,exemplar_distance,exemplar_shape"]
     assert kept_parts(ModelCard(anomaly={"scores": {"evidence": {"parts": {}}}})) == []
     assert kept_parts(None) == []
