@@ -47,6 +47,9 @@ from inpaint_app.ood_metrics import auroc
 from inpaint_app.uploads import prepare_upload
 
 FPR = 0.05
+# What the ablation switches on and off: every evidence part, and orientation, a part until
+# 0.28.0 (a score since), so that the table keeps showing why it was removed.
+CANDIDATES = (*EVIDENCE_PARTS, "orientation")
 CHECKPOINTS = {"mnist": "trained/mnist-glow", "fashion-mnist": "trained/fashion-mnist-glow"}
 
 
@@ -66,6 +69,32 @@ def verdict(base: dict, val: dict, parts: list[str], flow: str) -> tuple[np.ndar
     stats = {p: _part_stats(val[spec.source(p)]) for p in parts}
     prefix = "capture_" if flow == "capture" else ""
     return _evidence_sum(base, stats, prefix), _threshold(_evidence_sum(val, stats, prefix), FPR)
+
+
+def by_class(sets: dict, roles: dict, val: dict, parts: list[str], flow: str, copies: str,
+             limit: int) -> str:
+    """The shipped verdict's AUROC against the pooled real in-domain sets for each class of
+    each outlier set (a file's class: its name up to the first ``_``), as a Markdown section:
+    which characters of another script a content axis can tell from digits."""
+    if not parts:
+        return ""
+    files = {real.name: real.files for real in real_sets(copies, limit=limit)}
+    evidence = {key: verdict(base, val, parts, flow)[0] for key, base in sets.items()}
+    inside = [k for k, r in roles.items() if r == "in" and k != "test set"]
+    if not inside:
+        return ""
+    pooled = np.concatenate([evidence[k] for k in inside])
+    lines = ["", "The shipped verdict by class of each outlier set (AUROC against the pooled "
+             "real in-domain sets; files in the class):", "", "| set | class: AUROC (files) |",
+             "|---|---|"]
+    for key, role in roles.items():
+        if role != "out" or len(files.get(key, ())) != len(evidence[key]):
+            continue
+        classes = np.array([f.name.split("_")[0] for f in files[key]])
+        cells = [f"{c}: {auroc(pooled, evidence[key][classes == c]):.3f} "
+                 f"({int((classes == c).sum())})" for c in sorted(set(classes))]
+        lines.append(f"| {key} | " + ", ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def collect(args: argparse.Namespace, root: str, copies: str) -> tuple:
@@ -110,7 +139,7 @@ def main() -> None:
         val, sets, roles, axis = collect(args, root, copies)
         cache.parent.mkdir(exist_ok=True)
         cache.write_bytes(pickle.dumps((val, sets, roles, axis)))
-    parts = [name for name in EVIDENCE_PARTS if name in val]
+    parts = [name for name in CANDIDATES if name in val]
     flow = "capture" if "capture_bpd" in val else "model"
     variants = {"all parts, main flow": (parts, "model")}
     if flow == "capture":
@@ -155,7 +184,8 @@ def main() -> None:
     table = (f"`{command}`: {args.limit} files a set, thresholds at 5 % on {args.val:,} "
              "validation images. In-domain sets: the share flagged; outlier sets: AUROC against "
              "the pooled real in-domain sets. \"All parts\": " + ", ".join(parts) + ".\n\n"
-             + "\n".join(lines) + "\n")
+             + "\n".join(lines) + "\n"
+             + by_class(sets, roles, val, sorted(shipped), flow, copies, args.limit))
     print(table)
     if args.out:
         Path(args.out).with_suffix(".json").write_text(json.dumps(
