@@ -60,7 +60,7 @@ from .bundle import ModelBundle, as_bundle
 from .capture_axis import capture_verdict, facts_of_inputs
 from .compiled import scorer_for
 from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
-from .detector import FLOW_PARTS, Calibration, DetectorSpec, PartScale, detector_of
+from .detector import Calibration, DetectorSpec, detector_of
 from .exemplars import ExemplarBank
 from .spreads import spread_quantile
 
@@ -70,7 +70,7 @@ DEFAULT_SCORE = "evidence"  # best worst-case AUROC in benchmarks/ood.md
 NEEDS_CALIBRATION = ("typicality", "combined", "evidence")
 COMBINED_PARTS = ("bpd", "complexity", "png_bpd", "z_fine", "z_coarse")
 # Every part the evidence can sum; a calibration sums the default parts or those it is told
-# (``calibrate(parts=...)``), e.g. without the likelihood ratio where it reads capture.
+# (``calibrate(parts=...)``; the shipped Fashion-MNIST one leaves the likelihood ratio out).
 EVIDENCE_PARTS = ("complexity", "exemplar_distance", "exemplar_shape", "likelihood_ratio")
 # What a calibration sums unless told otherwise (those the bundle has). The shipped MNIST
 # calibration names the shape distance in place of the pixel distance, chosen on the real-world
@@ -272,20 +272,6 @@ def scores_from_base(base: dict[str, np.ndarray], calibration: dict[str, Any] | 
             out["evidence"] = np.sum(list(terms.values()), axis=0)
             out["evidence_terms"] = terms  # each part's share of it, per image
     return out
-
-
-def _evidence_terms(base: dict[str, np.ndarray], parts: dict[str, dict[str, float]],
-                    prefix: str = "") -> dict[str, np.ndarray]:
-    """Each part's excess over its validation median, in spreads, clipped at 0; with
-    ``prefix`` the flow parts are read under that name (the capture model's)."""
-    return {name: PartScale.from_dict(parts[name]).share(
-        base[prefix + name if name in FLOW_PARTS else name]) for name in parts}
-
-
-def _evidence_sum(base: dict[str, np.ndarray], parts: dict[str, dict[str, float]],
-                  prefix: str = "") -> np.ndarray:
-    """The evidence: the sum of ``_evidence_terms``."""
-    return np.sum(list(_evidence_terms(base, parts, prefix).values()), axis=0)
 
 
 def _tail_ranks(n: int) -> np.ndarray:

@@ -30,7 +30,6 @@ from PIL import Image
 
 from inpaint_app.anomaly import (
     EVIDENCE_PARTS,
-    _evidence_sum,
     _part_stats,
     _threshold,
     base_scores,
@@ -40,7 +39,7 @@ from inpaint_app.bundle import load_bundle
 from inpaint_app.capture_axis import calibrate_capture
 from inpaint_app.corpus import real_sets
 from inpaint_app.data import load_split
-from inpaint_app.detector import DetectorSpec
+from inpaint_app.detector import DetectorSpec, PartScale
 from inpaint_app.images import open_image
 from inpaint_app.models import load_model
 from inpaint_app.ood_metrics import auroc
@@ -66,9 +65,12 @@ def verdict(base: dict, val: dict, parts: list[str], flow: str) -> tuple[np.ndar
     """The evidence of ``base`` under one variant (its ``parts``, their flow parts read from
     ``flow``: "model" or "capture"), and the variant's threshold on ``val``."""
     spec = DetectorSpec(parts=tuple(parts), flow=flow)
-    stats = {p: _part_stats(val[spec.source(p)]) for p in parts}
-    prefix = "capture_" if flow == "capture" else ""
-    return _evidence_sum(base, stats, prefix), _threshold(_evidence_sum(val, stats, prefix), FPR)
+    scales = {p: PartScale.from_dict(_part_stats(val[spec.source(p)])) for p in parts}
+
+    def evidence(b: dict) -> np.ndarray:
+        return np.sum([s.share(b[spec.source(p)]) for p, s in scales.items()], axis=0)
+
+    return evidence(base), _threshold(evidence(val), FPR)
 
 
 def by_class(sets: dict, roles: dict, val: dict, parts: list[str], flow: str, copies: str,
