@@ -15,13 +15,16 @@ Scores (higher = more anomalous for every one):
   ``bpd``, ``complexity``, the PNG bits/dim and the latent energy of the fine and coarse halves
   of z. Raw likelihood tracks image complexity (Nalisnick et al. 2019, arXiv:1810.09136):
   one-sided scores trade one failure for another; this one needs all the evidence to look usual.
-- ``evidence`` (the default): the sum of how far ``complexity``, the distance to
+- ``evidence`` (the default): how far ``complexity``, the distance to
   the nearest training exemplar in pixels and in shape (mean squared difference, the latter of
   blurred unit-length images; data, not the flow; when the checkpoint ships an exemplar bank)
   and the ``likelihood_ratio`` (when it ships a background model) lie above their validation
   medians, each in units of its median-to-99 % spread (a lower quantile for small validation
-  sets: ``spread_quantile``). A soft "or": any one strong signal flags, weak ones add up. A
-  calibration may sum fewer of these parts (``calibrate(parts=...)``). Orientation is a score,
+  sets: ``spread_quantile``): the sum of log(1 + excess) of the parts (``detector.COMBINE``;
+  calibrations before 0.29.0 summed the excesses). A soft "or" that asks for agreement: one
+  strong signal flags, weak ones add up, and one part's extreme value counts less than parts
+  that agree, since a real capture can push a single part far. A calibration may sum fewer
+  of these parts (``calibrate(parts=...)``). Orientation is a score,
   not a part: summed, it raised the flag rate of real captured digits and garments more than
   it helped against real outliers, on both models (benchmarks/realworld-ablation-*.md).
 
@@ -372,6 +375,8 @@ def calibrate(model: ModelBundle | DensityModel, val_images: torch.Tensor, *, fp
         calibration["scores"]["evidence"]["chosen_parts"] = list(parts)
     if spec.flow != "model":
         calibration["scores"]["evidence"]["flow"] = spec.flow
+    if spec.combine != "sum":
+        calibration["scores"]["evidence"]["combine"] = spec.combine
     values = scores_from_base(base, calibration)
     ranks = _tail_ranks(len(val_images))
     tail: dict[str, Any] = {"ranks": ranks.tolist()}
@@ -445,8 +450,9 @@ def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
     values = scores_from_base(base, calibration)
     if values[name] is None:
         raise ValueError(f"this checkpoint's calibration has no {name!r} score that this "
-                         "version reads (it predates it, or routed captured images by a cut "
-                         "that 0.28.0 replaced): run flowpaint calibrate CHECKPOINT")
+                         "version reads (it predates it, routed captured images by a cut "
+                         "that 0.28.0 replaced, or scaled the shape distance of an earlier "
+                         "version): run flowpaint calibrate CHECKPOINT")
     chosen = values[name]
     p = p_values(chosen, calibration, name) if calibration else None
     threshold = calibration["scores"][name]["threshold"] if calibration else None

@@ -18,6 +18,11 @@ import numpy as np
 
 # Evidence parts that come from a flow: the capture model's where the spec's flow is "capture".
 FLOW_PARTS = ("complexity", "likelihood_ratio")
+# How a part's excess enters the evidence: "log1p" adds log(1 + excess), so the verdict is the
+# product of the parts' (1 + excess) and one extreme part weighs less than parts that agree;
+# "sum" adds the excess itself (calibrations written before 0.29.0, which set their threshold so).
+COMBINE = "log1p"
+COMBINES = ("log1p", "sum")
 # Which companion of the model each part needs beside the main flow.
 PART_NEEDS = {"complexity": None, "likelihood_ratio": "background",
               "exemplar_distance": "exemplars", "exemplar_shape": "exemplars"}
@@ -57,7 +62,8 @@ class DetectorSpec:
     """What the verdict reads: the evidence ``parts`` it sums (``chosen``: named by the
     calibration's command rather than the default), the ``flow`` its flow parts come from
     (``"model"``, or ``"capture"``: the flow that also learned captured copies, for every
-    image), whether the capture axis is reported, and the score it flags by."""
+    image), whether the capture axis is reported, the score it flags by, and how each part's
+    excess enters the sum (``combine``, see ``COMBINE``)."""
 
     parts: tuple[str, ...]
     chosen: bool = False
@@ -65,6 +71,12 @@ class DetectorSpec:
     capture_axis: bool = False
     score: str = "evidence"
     fpr: float = 0.05
+    combine: str = COMBINE
+
+    def __post_init__(self) -> None:
+        if self.combine not in COMBINES:
+            raise ValueError(f"unknown evidence combination {self.combine!r}: choose from "
+                             f"{', '.join(COMBINES)}")
 
     @property
     def needs(self) -> set[str]:
@@ -81,16 +93,22 @@ class DetectorSpec:
         """The key of ``part``'s values in ``base_scores``' output for this spec."""
         return f"capture_{part}" if self.flow == "capture" and part in FLOW_PARTS else part
 
+    def term(self, excess: np.ndarray) -> np.ndarray:
+        """A part's term in the evidence from its clipped excess (``PartScale.share``)."""
+        return np.log1p(excess) if self.combine == "log1p" else excess
+
     def describe(self) -> str:
         """The spec in one line, for cards and logs."""
         flow = ", flow parts from the capture model" if self.flow == "capture" else ""
         axis = ", capture axis reported" if self.capture_axis else ""
-        return f"{self.score} = sum of {', '.join(self.parts)}{flow}{axis}; FPR {self.fpr:g}"
+        how = "log(1 + excess)" if self.combine == "log1p" else "excess"
+        return (f"{self.score} = sum of the {how} of {', '.join(self.parts)}{flow}{axis}; "
+                f"FPR {self.fpr:g}")
 
 
 # The fields of the evidence entry that the typed calibration holds itself (with every score's
 # threshold).
-TYPED_FIELDS = ("parts", "chosen_parts", "flow")
+TYPED_FIELDS = ("parts", "chosen_parts", "flow", "combine")
 # The top-level keys of the card's ``anomaly`` dictionary that the typed fields hold.
 OWN_KEYS = ("scores", "n", "tail", "capture_axis", "fpr", "default_score")
 
@@ -115,8 +133,9 @@ class Calibration:
         return self.thresholds[self.spec.score]
 
     def evidence_terms(self, base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Each part's share of the evidence per image, read from the spec's flow."""
-        return {p: s.share(base[self.spec.source(p)]) for p, s in self.parts.items()}
+        """Each part's term of the evidence per image, read from the spec's flow."""
+        return {p: self.spec.term(s.share(base[self.spec.source(p)]))
+                for p, s in self.parts.items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -129,7 +148,8 @@ class Calibration:
             parts=tuple(chosen if chosen is not None else evidence.get("parts", {})),
             chosen=chosen is not None, flow=evidence.get("flow", "model"),
             capture_axis=d.get("capture_axis") is not None,
-            score=d.get("default_score", "evidence"), fpr=d.get("fpr", 0.05))
+            score=d.get("default_score", "evidence"), fpr=d.get("fpr", 0.05),
+            combine=evidence.get("combine", "sum"))
         return cls(spec=spec,
                    parts={k: PartScale.from_dict(v) for k, v in evidence.get("parts", {}).items()},
                    thresholds={k: v["threshold"] for k, v in scores.items() if "threshold" in v},
@@ -151,6 +171,8 @@ class Calibration:
                 evidence["chosen_parts"] = list(self.spec.parts)
             if self.spec.flow != "model":
                 evidence["flow"] = self.spec.flow
+            if self.spec.combine != "sum":
+                evidence["combine"] = self.spec.combine
         out = {"default_score": self.spec.score, "fpr": self.spec.fpr, "n": self.n,
                "scores": scores, "tail": self.tail, **self.provenance}
         if self.capture_axis is not None:
@@ -160,9 +182,13 @@ class Calibration:
 
 def detector_of(anomaly: dict[str, Any] | None) -> Calibration | None:
     """The typed detector of a card's ``anomaly`` dictionary; None without an evidence score
-    this version reads (no calibration, one that predates the evidence, or one that routed
-    captured images by a faint-pixel cut, which 0.28.0 replaced: recalibrate)."""
+    this version reads (no calibration, one that predates the evidence, one that routed
+    captured images by a faint-pixel cut, which 0.28.0 replaced, or one that scaled the shape
+    distance as measured before 0.29.0, which also compares the image's aspect copies at half
+    resolution: recalibrate)."""
     evidence = (anomaly or {}).get("scores", {}).get("evidence")
     if evidence is None or "capture" in evidence:
+        return None
+    if "exemplar_shape" in evidence.get("parts", {}) and "combine" not in evidence:
         return None
     return Calibration.from_dict(anomaly)

@@ -245,7 +245,7 @@ def test_a_part_spread_is_read_where_enough_validation_images_lie_beyond_it() ->
     assert many["spread_above"] == pytest.approx(2.326, abs=0.15)  # the normal's 99 % point
 
 
-def test_evidence_adds_the_excess_of_each_part_over_its_validation_median(
+def test_evidence_adds_log_one_plus_the_excess_of_each_part_over_its_validation_median(
         tiny: torch.nn.Module) -> None:
     from inpaint_app.anomaly import base_scores
     from inpaint_app.exemplars import ExemplarBank
@@ -263,8 +263,8 @@ def test_evidence_adds_the_excess_of_each_part_over_its_validation_median(
     assert set(parts) == {"complexity", "exemplar_distance"}
     x = _images(6, 9)
     base = base_scores(banked, x)
-    expected = sum(np.clip((base[n] - parts[n]["median"]) / parts[n]["spread_above"], 0, None)
-                   for n in parts)
+    expected = sum(np.log1p(np.clip((base[n] - parts[n]["median"]) / parts[n]["spread_above"],
+                                    0, None)) for n in parts)
     rows = score_images(banked, x, calibration)
     assert np.allclose([r["evidence"] for r in rows], expected, atol=1e-9)
     assert all(r["score_name"] == "evidence" for r in rows)  # the default once calibrated
@@ -315,7 +315,8 @@ def test_a_capture_model_supplies_the_evidence_flow_parts_for_every_image(
     x = torch.cat([_with_halo(4, 5, 0.0), _with_halo(4, 6, 0.9)])
     judged, main = base_scores(capture, x), base_scores(tiny, x)
     entry = evidence["parts"]["complexity"]
-    expected = np.clip((judged["complexity"] - entry["median"]) / entry["spread_above"], 0, None)
+    expected = np.log1p(np.clip((judged["complexity"] - entry["median"]) / entry["spread_above"],
+                                0, None))
     rows = score_images(bundle, x, calibration)
     assert np.allclose([r["evidence"] for r in rows], expected, atol=1e-6)
     assert np.allclose([r["bpd"] for r in rows], main["bpd"], atol=1e-6)  # the main model's
@@ -448,8 +449,8 @@ def test_a_calibration_sums_the_parts_it_is_told_and_a_recalibration_keeps_them(
     assert list(parts) == chosen and evidence_parts(calibration) == chosen
     assert evidence_parts(calibrate(bundle, val)) is None  # the default is not a choice
     base = base_scores(bundle, x)
-    expected = sum(np.clip((base[n] - parts[n]["median"]) / parts[n]["spread_above"], 0, None)
-                   for n in chosen)
+    expected = sum(np.log1p(np.clip((base[n] - parts[n]["median"]) / parts[n]["spread_above"],
+                                    0, None)) for n in chosen)
     assert np.allclose([r["evidence"] for r in score_images(bundle, x, calibration)], expected)
     with pytest.raises(ValueError, match="unknown evidence parts"):
         calibrate(bundle, val, parts=["orientation", "complexity"])
@@ -472,7 +473,8 @@ def test_the_explanation_names_the_parts_the_calibration_sums() -> None:
 
     def calibrated(*parts: str) -> dict:
         scale = {"median": 0.0, "spread_below": 1.0, "spread_above": 1.0}
-        return {"scores": {"evidence": {"parts": dict.fromkeys(parts, scale)}}}
+        return {"scores": {"evidence": {"parts": dict.fromkeys(parts, scale),
+                                        "combine": "log1p"}}}
 
     text = explain(calibrated("exemplar_distance", "exemplar_shape"))
     assert PART_WORDS["exemplar_distance"] in text and PART_WORDS["exemplar_shape"] in text

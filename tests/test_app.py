@@ -230,15 +230,20 @@ def test_a_black_on_white_upload_scores_as_its_inverse(shipped: Handlers, tmp_pa
 
 def test_a_jpeg_upload_passes_and_its_capture_is_named(shipped: Handlers, tmp_path: Path
                                                        ) -> None:
-    """Issue 18: the MNIST model's gallery digits as PNG and as JPEG q75 both pass; the capture
-    column names the JPEG's halo, and the explanation says the bits come from a flow that also
-    learned captured copies (MNIST only)."""
-    names = []
-    for example in shipped.cache.get("mnist-glow").examples[:3]:
+    """Issue 18: the MNIST model's gallery digits that pass as PNG (a few of its validation
+    digits; 5 % of those are flagged by design) pass as JPEG q75 too; the capture column names
+    the JPEG's halo, and the explanation says the bits come from a flow that also learned
+    captured copies (MNIST only)."""
+    pngs = []
+    for example in shipped.cache.get("mnist-glow").examples[:6]:
         digit = Image.open(example.path).convert("L")
         digit.save(tmp_path / f"{example.path.stem}.png")
         digit.save(tmp_path / f"{example.path.stem}.jpg", quality=75)
-        names += [str(tmp_path / f"{example.path.stem}.{kind}") for kind in ("png", "jpg")]
+        pngs.append(str(tmp_path / f"{example.path.stem}.png"))
+    verdicts = shipped.score(pngs, "mnist-glow")[0]["verdict"]
+    passing = [n for n, v in zip(pngs, verdicts, strict=True) if v.startswith("in distribution")]
+    assert len(passing) >= 3
+    names = [name for png in passing[:3] for name in (png, png[:-4] + ".jpg")]
     table, _, note = shipped.score(names, "mnist-glow")
     assert all(v.startswith("in distribution") for v in table["verdict"])
     # The capture axis says so in plain words: the PNGs as MNIST's, the JPEGs with their halo.

@@ -3,6 +3,7 @@ its use as the default inpainting start."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -121,14 +122,17 @@ def test_default_inpainting_starts_from_the_exemplars_when_a_bank_ships(tmp_path
                zip(batch, images[:4], strict=True))
 
 
-def test_shape_distance_ignores_contrast_blur_and_a_stretch_to_the_box_but_not_form() -> None:
-    """The shape distance (blur, then unit length) matches an independent Gaussian filter over
-    the exemplars and their copies stretched to fill the box; it is zero for a fainter copy of
-    an exemplar and for that exemplar stretched to its box, small for a blurred copy and large
-    for another form (a ring); a blank image lies at distance 1 / D from every exemplar."""
-    from scipy.ndimage import gaussian_filter
+def test_shape_distance_ignores_contrast_blur_aspect_and_a_stretch_to_the_box_but_not_form(
+) -> None:
+    """The shape distance (blur, 2 x 2 block means, unit length) matches an independent Gaussian
+    filter and resampling: the nearest of the exemplars and their copies stretched to fill the
+    box, for the image as given, narrowed or widened by ``ASPECT``. It is zero for a fainter
+    copy of an exemplar and for that exemplar stretched to its box, small for a blurred copy, a
+    wider copy is nearer than without the resized query, another form (a ring) is far, and a
+    blank image lies at distance 1 / D from every exemplar."""
+    from scipy.ndimage import affine_transform, gaussian_filter
 
-    from inpaint_app.exemplars import SHAPE_BLUR
+    from inpaint_app.exemplars import ASPECT, SHAPE_BLUR
 
     images = torch.zeros(3, 1, 16, 16, dtype=torch.uint8)
     images[0, 0, 3:13, 7:9] = 255    # a vertical bar
@@ -136,26 +140,41 @@ def test_shape_distance_ignores_contrast_blur_and_a_stretch_to_the_box_but_not_f
     images[2, 0, 3:13, 3:13] = 255   # a ring: a square with its inside cut out
     images[2, 0, 5:11, 5:11] = 0
     bank = ExemplarBank(images[:2])
-    d = 16 * 16
+    d = 8 * 8  # rows of 2 x 2 block means of a 16 x 16 image
     # Both bars stretched to fill the centred box of 20/28 of the side: 11 x 11 pixels from 2.
     block = torch.zeros(1, 16, 16)
     block[0, 2:13, 2:13] = 1.0
 
-    def expected(y: torch.Tensor) -> float:
-        rows = [gaussian_filter(im[0].double().numpy(), SHAPE_BLUR, mode="constant").ravel()
-                for im in (y, *pixels(images[:2]), block)]
-        rows = [r / max(float((r ** 2).sum()) ** 0.5, 1e-6) for r in rows]
-        return min(float(((rows[0] - r) ** 2).sum()) for r in rows[1:]) / d
+    def row(image: np.ndarray) -> np.ndarray:
+        blurred = gaussian_filter(image.astype(np.float64), SHAPE_BLUR, mode="constant")
+        means = blurred.reshape(8, 2, 8, 2).mean(axis=(1, 3)).ravel()
+        return means / max(float((means ** 2).sum()) ** 0.5, 1e-6)
+
+    def resized(image: np.ndarray, factor: float) -> np.ndarray:
+        # Column j of the copy reads the image at centre + factor * (j - centre), bilinearly.
+        centre = (image.shape[1] - 1) / 2
+        return affine_transform(image.astype(np.float64), [1.0, factor],
+                                offset=[0.0, centre - factor * centre], order=1,
+                                mode="grid-constant", cval=0.0)
+
+    def expected(y: torch.Tensor, copies: bool = True) -> float:
+        image = y[0].double().numpy()
+        queries = [image, resized(image, ASPECT), resized(image, 1 / ASPECT)] if copies else [
+            image]
+        exemplars = [row(im[0].numpy()) for im in (*pixels(images[:2]), block)]
+        return min(float(((row(q) - r) ** 2).sum()) for q in queries for r in exemplars) / d
 
     fainter = pixels(images[:1]) * 0.6
     blurred = torch.from_numpy(gaussian_filter(pixels(images[:1]).numpy(), (0, 0, 0.7, 0.7)))
     ring, blank, stretched = pixels(images[2:]), torch.zeros(1, 1, 16, 16), block[None] * 0.8
-    for y in (fainter, blurred, ring, blank, stretched):
+    wider = torch.from_numpy(resized(pixels(images[:1])[0, 0].numpy(), 1 / ASPECT))[None, None]
+    for y in (fainter, blurred, ring, blank, stretched, wider):
         assert bank.nearest_shape_distance(y).item() == pytest.approx(expected(y[0]), abs=1e-6)
     assert bank.nearest_shape_distance(fainter).item() == pytest.approx(0.0, abs=1e-6)
     assert bank.nearest_shape_distance(stretched).item() == pytest.approx(0.0, abs=1e-6)
     assert bank.nearest_distance(fainter).item() > 0.01       # pixels differ, shape does not
     assert bank.nearest_shape_distance(blurred) < bank.nearest_shape_distance(ring) / 4
+    assert bank.nearest_shape_distance(wider).item() < 0.75 * expected(wider[0], copies=False)
     assert bank.nearest_shape_distance(blank).item() == pytest.approx(1.0 / d)
 
 

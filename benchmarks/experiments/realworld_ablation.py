@@ -39,7 +39,7 @@ from inpaint_app.bundle import load_bundle
 from inpaint_app.capture_axis import calibrate_capture
 from inpaint_app.corpus import real_sets
 from inpaint_app.data import load_split
-from inpaint_app.detector import DetectorSpec, PartScale
+from inpaint_app.detector import COMBINE, DetectorSpec, PartScale
 from inpaint_app.images import open_image
 from inpaint_app.models import load_model
 from inpaint_app.ood_metrics import auroc
@@ -61,14 +61,16 @@ def scored(bundle, uploads: list[Image.Image]) -> dict[str, np.ndarray]:
     return base
 
 
-def verdict(base: dict, val: dict, parts: list[str], flow: str) -> tuple[np.ndarray, float]:
+def verdict(base: dict, val: dict, parts: list[str], flow: str, combine: str = COMBINE
+            ) -> tuple[np.ndarray, float]:
     """The evidence of ``base`` under one variant (its ``parts``, their flow parts read from
-    ``flow``: "model" or "capture"), and the variant's threshold on ``val``."""
-    spec = DetectorSpec(parts=tuple(parts), flow=flow)
+    ``flow``: "model" or "capture", their excesses entering as ``combine`` says), and the
+    variant's threshold on ``val``."""
+    spec = DetectorSpec(parts=tuple(parts), flow=flow, combine=combine)
     scales = {p: PartScale.from_dict(_part_stats(val[spec.source(p)])) for p in parts}
 
     def evidence(b: dict) -> np.ndarray:
-        return np.sum([s.share(b[spec.source(p)]) for p, s in scales.items()], axis=0)
+        return np.sum([spec.term(s.share(b[spec.source(p)])) for p, s in scales.items()], axis=0)
 
     return evidence(base), _threshold(evidence(val), FPR)
 
@@ -134,7 +136,7 @@ def main() -> None:
     copies = args.real_copies or str(Path(root) / "realworld")
     cache = Path("runs") / (f"realworld_ablation_{args.model}_"
                             f"{Path(args.capture).parent.name if args.capture else 'shipped'}"
-                            f"_{args.limit}.pkl")
+                            f"_{args.limit}{'' if args.val == 2000 else f'_val{args.val}'}.pkl")
     if cache.exists():  # the flows' scores of every image, from an earlier run
         val, sets, roles, axis = pickle.loads(cache.read_bytes())
     else:
@@ -143,19 +145,23 @@ def main() -> None:
         cache.write_bytes(pickle.dumps((val, sets, roles, axis)))
     parts = [name for name in CANDIDATES if name in val]
     flow = "capture" if "capture_bpd" in val else "model"
-    variants = {"all parts, main flow": (parts, "model")}
+    shipped = set(evidence_parts(load_bundle(CHECKPOINTS[args.model]).calibration) or ())
+    variants = {"all parts, main flow": (parts, "model", COMBINE)}
     if flow == "capture":
-        variants["all parts, capture flow"] = (parts, "capture")
+        variants["all parts, capture flow"] = (parts, "capture", COMBINE)
     for size in range(1, len(parts) - 1):  # every part, pair and triple left out
         for dropped in itertools.combinations(parts, size):
             variants[f"without {' and '.join(dropped)}"] = (
-                [q for q in parts if q not in dropped], flow)
+                [q for q in parts if q not in dropped], flow, COMBINE)
+    if shipped:  # how the parts combine: the shipped parts with their excesses summed
+        variants["the shipped parts, excesses summed (before 0.29.0)"] = (
+            [q for q in parts if q in shipped], flow, "sum")
     results = {}
-    for label, (chosen, source) in variants.items():
+    for label, (chosen, source, combine) in variants.items():
         row = {}
         values = {}
         for key, base in sets.items():
-            evidence, threshold = verdict(base, val, chosen, source)
+            evidence, threshold = verdict(base, val, chosen, source, combine)
             values[key] = evidence
             row[key] = {"flagged": float(np.mean(evidence > threshold))}
         inside = [k for k, r in roles.items() if r == "in" and k != "test set"]
@@ -173,19 +179,19 @@ def main() -> None:
               f"vs real {worst_out:.3f}", flush=True)
     keys = list(sets)
     lines = ["| variant | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    shipped = set(evidence_parts(load_bundle(CHECKPOINTS[args.model]).calibration) or ())
     for label, row in results.items():
         cells = [f"{row[k]['flagged']:.1%}" if roles[k] == "in"
                  else f"{row[k].get('auroc_vs_real', float('nan')):.3f}" for k in keys]
-        chosen, source = variants[label]
-        if set(chosen) == shipped and source == flow:
+        chosen, source, combine = variants[label]
+        if set(chosen) == shipped and source == flow and combine == COMBINE:
             label = f"**{label} (the shipped verdict)**"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     command = ("FLOWPAINT_DATA=../shared/data python benchmarks/experiments/realworld_ablation.py "
                + " ".join(sys.argv[1:]))
     table = (f"`{command}`: {args.limit} files a set, thresholds at 5 % on {args.val:,} "
              "validation images. In-domain sets: the share flagged; outlier sets: AUROC against "
-             "the pooled real in-domain sets. \"All parts\": " + ", ".join(parts) + ".\n\n"
+             "the pooled real in-domain sets. \"All parts\": " + ", ".join(parts) + "; each "
+             "part enters as log(1 + its excess) unless the row says its excess is summed.\n\n"
              + "\n".join(lines) + "\n"
              + by_class(sets, roles, val, sorted(shipped), flow, copies, args.limit))
     print(table)
