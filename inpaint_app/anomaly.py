@@ -63,7 +63,7 @@ from .bundle import ModelBundle, as_bundle
 from .capture_axis import capture_verdict, facts_of_inputs
 from .compiled import scorer_for
 from .density import DensityModel, bits_per_dim_from_log_prob, dequantize
-from .detector import Calibration, DetectorSpec, detector_of
+from .detector import DetectorSpec, detector_of
 from .exemplars import ExemplarBank
 from .spreads import spread_quantile
 
@@ -105,7 +105,7 @@ PART_WORDS = {
 def explain(calibration: dict[str, Any] | None = None) -> str:
     """Two sentences for the app: why bits/dim alone misleads and which evidence the flag adds
     up (the calibration's parts; without one, the default parts)."""
-    detector = typed(calibration)
+    detector = detector_of(calibration)
     parts = list(detector.spec.parts) if detector is not None else []
     words = [PART_WORDS[p] for p in parts or DEFAULT_PARTS if p in PART_WORDS]
     listed = (words[0] if len(words) == 1 else f"{words[0]} and {words[1]}" if len(words) == 2
@@ -213,12 +213,6 @@ def _flow_parts(model: DensityModel, images: torch.Tensor, batch_size: int, seed
     return out
 
 
-def typed(calibration: dict[str, Any] | None) -> Calibration | None:
-    """The typed detector of a card's calibration (``inpaint_app.detector``), None without an
-    evidence entry."""
-    return detector_of(calibration)
-
-
 def _latent_and_bpd(model: DensityModel, images: torch.Tensor, seed: int
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """z and bits/dim, dequantized with the fixed pattern of ``seed`` shared by every image;
@@ -261,7 +255,7 @@ def scores_from_base(base: dict[str, np.ndarray], calibration: dict[str, Any] | 
         out["typicality"] = np.abs(base["bpd"] - scores["typicality"]["center"])
         parts = scores["combined"]["parts"]
         out["combined"] = np.max([_deviation(base[name], parts[name]) for name in parts], axis=0)
-        detector = typed(calibration)  # None for calibrations that predate the evidence
+        detector = detector_of(calibration)  # None for calibrations that predate the evidence
         if detector is not None:
             if detector.spec.flow == "capture" and "capture_bpd" not in base:
                 raise ValueError("the calibration reads the capture model, which this model "
@@ -321,7 +315,7 @@ def _histogram(values: np.ndarray, threshold: float) -> dict[str, Any]:
 def verdict_needs(calibration: dict[str, Any] | None) -> set[str] | None:
     """The evidence parts a calibrated verdict reads, so
     scoring computes no other; None without a calibration (every part there is)."""
-    detector = typed(calibration)
+    detector = detector_of(calibration)
     return None if detector is None else detector.spec.needs
 
 
@@ -334,7 +328,7 @@ def _needs(calibration: dict[str, Any] | None, score: str) -> set[str] | None:
 def evidence_parts(calibration: dict[str, Any] | None) -> list[str] | None:
     """The parts a calibration's ``evidence`` was told to sum (``calibrate(parts=...)``); None
     where it took the default."""
-    detector = typed(calibration)
+    detector = detector_of(calibration)
     return list(detector.spec.parts) if detector is not None and detector.spec.chosen else None
 
 
@@ -438,7 +432,7 @@ def score_images(model: ModelBundle | DensityModel, images: torch.Tensor,
             raise ValueError(f"score {name!r} needs a calibrated checkpoint "
                              f"(run python -m pipelines.calibrate CHECKPOINT)")
         name = "complexity"
-    detector = typed(calibration)
+    detector = detector_of(calibration)
     axis = (calibration or {}).get("capture_axis")
     capture_p = capture_fires = None
     why = [""] * len(images)

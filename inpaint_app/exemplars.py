@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.ndimage import distance_transform_edt
+from torch.nn.functional import affine_grid, avg_pool2d, grid_sample
 
 from .atomic import atomic_write
 
@@ -162,8 +163,6 @@ def stretched_to_box(images: torch.Tensor) -> torch.Tensor:
 def aspect_copies(images: torch.Tensor) -> list[torch.Tensor]:
     """``[B, C, H, W]`` images as given, narrowed and widened by ``ASPECT`` about the centre
     (bilinear; zero where a copy reaches outside the image)."""
-    from torch.nn.functional import affine_grid, grid_sample
-
     copies = [images]
     for factor in (ASPECT, 1 / ASPECT):  # the grid reads the image at x * factor: narrower
         theta = torch.tensor([[factor, 0.0, 0.0], [0.0, 1.0, 0.0]]).to(images)
@@ -179,8 +178,6 @@ def shape_rows(images: torch.Tensor) -> torch.Tensor:
     and scaled to unit length (a blank image stays zero). The blur is two small matrix
     products, about 10x faster on the CPU than a separable convolution over a 20,000-image
     bank."""
-    from torch.nn.functional import avg_pool2d
-
     rows, cols = _blur_matrix(images.shape[2]).to(images), _blur_matrix(images.shape[3]).to(images)
     x = avg_pool2d(rows @ images @ cols, SHAPE_POOL, ceil_mode=True).flatten(1)  # symmetric
     return x / x.norm(dim=1, keepdim=True).clamp(min=1e-6)

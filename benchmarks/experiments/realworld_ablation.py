@@ -39,7 +39,7 @@ from inpaint_app.bundle import load_bundle
 from inpaint_app.capture_axis import calibrate_capture
 from inpaint_app.corpus import real_sets
 from inpaint_app.data import load_split
-from inpaint_app.detector import COMBINE, DetectorSpec, PartScale
+from inpaint_app.detector import COMBINE, Calibration, DetectorSpec, PartScale
 from inpaint_app.images import open_image
 from inpaint_app.models import load_model
 from inpaint_app.ood_metrics import auroc
@@ -67,10 +67,11 @@ def verdict(base: dict, val: dict, parts: list[str], flow: str, combine: str = C
     ``flow``: "model" or "capture", their excesses entering as ``combine`` says), and the
     variant's threshold on ``val``."""
     spec = DetectorSpec(parts=tuple(parts), flow=flow, combine=combine)
-    scales = {p: PartScale.from_dict(_part_stats(val[spec.source(p)])) for p in parts}
+    detector = Calibration(spec=spec, thresholds={}, n=len(val["bpd"]), tail={}, parts={
+        p: PartScale.from_dict(_part_stats(val[spec.source(p)])) for p in parts})
 
     def evidence(b: dict) -> np.ndarray:
-        return np.sum([spec.term(s.share(b[spec.source(p)])) for p, s in scales.items()], axis=0)
+        return np.sum(list(detector.evidence_terms(b).values()), axis=0)
 
     return evidence(base), _threshold(evidence(val), FPR)
 
