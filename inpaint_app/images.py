@@ -5,7 +5,8 @@ Every entry point (web app, batch scripts, Python API) goes through ``open_image
 
 1. open with Pillow, refusing non-images, truncated files, empty files and decompression bombs;
    size and pixel count come from the header, so an oversized image is refused before decoding;
-2. first frame only (animated GIF/WebP), EXIF orientation applied;
+2. first frame only (animated GIF/WebP, the several pictures of a phone's MPO "JPEG"), EXIF
+   orientation applied;
 3. mode: 16-bit grayscale scaled to 8 bits; alpha composited on black (MNIST-style backgrounds);
    palette/CMYK/other modes converted to L (1 channel models) or RGB (3 channel models);
 4. resize to the model's H x W with Lanczos (antialiased) when the size differs.
@@ -26,7 +27,7 @@ from .atomic import atomic_write
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # below Pillow's own bomb limit; a 6000 x 6000 photo still opens
-FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
+FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # MPO: phones' .jpg
 
 
 class ImageError(ValueError):

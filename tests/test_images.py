@@ -130,6 +130,16 @@ def test_animated_gif_uses_its_first_frame() -> None:
     assert int(x.max()) == 0
 
 
+def test_a_phone_mpo_jpeg_uses_its_first_picture() -> None:
+    """Some phones save a .jpg as MPO (a JPEG followed by more pictures): it opens as its first."""
+    pictures = [Image.new("L", (28, 28), value) for value in (230, 20)]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="MPO", save_all=True, append_images=pictures[1:])
+    assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
+    x = to_model_input(open_image(buffer.getvalue()), SHAPE)
+    assert abs(int(x.float().mean()) - 230) <= 2
+
+
 def test_exif_orientation_is_applied() -> None:
     """A JPEG stored sideways with orientation 6 (rotate 90 degrees clockwise) comes upright."""
     stored = Image.new("L", (40, 20), 0)

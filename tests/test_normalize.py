@@ -217,3 +217,24 @@ def test_a_photographed_garment_keeps_no_floor_around_it() -> None:
     plain, framing = prepare(Image.fromarray(np.asarray(photo.resize((28, 28)))), SHAPE,
                              "fashion-mnist")
     assert "object isolated" not in framing.describe()
+
+
+def test_a_speck_of_page_beside_a_photographed_digit_is_dropped() -> None:
+    """MNIST's recipe keeps a photo's strokes and drops a small speck far from them (a shadow
+    or smudge), which would otherwise widen the content box and shrink the digit; a speck as
+    large as a stroke stays, as the second part of a digit would."""
+    im = Image.new("L", (400, 400), 215)
+    draw = ImageDraw.Draw(im)
+    draw.line([(150, 120), (250, 120), (180, 300)], fill=30, width=14)  # a '7'
+    draw.ellipse([20, 370, 32, 382], fill=60)  # a speck in the corner
+    x, framing = prepare(im, SHAPE, "mnist")
+    assert "1 speck of page dropped" in framing.describe()
+    ys, xs = np.nonzero(x[0].numpy() > 0.2 * 255)
+    assert max(ys.max() - ys.min(), xs.max() - xs.min()) + 1 in (19, 20, 21)  # the 7 fills 20 px
+    assert x[0, 24:, :6].max() == 0  # nothing where the speck was
+    draw.rectangle([20, 340, 60, 382], fill=30)  # a mark as large as a stroke is kept
+    x, framing = prepare(im, SHAPE, "mnist")
+    assert "dropped" not in framing.describe()
+    assert x[0, 20:, :8].max() > 100
+    stored, framing = prepare(Image.fromarray(np.asarray(im.resize((28, 28)))), SHAPE, "mnist")
+    assert "dropped" not in framing.describe()  # an image at the model's size is left alone
