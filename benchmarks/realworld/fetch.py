@@ -176,6 +176,19 @@ def write_atomic(out, files):
     return n
 
 
+def manifest_rows(path, md5, columns):
+    """The rows of the tab-separated manifest at PATH (header line skipped), each a list of
+    COLUMNS fields, once the file's own md5 is MD5; the pins of every listed file live there."""
+    raw = path.read_bytes()
+    got = hashlib.md5(raw).hexdigest()
+    if got != md5:
+        sys.exit(f"get.py: md5 mismatch for {path.name}: got {got}, expected {md5}")
+    rows = [line.split("\t") for line in raw.decode("utf-8").splitlines()[1:]]
+    if any(len(row) != columns for row in rows):
+        sys.exit(f"get.py: {path.name} rows must hold {columns} tab-separated fields")
+    return rows
+
+
 def number_rows(data, count, what):
     """The non-blank lines of DATA (ASCII text) as lists of floats; each must hold COUNT."""
     for line in data.decode("ascii").splitlines():

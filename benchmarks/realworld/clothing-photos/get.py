@@ -22,7 +22,6 @@ Needs ../fetch.py (shared plumbing) and numpy.  See README.md next to this file.
     python get.py --limit 0                        # every listed photo (3239)
     python get.py --sample DIR                     # small local sample, not for committing
 """
-import hashlib
 import sys
 from pathlib import Path
 
@@ -48,13 +47,8 @@ LABEL_MAP = {  # source class -> Fashion-MNIST class(es)
 
 def read_manifest():
     """[(label, path, md5)] from manifest.tsv, itself checked against MANIFEST_MD5."""
-    raw = MANIFEST.read_bytes()
-    got = hashlib.md5(raw).hexdigest()
-    if got != MANIFEST_MD5:
-        sys.exit(f"get.py: md5 mismatch for manifest.tsv: got {got}, expected {MANIFEST_MD5}")
     rows = []
-    for line in raw.decode("utf-8").splitlines()[1:]:
-        label, path, md5, _size = line.split("\t")
+    for label, path, md5, _size in fetch.manifest_rows(MANIFEST, MANIFEST_MD5, 4):
         if label not in LABEL_MAP:
             sys.exit(f"get.py: unexpected label {label!r} in manifest")
         rows.append((label, path, md5))

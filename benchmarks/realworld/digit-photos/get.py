@@ -23,7 +23,6 @@ Needs ../fetch.py (shared plumbing) and numpy.  See README.md next to this file.
 
 No --sample: eleven of the twelve repositories state no licence (see README.md).
 """
-import hashlib
 import sys
 from pathlib import Path
 
@@ -42,13 +41,8 @@ EXTENSIONS = {".jpg": ".jpg", ".jpeg": ".jpg", ".png": ".png"}  # source suffix 
 def read_manifest():
     """[(digit, repo, commit, path, md5)] from manifest.tsv, itself checked against
     MANIFEST_MD5."""
-    raw = MANIFEST.read_bytes()
-    got = hashlib.md5(raw).hexdigest()
-    if got != MANIFEST_MD5:
-        sys.exit(f"get.py: md5 mismatch for manifest.tsv: got {got}, expected {MANIFEST_MD5}")
     rows = []
-    for line in raw.decode("utf-8").splitlines()[1:]:
-        digit, repo, commit, path, md5, _size = line.split("\t")
+    for digit, repo, commit, path, md5, _size in fetch.manifest_rows(MANIFEST, MANIFEST_MD5, 6):
         if digit not in "0123456789" or len(digit) != 1:
             sys.exit(f"get.py: unexpected label {digit!r} in manifest")
         rows.append((digit, repo, commit, path, md5))

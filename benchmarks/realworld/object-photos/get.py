@@ -26,7 +26,6 @@ Needs ../fetch.py (shared plumbing) and numpy.  See README.md next to this file.
 
 No --sample: the photos' licences are unknown (see README.md).
 """
-import hashlib
 import sys
 from pathlib import Path
 
@@ -73,13 +72,8 @@ def group(index):
 
 def read_manifest():
     """[(index, group, path, md5)] from manifest.tsv, itself checked against MANIFEST_MD5."""
-    raw = MANIFEST.read_bytes()
-    got = hashlib.md5(raw).hexdigest()
-    if got != MANIFEST_MD5:
-        sys.exit(f"get.py: md5 mismatch for manifest.tsv: got {got}, expected {MANIFEST_MD5}")
     rows = []
-    for line in raw.decode("utf-8").splitlines()[1:]:
-        index, _wnid, label, path, md5, _size = line.split("\t")
+    for index, _wnid, label, path, md5, _size in fetch.manifest_rows(MANIFEST, MANIFEST_MD5, 6):
         if label in EXCLUDED:
             sys.exit(f"get.py: excluded class {label!r} in manifest")
         rows.append((int(index), group(int(index)), path, md5))
